@@ -1,0 +1,120 @@
+"""Inference (SPEC §5): localisation T-CAS, video-level scores, proposals, NMS, results JSON."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from . import ops
+from .config import Config
+from .proposals import generate_proposals
+
+
+def localization_cas(out, q_c: Optional[torch.Tensor], fg_score: str = "PM") -> torch.Tensor:
+    """T-CAS (B, T, G) used for localisation.
+
+    PM (clustering-assisted testing): mean of (0.5 softmax_rgb + 0.5 softmax_flow), P^A_flow,
+    P^A_rgb, P^T_flow, P^T_rgb with P^T = softmax(cluster logits) @ Q^C[:, fg].
+    PA: the first three terms. PT: the class term and the two P^T terms (Table 7).
+    """
+    soft = 0.5 * (torch.softmax(out["rgb"].cas, dim=-1) + torch.softmax(out["flow"].cas, dim=-1))
+    terms = [soft]
+    if fg_score in ("PM", "PA"):
+        terms += [out["flow"].attention, out["rgb"].attention]
+    if fg_score in ("PM", "PT"):
+        if q_c is None:
+            raise ValueError("clustering-assisted testing needs Q^C (train with CCC, or use fg_score=PA)")
+        fg = q_c[:, 0].to(soft.dtype)
+        terms += [torch.softmax(out[s].cluster_logits, dim=-1) @ fg for s in ("flow", "rgb")]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term[..., None]
+    return total / len(terms)
+
+
+def video_scores(out, cas: torch.Tensor, k: int) -> torch.Tensor:
+    """Video-level class scores (B, G): top-k MIL on the localisation T-CAS, softmax per stream,
+    averaged 0.5/0.5."""
+    (vr, vf), _ = ops.topk_mil_pool(cas, (out["rgb"].cas, out["flow"].cas), k)
+    return 0.5 * torch.softmax(vr, dim=-1) + 0.5 * torch.softmax(vf, dim=-1)
+
+
+def predicted_classes(scores: np.ndarray, threshold: float) -> np.ndarray:
+    pred = np.flatnonzero(scores >= threshold)
+    return pred if pred.size else np.array([int(np.argmax(scores))])
+
+
+def localize_video(cas: np.ndarray, scores: np.ndarray, num_snippets: int, cfg: Config) -> np.ndarray:
+    """Proposals after NMS for one video: (m, 4) rows [class, score, start_s, end_s]."""
+    inf = cfg.infer
+    pred = predicted_classes(scores, inf.class_threshold)
+    props = generate_proposals(cas[:, pred], pred, scores, int(num_snippets),
+                               thresholds=np.asarray(inf.act_thresholds, dtype=np.float64),
+                               scale=inf.scale, num_segments=cas.shape[0], fps=cfg.data.fps,
+                               frames_per_snippet=cfg.data.frames_per_snippet,
+                               oic_lambda=cfg.oic_lambda(), oic_gamma=inf.oic_gamma)
+    if len(props) == 0:
+        return props.reshape(0, 4)
+    keep, new_scores = ops.temporal_nms(props[:, 2:4], props[:, 1], props[:, 0].astype(np.int64),
+                                        method=inf.nms, iou_threshold=inf.nms_threshold,
+                                        alpha=inf.nms_alpha, min_score=inf.soft_min_score)
+    out = props[np.asarray(keep)].copy()
+    out[:, 1] = np.asarray(new_scores)
+    if inf.max_per_video and len(out) > inf.max_per_video:
+        out = out[np.argsort(-out[:, 1], kind="stable")[: inf.max_per_video]]
+    return out
+
+
+@torch.no_grad()
+def forward_videos(model, feats: torch.Tensor, q_c: Optional[torch.Tensor], cfg: Config,
+                   batch: int = 32) -> Tuple[np.ndarray, np.ndarray]:
+    """T-CAS (V, T, G) and video scores (V, G) for sampled features (V, T, 2D), in batches."""
+    k = cfg.k
+    fg = cfg.infer.fg_score if cfg.infer.use_cat else "PA"
+    cas_all, sc_all = [], []
+    for i in range(0, feats.shape[0], batch):
+        out = model(feats[i:i + batch])
+        cas = localization_cas(out, q_c, fg)
+        cas_all.append(cas.float().cpu())
+        sc_all.append(video_scores(out, cas, k).float().cpu())
+    if not cas_all:
+        g = cfg.model.num_classes
+        return np.zeros((0, cfg.data.num_segments, g), np.float32), np.zeros((0, g), np.float32)
+    return torch.cat(cas_all).numpy(), torch.cat(sc_all).numpy()
+
+
+def detect(model, dataset, q_c: Optional[torch.Tensor], cfg: Config, device="cpu",
+           videos: Optional[Sequence[int]] = None, progress=None) -> Dict[str, np.ndarray]:
+    """Run inference on (a subset of) a VideoDataset: {video name: (m, 4) proposals}."""
+    from .data import sample_test_indices
+
+    ids = list(range(len(dataset))) if videos is None else list(videos)
+    t = cfg.data.num_segments
+    results: Dict[str, np.ndarray] = {}
+    was_training = model.training
+    model.eval()
+    qc = None if q_c is None else q_c.to(device)
+    chunk = 64
+    try:
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            feats = np.stack([dataset.features(i)[sample_test_indices(int(dataset.num_snippets[i]), t)]
+                              for i in part])
+            cas, scores = forward_videos(model, torch.from_numpy(feats).to(device), qc, cfg)
+            for j, i in enumerate(part):
+                results[dataset.videos[i]] = localize_video(cas[j], scores[j], dataset.num_snippets[i], cfg)
+            if progress is not None:
+                progress(len(part))
+    finally:
+        model.train(was_training)
+    return results
+
+
+def to_results_dict(proposals: Dict[str, np.ndarray], class_names: List[str]) -> dict:
+    """ActivityNet-style results: {"version", "results": {video: [{label, score, segment}]}, "external_data"}."""
+    res = {}
+    for video, props in proposals.items():
+        res[video] = [{"label": class_names[int(c)], "score": float(s), "segment": [float(a), float(b)]}
+                      for c, s, a, b in props]
+    return {"version": "case-fast", "results": res, "external_data": {}}

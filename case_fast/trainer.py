@@ -1,0 +1,243 @@
+"""Training loop (SPEC §3.6): Adam, periodic evaluation, best checkpoint, exact resume.
+
+Run directory layout:
+  config.yaml       the resolved configuration
+  metrics.jsonl     one JSON object per logged step / evaluation
+  last.pt           model, optimizer, Q^C, step, best-so-far, metric history (every eval_every steps)
+  best.pt           weights + Q^C + config + metrics of the best evaluation
+  best_results.json detections of the best evaluation (ActivityNet-style)
+  summary.json      final best metrics
+
+Determinism: the batch order of epoch e is a permutation drawn from (seed, e) and the snippet
+sampling of step s from (seed, s); nothing else is random after initialisation. A run killed at
+any point and restarted resumes from last.pt and ends bit-for-bit like an uninterrupted run (CPU).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from .config import Config, config_from_dict
+from .data import load_datasets, sample_test_indices, sample_train_indices
+from .evaluation import Detections, GroundTruth, evaluate, format_table
+from .inference import forward_videos, localize_video, to_results_dict
+from .model import CaseModel
+from .pseudo_labels import initial_cluster_labels
+from .step import case_losses
+from .utils import Progress, resolve_device, save_json, save_text, save_torch, seed_everything
+
+
+class FeatureBank:
+    """All videos of a split as one flat (sum T_v, 2D) tensor on the training device, so that a
+    batch is one index_select (features stay resident on the GPU)."""
+
+    def __init__(self, dataset, device):
+        feats = [dataset.features(i) for i in range(len(dataset))]
+        lengths = np.array([f.shape[0] for f in feats], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.lengths = lengths
+        self.flat = torch.from_numpy(np.concatenate(feats, axis=0) if feats else
+                                     np.zeros((0, 0), np.float32)).to(device)
+        self.device = device
+
+    def gather(self, video_ids, index_lists) -> torch.Tensor:
+        rows = np.stack([self.offsets[v] + idx for v, idx in zip(video_ids, index_lists)])
+        rows_t = torch.from_numpy(rows.reshape(-1)).to(self.device, non_blocking=True)
+        return self.flat.index_select(0, rows_t).view(len(video_ids), rows.shape[1], -1)
+
+
+def batch_for_step(step: int, n_videos: int, batch: int, seed: int) -> np.ndarray:
+    per_epoch = n_videos // batch
+    epoch, pos = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch, 7]).permutation(n_videos)
+    return perm[pos * batch:(pos + 1) * batch]
+
+
+def ground_truth_of(dataset) -> GroundTruth:
+    gt = dataset.ground_truth()
+    return GroundTruth(**gt)
+
+
+class Evaluator:
+    """Evaluates a model on the test split; keeps the sampled test features on the device."""
+
+    def __init__(self, dataset, cfg: Config, device):
+        self.dataset, self.cfg, self.device = dataset, cfg, device
+        t = cfg.data.num_segments
+        feats = np.stack([dataset.features(i)[sample_test_indices(int(dataset.num_snippets[i]), t)]
+                          for i in range(len(dataset))]) if len(dataset) else None
+        self.feats = None if feats is None else torch.from_numpy(feats).to(device)
+        self.gt = ground_truth_of(dataset)
+        self.ambiguous_filter = cfg.data.protocol == "wtalc212"
+
+    def __call__(self, model, q_c):
+        was = model.training
+        model.eval()
+        try:
+            cas, scores = forward_videos(model, self.feats, q_c, self.cfg)
+        finally:
+            model.train(was)
+        props = {v: localize_video(cas[i], scores[i], self.dataset.num_snippets[i], self.cfg)
+                 for i, v in enumerate(self.dataset.videos)}
+        det = proposals_to_detections(props)
+        metrics = evaluate(det, self.gt, tuple(self.cfg.infer.tiou), ambiguous_filter=self.ambiguous_filter)
+        return metrics, props
+
+
+def proposals_to_detections(props: Dict[str, np.ndarray]) -> Detections:
+    rows = [p for p in props.values() if len(p)]
+    arr = np.concatenate(rows) if rows else np.zeros((0, 4))
+    videos = np.array([v for v, p in props.items() for _ in range(len(p))], dtype=object)
+    return Detections(video=videos, label=arr[:, 0].astype(np.int64), score=arr[:, 1].astype(np.float64),
+                      segment=arr[:, 2:4].astype(np.float64))
+
+
+def _summary(metrics: dict) -> dict:
+    out = {"avg": float(metrics["avg"]), "map": [float(x) for x in metrics["map"]],
+           "tiou": [float(x) for x in metrics["tiou"]]}
+    for key in ("avg_0.1:0.5", "avg_0.3:0.7"):
+        if key in metrics:
+            out[key] = float(metrics[key])
+    return out
+
+
+def _config_for_compare(d: dict) -> dict:
+    d = json.loads(json.dumps(d))
+    for key in ("num_steps", "progress", "device", "num_threads", "backend"):
+        d["train"].pop(key, None)
+    return d
+
+
+def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[str], None] = print,
+          _interrupt_at: Optional[int] = None) -> dict:
+    """Train (or resume) CASE; returns the best evaluation's summary."""
+    tc = cfg.train
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    device = resolve_device(tc.device)
+    if tc.backend != "auto":
+        from . import ops
+        ops.set_backend(tc.backend)
+
+    # Load and validate all data before anything is written.
+    train_set, test_set = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
+    if len(train_set) < tc.batch_size:
+        raise ValueError(f"{train_set.name}: {len(train_set)} training videos, fewer than one batch "
+                         f"of {tc.batch_size} (set train.batch_size lower)")
+    t0 = time.time()
+    bank = FeatureBank(train_set, device)
+    evaluator = Evaluator(test_set, cfg, device)
+    labels_all = torch.from_numpy(train_set.labels).to(device)
+    log(f"data: {len(train_set)} train / {len(test_set)} test videos ({train_set.name}), "
+        f"T={cfg.data.num_segments}, k={cfg.k}, loaded in {time.time() - t0:.1f}s on {device}")
+
+    seed_everything(tc.seed)
+    model = CaseModel(cfg.model).to(device)
+    optim = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    q_c = initial_cluster_labels(cfg.model.num_clusters, device)
+    start, best, history = 0, None, []
+
+    os.makedirs(run_dir, exist_ok=True)
+    last_path = os.path.join(run_dir, "last.pt")
+    if os.path.exists(last_path) and not restart:
+        ck = torch.load(last_path, map_location=device, weights_only=False)
+        if _config_for_compare(ck["config"]) != _config_for_compare(cfg.to_dict()):
+            raise RuntimeError(f"{run_dir} holds a run with a different configuration; pass --restart "
+                               "to overwrite it or choose another --out")
+        model.load_state_dict(ck["model"])
+        optim.load_state_dict(ck["optimizer"])
+        q_c = ck["q_c"].to(device)
+        start, best, history = ck["step"], ck["best"], ck["history"]
+        log(f"resuming {run_dir} from step {start}")
+    save_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), os.path.join(run_dir, "config.yaml"))
+
+    def checkpoint(step: int) -> None:
+        save_torch({"model": model.state_dict(), "optimizer": optim.state_dict(), "q_c": q_c.cpu(),
+                    "step": step, "best": best, "history": history, "config": cfg.to_dict()}, last_path)
+        save_text("".join(json.dumps(h) + "\n" for h in history), os.path.join(run_dir, "metrics.jsonl"))
+
+    def run_eval(step: int) -> None:
+        nonlocal best
+        te = time.time()
+        metrics, props = evaluator(model, q_c)
+        summ = _summary(metrics)
+        history.append({"step": step, "eval": summ, "eval_seconds": round(time.time() - te, 3)})
+        is_best = best is None or summ["avg"] > best["avg"]
+        bar.write(f"step {step}: avg mAP {100 * summ['avg']:.2f} "
+                  f"(@0.5 {100 * summ['map'][min(4, len(summ['map']) - 1)]:.2f})"
+                  + ("  * best" if is_best else ""))
+        if is_best:
+            best = dict(summ, step=step)
+            save_torch({"model": model.state_dict(), "q_c": q_c.cpu(), "config": cfg.to_dict(),
+                        "metrics": best, "step": step}, os.path.join(run_dir, "best.pt"))
+            save_json(to_results_dict(props, test_set.class_names), os.path.join(run_dir, "best_results.json"), None)
+            save_text(format_table(metrics) + "\n", os.path.join(run_dir, "best_table.txt"))
+
+    bar = Progress(tc.num_steps, "train", tc.progress, start=start)
+    model.train()
+    t = cfg.data.num_segments
+    acc: Dict[str, float] = {}
+    n_acc = 0
+    for step in range(start, tc.num_steps):
+        if _interrupt_at is not None and step == _interrupt_at:
+            raise KeyboardInterrupt(f"interrupted at step {step} (test hook)")
+        ids = batch_for_step(step, len(train_set), tc.batch_size, tc.seed)
+        rng = np.random.default_rng([tc.seed, step, 11])
+        idx = [sample_train_indices(int(train_set.num_snippets[v]), t, rng) for v in ids]
+        feats = bank.gather(ids, idx)
+        labels = labels_all[torch.from_numpy(ids).to(device)]
+        out = model(feats)
+        res = case_losses(out, labels, q_c, cfg)
+        optim.zero_grad(set_to_none=True)
+        res.loss.backward()
+        optim.step()
+        q_c = res.q_c
+        parts = {"loss": res.loss.detach(), **res.parts}
+        for name, v in parts.items():
+            acc[name] = acc.get(name, 0.0) + float(v)
+        n_acc += 1
+        done = step + 1
+        if done % 10 == 0 or done == tc.num_steps:
+            entry = {"step": done, **{n: round(v / n_acc, 6) for n, v in acc.items()}}
+            if res.q_s is not None:
+                qs_mean = res.q_s.float().mean(0)
+                entry["H_QS"] = float(-(qs_mean * (qs_mean + 1e-12).log()).sum())
+                entry["H_QC"] = float(-(q_c * (q_c + 1e-12).log()).sum(1).mean())
+                entry["fg_clusters"] = int((q_c[:, 0] > 0.5).sum())
+            history.append(entry)
+            acc, n_acc = {}, 0
+        bar.update(1, f"loss {float(res.loss):.3f}")
+        if done % tc.eval_every == 0 or done == tc.num_steps:
+            run_eval(done)
+            checkpoint(done)
+
+    if best is None:  # num_steps == 0 or resumed at the end without an evaluation
+        run_eval(start)
+        checkpoint(start)
+    summary = {"best": best, "config": cfg.name, "run_dir": run_dir, "steps": tc.num_steps}
+    save_json(summary, os.path.join(run_dir, "summary.json"))
+    return best
+
+
+def load_checkpoint(path: str, device="cpu"):
+    """(model, q_c, cfg) from a best.pt / last.pt checkpoint."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # corrupt or not a checkpoint
+        raise ValueError(f"{path}: not a readable case-fast checkpoint ({e})") from e
+    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+        raise ValueError(f"{path}: not a case-fast checkpoint (missing model/config)")
+    cfg = config_from_dict(ck["config"])
+    model = CaseModel(cfg.model).to(device)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, ck.get("q_c"), cfg
