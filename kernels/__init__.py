@@ -1,0 +1,1 @@
+"""Triton kernels behind case_fast.ops (fused Sinkhorn, top-k MIL pooling); see each module."""
