@@ -1,0 +1,126 @@
+"""Benchmark: detection mAP on a THUMOS14-sized synthetic results set, reference vs fast.
+
+Run:  pytest bench/bench_eval.py --benchmark-only --benchmark-group-by=group
+
+Synthetic data (deterministic, seed 0): 210 videos of 60-600 s; each video has 1 action class
+(25 %: 2), 1-60 ground-truth segments per class (~16 per video, ~3.4k in all, like THUMOS14
+test's 3311); ~2000 predictions per video (~420k in all): CASE-like nested proposals around each
+ground-truth segment (jittered start/end at several "thresholds") on the video's classes, random
+segments on its classes and on 0-2 other classes; scores rounded to 3 decimals (many ties).
+
+The reference backend is a per-prediction Python loop and needs minutes at full size, so it is
+benchmarked once (rounds=1) on a documented fraction: the predictions of the first
+``REF_VIDEOS`` = 21 videos (1/10 of the videos, so ~1/10 of the predictions), evaluated against
+the full ground truth; the fast backend is timed on that same subset as well (same group) and
+on the full set. The reference's cost is linear in the number of predictions (per prediction: a
+tIoU against its video's few GT of its class and a short loop per threshold), so
+reference_full ~= reference_subset * n_full / n_subset; the test prints that estimate and the
+extrapolated ratio, and asserts fast == reference APs bit for bit on the subset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from case_fast.evaluation import THUMOS_TIOU, Detections, GroundTruth, evaluate
+
+N_VIDEOS = 210
+N_CLASSES = 20
+PRED_PER_VIDEO = 2000
+REF_VIDEOS = 21  # reference subset: predictions of the first 21 of 210 videos
+
+
+def make_thumos_like(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    videos = [f"video_test_{i:07d}" for i in range(N_VIDEOS)]
+    names = [f"class{i:02d}" for i in range(N_CLASSES)]
+    g_v, g_l, g_s = [], [], []
+    d_v, d_l, d_sc, d_s = [], [], [], []
+    for vi in range(N_VIDEOS):
+        dur = rng.uniform(60, 600)
+        classes = rng.choice(N_CLASSES, size=1 + (rng.random() < 0.25), replace=False)
+        gts = []
+        for c in classes:
+            k = int(np.clip(rng.geometric(1 / 12), 1, 60))
+            ln = rng.uniform(1, 12, k)
+            st = np.sort(rng.uniform(0, dur - 12, k))
+            for s, l in zip(st, ln):
+                gts.append((c, s, s + l))
+        for c, s, e in gts:
+            g_v.append(vi), g_l.append(c), g_s.append((round(s, 1), round(e, 1)))
+        # predictions: ~70% around GT, rest random on the video's classes and a few others
+        n_near = int(PRED_PER_VIDEO * 0.7)
+        pick = rng.integers(0, len(gts), n_near)
+        gc = np.array([g[0] for g in gts])[pick]
+        gs = np.array([g[1] for g in gts])[pick]
+        ge = np.array([g[2] for g in gts])[pick]
+        L = ge - gs
+        ps = gs + rng.normal(0, 0.3, n_near) * L
+        pe = ge + rng.normal(0, 0.3, n_near) * L
+        n_rand = PRED_PER_VIDEO - n_near
+        others = rng.choice(N_CLASSES, size=int(rng.integers(0, 3)), replace=False)
+        rc = rng.choice(np.concatenate([classes, others]), n_rand)
+        rs = rng.uniform(0, dur, n_rand)
+        re_ = rs + rng.exponential(6, n_rand)
+        s = np.concatenate([ps, rs])
+        e = np.concatenate([pe, re_])
+        s, e = np.minimum(s, e), np.maximum(s, e)
+        d_v.append(np.full(PRED_PER_VIDEO, vi))
+        d_l.append(np.concatenate([gc, rc]))
+        d_sc.append(np.round(rng.beta(2, 5, PRED_PER_VIDEO), 3))
+        d_s.append(np.round(np.stack([s, e], 1), 2))
+    vid_arr = np.array(videos, dtype=object)
+    gt = GroundTruth(vid_arr[np.array(g_v)], np.array(g_l), np.array(g_s), videos, names)
+    det = Detections(
+        vid_arr[np.concatenate(d_v)], np.concatenate(d_l), np.concatenate(d_sc), np.concatenate(d_s)
+    )
+    return det, gt
+
+
+def subset(det: Detections, n_videos: int) -> Detections:
+    keep = np.isin(det.video, np.array(sorted(set(det.video.tolist()))[:n_videos], dtype=object))
+    return Detections(det.video[keep], det.label[keep], det.score[keep], det.segment[keep])
+
+
+@pytest.fixture(scope="module")
+def data():
+    det, gt = make_thumos_like(0)
+    return det, gt, subset(det, REF_VIDEOS)
+
+
+_REF = {}
+
+
+@pytest.mark.benchmark(group="eval-thumos-subset-1/10")
+def test_reference_subset(benchmark, data):
+    det, gt, sub = data
+    out = benchmark.pedantic(
+        lambda: evaluate(sub, gt, THUMOS_TIOU, backend="reference"), rounds=1, iterations=1
+    )
+    _REF["ap"] = out["ap"]
+    _REF["seconds"] = benchmark.stats.stats.median
+    print(f"\nsubset: {len(sub)} of {len(det)} predictions; reference {_REF['seconds']:.2f} s; "
+          f"extrapolated full-size reference {_REF['seconds'] * len(det) / len(sub):.1f} s")
+
+
+@pytest.mark.benchmark(group="eval-thumos-subset-1/10")
+def test_fast_subset(benchmark, data):
+    det, gt, sub = data
+    out = benchmark(lambda: evaluate(sub, gt, THUMOS_TIOU, backend="fast"))
+    if "ap" in _REF:
+        assert np.array_equal(out["ap"], _REF["ap"])
+        print(f"\nsubset ratio reference/fast: {_REF['seconds'] / benchmark.stats.stats.median:.0f}x")
+
+
+@pytest.mark.benchmark(group="eval-thumos-full")
+def test_fast_full(benchmark, data):
+    det, gt, _ = data
+    out = benchmark(lambda: evaluate(det, gt, THUMOS_TIOU, backend="fast"))
+    med = benchmark.stats.stats.median
+    msg = f"\nfull: {len(det)} predictions, {len(gt.label)} GT; fast median {med * 1e3:.1f} ms; mAP {out['map']}"
+    if "seconds" in _REF:
+        _, _, sub = data
+        est = _REF["seconds"] * len(det) / len(sub)
+        msg += f"\nextrapolated reference {est:.1f} s -> ratio {est / med:.0f}x"
+    print(msg)

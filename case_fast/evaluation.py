@@ -1,0 +1,908 @@
+"""Detection evaluation (ActivityNet-style mAP, SPEC §6) and results-file IO (SPEC §5 "Output").
+
+Two backends compute the same average precisions:
+
+* ``backend="reference"`` — :func:`_evaluate_reference`, the straightforward per-prediction loop.
+  It is the specification in executable form; read it first.
+* ``backend="fast"`` (default) — :func:`_evaluate_fast`, vectorised NumPy, bitwise-identical APs
+  (same tIoU expression, same per-class ``np.argsort`` call, same 1-D array summed for the AP).
+  Outline: rank each class once; find the (prediction, GT) pairs that overlap with a per-group
+  grid search; give every pair a "level" (how many thresholds it reaches); then run the greedy
+  matching for all (threshold, class, video) groups together in rounds, each round settling
+  every group up to its first prediction that is the first candidate of two free GT segments
+  (see :func:`_greedy_match`); the AP only needs the TP ranks.
+
+Rules (both backends)
+---------------------
+* tIoU of two intervals [s1, e1], [s2, e2] (seconds, no "+1"):
+  ``inter = max(0, min(e1, e2) - max(s1, s2))``, ``union = (e1 - s1) + (e2 - s2) - inter``,
+  ``tIoU = inter / union`` (0 where ``inter == 0``, so that two zero-length segments give 0, not NaN).
+* Per class, the predictions of the class, taken in their input order, are ranked by
+  ``np.argsort(scores)[::-1]`` — NumPy's default (not stable) argsort, reversed; this fixes the
+  order of tied scores (for small arrays it puts the later of two tied predictions first).
+* For every tIoU threshold ``thr`` (each must lie in (0, 1]) the predictions are walked in that
+  order. A prediction is a true positive iff some still-unmatched ground-truth segment of the
+  same video and class has tIoU >= thr with it; it then consumes, among those, the one with the
+  highest tIoU, and among equal tIoUs the one that comes first in the :class:`GroundTruth` arrays
+  (lowest index — what a stable descending sort of the tIoUs puts first; the ActivityNet code walks
+  the GT in descending-tIoU order and takes the first unmatched one with tIoU >= thr). Otherwise it
+  is a false positive — also when its video has no ground truth of that class, and when it
+  duplicates an already-matched segment.
+* precision = cumsum(tp) / (cumsum(tp) + cumsum(fp)), recall = cumsum(tp) / n_gt(class).
+  AP = all-point interpolated area: precision padded with 0 at both ends and made monotone
+  (non-increasing) from the right, recall padded with 0 and 1; AP = sum over the points where
+  recall changes of (recall step) × (interpolated precision).
+* A class with no ground truth gets AP 0 (the ActivityNet code would divide by zero); a class
+  with no predictions gets AP 0. mAP at a threshold = mean of the APs of *all* classes of
+  ``gt.class_names``.
+* Predictions on a video that is not in ``gt.videos`` are an error (a results file for the wrong
+  split), reported with a few of the unknown names. Labels must be class indices in range.
+* ``ambiguous_filter=True`` (W-TALC 212-video protocol): before anything else, every prediction
+  whose interval overlaps (intersection of positive length, i.e. tIoU > 0) any ambiguous segment
+  of its video (``gt.ambiguous``) is dropped. The rest keep their input order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import pathlib
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "THUMOS_TIOU",
+    "ANET_TIOU",
+    "Detections",
+    "GroundTruth",
+    "ground_truth_from_gt_json",
+    "ground_truth_from_wtalc",
+    "ground_truth_from_anet_json",
+    "detections_from_results",
+    "read_results",
+    "write_results",
+    "results_dict",
+    "evaluate",
+    "format_table",
+]
+
+THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+ANET_TIOU = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
+
+
+# --------------------------------------------------------------------------------------------
+# Data containers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Detections:
+    """Flat prediction arrays, one row per prediction (any order)."""
+
+    video: np.ndarray  # (n,) object / str
+    label: np.ndarray  # (n,) int64 class index
+    score: np.ndarray  # (n,) float64
+    segment: np.ndarray  # (n, 2) float64 seconds [start, end]
+
+    def __post_init__(self):
+        self.video = np.asarray(self.video, dtype=object).reshape(-1)
+        self.label = np.asarray(self.label, dtype=np.int64).reshape(-1)
+        self.score = np.asarray(self.score, dtype=np.float64).reshape(-1)
+        self.segment = np.asarray(self.segment, dtype=np.float64).reshape(-1, 2)
+        n = self.video.shape[0]
+        if not (self.label.shape[0] == self.score.shape[0] == self.segment.shape[0] == n):
+            raise ValueError(
+                f"Detections: inconsistent lengths video={n} label={self.label.shape[0]} "
+                f"score={self.score.shape[0]} segment={self.segment.shape[0]}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.video.shape[0])
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.empty(0, object), np.empty(0, np.int64), np.empty(0), np.empty((0, 2)))
+
+
+@dataclass
+class GroundTruth:
+    """Ground-truth segments of one evaluated split."""
+
+    video: np.ndarray  # (n,) str
+    label: np.ndarray  # (n,) int64
+    segment: np.ndarray  # (n, 2) float64
+    videos: list  # all videos of the split (also those without ground truth of some class)
+    class_names: list
+    ambiguous: dict = field(default_factory=dict)  # video -> (m, 2) float64 (W-TALC protocol)
+
+    def __post_init__(self):
+        self.video = np.asarray(self.video, dtype=object).reshape(-1)
+        self.label = np.asarray(self.label, dtype=np.int64).reshape(-1)
+        self.segment = np.asarray(self.segment, dtype=np.float64).reshape(-1, 2)
+        self.videos = [str(v) for v in self.videos]
+        self.class_names = [str(c) for c in self.class_names]
+        self.ambiguous = {
+            str(k): np.asarray(v, dtype=np.float64).reshape(-1, 2) for k, v in self.ambiguous.items()
+        }
+        n = self.video.shape[0]
+        if not (self.label.shape[0] == self.segment.shape[0] == n):
+            raise ValueError("GroundTruth: inconsistent array lengths")
+        if len(set(self.videos)) != len(self.videos):
+            raise ValueError("GroundTruth: duplicate names in videos")
+        if n:
+            if self.label.min() < 0 or self.label.max() >= len(self.class_names):
+                raise ValueError("GroundTruth: label index out of range of class_names")
+            known = set(self.videos)
+            missing = sorted({v for v in self.video.tolist() if v not in known})
+            if missing:
+                raise ValueError(f"GroundTruth: segments on videos not in `videos`: {missing[:5]}")
+            if not np.isfinite(self.segment).all():
+                raise ValueError("GroundTruth: non-finite segment")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+# --------------------------------------------------------------------------------------------
+# Ground-truth loaders
+# --------------------------------------------------------------------------------------------
+
+
+def _read_lines(path) -> list:
+    with open(path, "r", encoding="utf-8") as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def _build_gt(rows, videos, class_names, ambiguous=None, source="") -> GroundTruth:
+    """rows: iterable of (video, label_name, start, end)."""
+    index = {c: i for i, c in enumerate(class_names)}
+    vid, lab, seg = [], [], []
+    for v, name, s, e in rows:
+        if name not in index:
+            raise ValueError(f"{source}: video {v!r}: label {name!r} is not in class_names")
+        vid.append(v)
+        lab.append(index[name])
+        seg.append((float(s), float(e)))
+    return GroundTruth(
+        video=np.array(vid, dtype=object),
+        label=np.array(lab, dtype=np.int64),
+        segment=np.array(seg, dtype=np.float64).reshape(-1, 2),
+        videos=list(videos),
+        class_names=list(class_names),
+        ambiguous=ambiguous or {},
+    )
+
+
+def ground_truth_from_gt_json(path, split_file=None, class_names=None, subset="test") -> GroundTruth:
+    """BaS-Net-style ``gt.json`` (``{"database": {video: {"subset", "annotations": [{"segment":
+    [s, e] (numbers or strings), "label"}]}}}``).
+
+    Videos: those whose ``subset`` equals ``subset`` (``None``: all); with ``split_file`` (one name
+    per line, e.g. ``split_test.txt``) exactly the listed videos, in that order (each must be in
+    the database). ``class_names`` defaults to the sorted labels found in the whole database.
+    """
+    with open(path, "r", encoding="utf-8") as f:
+        db = json.load(f)
+    db = db.get("database", db)
+    if split_file is not None:
+        videos = _read_lines(split_file)
+        missing = [v for v in videos if v not in db]
+        if missing:
+            raise ValueError(f"{split_file}: videos not in {path}: {missing[:5]}")
+    else:
+        videos = sorted(v for v, d in db.items() if subset is None or d.get("subset") == subset)
+    if class_names is None:
+        class_names = sorted({a["label"] for d in db.values() for a in d.get("annotations", [])})
+    rows = (
+        (v, a["label"], a["segment"][0], a["segment"][1])
+        for v in videos
+        for a in db[v].get("annotations", [])
+    )
+    return _build_gt(rows, videos, class_names, source=str(path))
+
+
+def _as_str(x) -> str:
+    return x.decode("utf-8") if isinstance(x, (bytes, np.bytes_)) else str(x)
+
+
+def ground_truth_from_wtalc(annotation_dir, prefix="Thumos14reduced", subset="test") -> GroundTruth:
+    """W-TALC layout: ``videoname.npy``, ``subset.npy``, ``segments.npy``, ``labels.npy`` (one label
+    per segment), ``classlist.npy`` and optionally ``Ambiguous_test.txt`` (lines ``video start end``).
+
+    ``annotation_dir`` may be the folder holding these files or one containing
+    ``<prefix>-Annotations/``. ``subset`` (str or bytes) selects the videos (``test``: 212 for
+    THUMOS14). The ambiguous segments (looked for in the annotation folder, then its parent) are
+    attached to ``GroundTruth.ambiguous`` when evaluating the ``test`` subset.
+    """
+    root = pathlib.Path(annotation_dir)
+    if not (root / "videoname.npy").is_file():
+        cand = root / f"{prefix}-Annotations"
+        if (cand / "videoname.npy").is_file():
+            root = cand
+        else:
+            raise FileNotFoundError(
+                f"{annotation_dir}: no videoname.npy here nor in {prefix}-Annotations/"
+            )
+
+    def load(name):
+        return np.load(root / f"{name}.npy", allow_pickle=True)
+
+    names = [_as_str(v) for v in load("videoname")]
+    subsets = [_as_str(s) for s in load("subset")]
+    segments = load("segments")
+    labels = load("labels")
+    class_names = [_as_str(c) for c in load("classlist")]
+    want = _as_str(subset)
+    keep = [i for i, s in enumerate(subsets) if s == want]
+    videos = [names[i] for i in keep]
+    rows = []
+    for i in keep:
+        segs, labs = list(segments[i]), list(labels[i])
+        if len(segs) != len(labs):
+            raise ValueError(f"{root}: video {names[i]!r}: {len(segs)} segments but {len(labs)} labels")
+        rows.extend((names[i], _as_str(l), s[0], s[1]) for s, l in zip(segs, labs))
+    ambiguous = {}
+    if want == "test":
+        for p in (root / "Ambiguous_test.txt", root.parent / "Ambiguous_test.txt"):
+            if p.is_file():
+                acc: dict = {}
+                for ln in _read_lines(p):
+                    parts = ln.split()
+                    if len(parts) < 3:
+                        raise ValueError(f"{p}: malformed line {ln!r}")
+                    acc.setdefault(parts[0], []).append((float(parts[1]), float(parts[2])))
+                ambiguous = {k: np.array(v, dtype=np.float64) for k, v in acc.items()}
+                break
+    return _build_gt(rows, videos, class_names, ambiguous, source=str(root))
+
+
+def ground_truth_from_anet_json(path, subset="validation", class_names=None) -> GroundTruth:
+    """ActivityNet json (``{"database": {video: {"subset", "annotations": [{"segment", "label"}]}}}``).
+    Video ids are used as written in the file. ``class_names`` defaults to the sorted labels of the
+    whole database (pass the model's class list to be sure the indices agree)."""
+    with open(path, "r", encoding="utf-8") as f:
+        db = json.load(f)
+    db = db.get("database", db)
+    videos = sorted(v for v, d in db.items() if subset is None or d.get("subset") == subset)
+    if class_names is None:
+        class_names = sorted({a["label"] for d in db.values() for a in d.get("annotations", [])})
+    rows = (
+        (v, a["label"], a["segment"][0], a["segment"][1])
+        for v in videos
+        for a in db[v].get("annotations", [])
+    )
+    return _build_gt(rows, videos, class_names, source=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Results files
+# --------------------------------------------------------------------------------------------
+
+
+def results_dict(per_video: Mapping[str, Iterable], version: str = "case-fast") -> dict:
+    """``{video: [(label_name, score, start, end), ...]}`` -> ActivityNet-style results dict."""
+    return {
+        "version": version,
+        "results": {
+            str(v): [
+                {"label": str(lab), "score": float(s), "segment": [float(a), float(b)]}
+                for lab, s, a, b in preds
+            ]
+            for v, preds in per_video.items()
+        },
+        "external_data": {},
+    }
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def detections_from_results(
+    results: Any, class_names: Sequence[str], known_videos=None, source: str = "<results>"
+) -> Detections:
+    """Validate an ActivityNet-style results dict and flatten it into :class:`Detections`.
+
+    Raises ``ValueError`` naming ``source`` and the video for: results not a mapping, a video not in
+    ``known_videos`` (when given), a prediction that is not a mapping, a label not in
+    ``class_names``, a score that is not a finite number, a segment that is not two finite
+    numbers with end >= start.
+    """
+    if not isinstance(results, Mapping):
+        raise ValueError(f"{source}: results file must be a JSON object, got {type(results).__name__}")
+    res = results.get("results")
+    if not isinstance(res, Mapping):
+        raise ValueError(f"{source}: 'results' must be a mapping video -> list of predictions")
+    index = {c: i for i, c in enumerate(class_names)}
+    known = None if known_videos is None else set(known_videos)
+    names, counts, labels, scores, segs = [], [], [], [], []
+    for video, preds in res.items():
+        where = f"{source}: video {video!r}"
+        if not isinstance(video, str):
+            raise ValueError(f"{where}: video id must be a string")
+        if known is not None and video not in known:
+            raise ValueError(f"{where}: unknown video (not in the evaluated split)")
+        if not isinstance(preds, (list, tuple)):
+            raise ValueError(f"{where}: predictions must be a list")
+        for k, p in enumerate(preds):
+            if not isinstance(p, Mapping):
+                raise ValueError(f"{where}, prediction {k}: not an object")
+            lab = p.get("label")
+            if not isinstance(lab, str) or lab not in index:
+                raise ValueError(f"{where}, prediction {k}: label {lab!r} is not in class_names")
+            sc = p.get("score")
+            if not _is_real(sc) or not math.isfinite(sc):
+                raise ValueError(f"{where}, prediction {k}: score {sc!r} is not a finite number")
+            seg = p.get("segment")
+            if (
+                not isinstance(seg, (list, tuple))
+                or len(seg) != 2
+                or not all(_is_real(x) and math.isfinite(x) for x in seg)
+            ):
+                raise ValueError(f"{where}, prediction {k}: malformed segment {seg!r} (need [start, end])")
+            if seg[1] < seg[0]:
+                raise ValueError(f"{where}, prediction {k}: segment {list(seg)} ends before it starts")
+            labels.append(index[lab])
+            scores.append(sc)
+            segs.append(seg)
+        names.append(video)
+        counts.append(len(preds))
+    video_arr = np.repeat(np.array(names, dtype=object), np.array(counts, dtype=np.int64))
+    return Detections(
+        video=video_arr,
+        label=np.array(labels, dtype=np.int64),
+        score=np.array(scores, dtype=np.float64),
+        segment=np.array(segs, dtype=np.float64).reshape(-1, 2),
+    )
+
+
+def read_results(path, class_names, known_videos=None) -> Detections:
+    """Read and validate a results JSON file (see :func:`detections_from_results`)."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    return detections_from_results(data, class_names, known_videos, source=str(path))
+
+
+def write_results(path, results_dict: Mapping) -> None:
+    """Write ``results_dict`` as JSON atomically: serialise into a temporary file beside ``path``
+    and ``os.replace`` it; on any error the temporary file is removed and ``path`` is untouched.
+    NaN/inf are refused (they are not JSON)."""
+    path = pathlib.Path(path)
+    d = path.parent if str(path.parent) else pathlib.Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(results_dict, f, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation: shared preparation
+# --------------------------------------------------------------------------------------------
+
+
+def _check_tiou(tiou) -> np.ndarray:
+    t = np.asarray(tiou, dtype=np.float64).reshape(-1)
+    if t.size == 0 or not np.all((t > 0) & (t <= 1)):
+        raise ValueError(f"tIoU thresholds must be in (0, 1], got {list(t)}")
+    return t
+
+
+def _run_heads(video: np.ndarray) -> np.ndarray:
+    """Boolean mask of positions where a new run of equal video names starts (position 0 too).
+    For object arrays the comparison is on object identity (the raw pointers), which is exact
+    for this purpose: a run of one repeated object is one name; a name split over several
+    objects just starts more runs, each looked up by name."""
+    n = video.shape[0]
+    head = np.ones(n, dtype=bool)
+    if n > 1:
+        if video.dtype == object and video.flags.c_contiguous:
+            import ctypes
+
+            ptr = np.ctypeslib.as_array((ctypes.c_size_t * n).from_address(video.ctypes.data))
+            head[1:] = ptr[1:] != ptr[:-1]
+        else:
+            head[1:] = video[1:] != video[:-1]
+    return head
+
+
+def _video_codes(video: np.ndarray, gt: GroundTruth) -> np.ndarray:
+    """Index of each prediction's video in gt.videos; raise on unknown videos.
+    Runs of equal names (results grouped by video) are looked up once."""
+    n = video.shape[0]
+    if n == 0:
+        return np.empty(0, np.int64)
+    vindex = {v: i for i, v in enumerate(gt.videos)}
+    starts = np.flatnonzero(_run_heads(video))
+    names = video[starts].tolist()
+    codes_h = np.array([vindex.get(v, -1) for v in names], dtype=np.int64)
+    if (codes_h < 0).any():
+        unknown = sorted({v for v, c in zip(names, codes_h) if c < 0})
+        raise ValueError(
+            f"evaluate: {len(unknown)} predicted video(s) are not in the ground truth's split "
+            f"(results for the wrong split?): {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+        )
+    return np.repeat(codes_h, np.diff(np.append(starts, n)))
+
+
+def _check_detections(det: Detections, gt: GroundTruth) -> None:
+    n_cls = gt.n_classes
+    if len(det) and (det.label.min() < 0 or det.label.max() >= n_cls):
+        raise ValueError(f"evaluate: prediction label index out of range [0, {n_cls})")
+    if not (np.isfinite(det.score).all() and np.isfinite(det.segment).all()):
+        raise ValueError("evaluate: non-finite score or segment in detections")
+
+
+def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict) -> dict:
+    maps = ap.mean(axis=1) if ap.shape[1] else np.zeros(len(thr))
+    out = {
+        "tiou": [float(t) for t in thr],
+        "ap": ap,
+        "map": [float(m) for m in maps],
+        "avg": float(np.mean(maps)),
+    }
+    for lo, hi in ((0.1, 0.5), (0.3, 0.7)):
+        want = np.round(np.arange(lo, hi + 1e-9, 0.1), 10)
+        sel = [np.flatnonzero(np.isclose(thr, w)) for w in want]
+        if all(s.size for s in sel):
+            out[f"avg_{lo}:{hi}"] = float(np.mean([maps[s[0]] for s in sel]))
+    out["class_names"] = list(gt.class_names)
+    out.update(extra)
+    return out
+
+
+def evaluate(detections: Detections, gt: GroundTruth, tiou=THUMOS_TIOU, *, ambiguous_filter=False,
+             backend="fast") -> dict:
+    """ActivityNet-style detection mAP (module docstring for the exact rules).
+
+    Returns ``{"tiou": [...], "ap": ndarray (n_tiou, n_classes), "map": [per tIoU], "avg": mean of
+    "map", "avg_0.1:0.5" / "avg_0.3:0.7" (when those thresholds are all present), "class_names",
+    "n_detections" (evaluated, after the ambiguous filter), "n_ambiguous_dropped"}``.
+    """
+    thr = _check_tiou(tiou)
+    if backend == "fast":
+        ap, extra = _evaluate_fast(detections, gt, thr, ambiguous_filter)
+    elif backend == "reference":
+        ap, extra = _evaluate_reference(detections, gt, thr, ambiguous_filter)
+    else:
+        raise ValueError(f"unknown backend {backend!r} (use 'fast' or 'reference')")
+    return _summarise(ap, thr, gt, extra)
+
+
+def format_table(metrics: Mapping) -> str:
+    """Two-line table: header of tIoUs and averages, then ``mAP(%)`` values (1 decimal)."""
+    thr = list(metrics["tiou"])
+    heads = [f"{t:g}" for t in thr]
+    vals = [100.0 * m for m in metrics["map"]]
+    for key in ("avg_0.1:0.5", "avg_0.3:0.7"):
+        if key in metrics:
+            heads.append(key[4:])
+            vals.append(100.0 * metrics[key])
+    is_thumos = len(thr) == len(THUMOS_TIOU) and np.allclose(thr, THUMOS_TIOU)
+    heads.append("0.1:0.7" if is_thumos else "avg")
+    vals.append(100.0 * metrics["avg"])
+    w = max(7, max(len(h) for h in heads) + 1)
+    line1 = "tIoU    " + "".join(h.rjust(w) for h in heads)
+    line2 = "mAP(%)  " + "".join(f"{v:.1f}".rjust(w) for v in vals)
+    return line1 + "\n" + line2
+
+
+def _interpolated_ap(tp: np.ndarray, n_gt: int) -> float:
+    """All-point interpolated AP of one ranked list of TP flags (1-D)."""
+    if n_gt == 0 or tp.size == 0:
+        return 0.0
+    tp_cum = np.cumsum(tp).astype(np.float64)
+    fp_cum = np.cumsum(1 - tp).astype(np.float64)
+    rec = tp_cum / n_gt
+    prec = tp_cum / (tp_cum + fp_cum)
+    mprec = np.concatenate(([0.0], prec, [0.0]))
+    mrec = np.concatenate(([0.0], rec, [1.0]))
+    mprec = np.maximum.accumulate(mprec[::-1])[::-1]  # monotone from the right
+    idx = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+    return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
+
+
+def _ambiguous_keep_reference(det: Detections, gt: GroundTruth) -> np.ndarray:
+    keep = np.ones(len(det), dtype=bool)
+    for i in range(len(det)):
+        amb = gt.ambiguous.get(det.video[i])
+        if amb is None or amb.shape[0] == 0:
+            continue
+        s, e = det.segment[i]
+        inter = np.minimum(e, amb[:, 1]) - np.maximum(s, amb[:, 0])
+        if (inter > 0).any():
+            keep[i] = False
+    return keep
+
+
+# --------------------------------------------------------------------------------------------
+# Reference backend: the specification, one prediction at a time
+# --------------------------------------------------------------------------------------------
+
+
+def _tiou_one(seg, segs: np.ndarray) -> np.ndarray:
+    """tIoU of one [s, e] against an (m, 2) array."""
+    s, e = seg
+    inter = np.maximum(0.0, np.minimum(e, segs[:, 1]) - np.maximum(s, segs[:, 0]))
+    union = (e - s) + (segs[:, 1] - segs[:, 0]) - inter
+    out = np.zeros(segs.shape[0])
+    pos = inter > 0
+    out[pos] = inter[pos] / union[pos]
+    return out
+
+
+def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool):
+    known = set(gt.videos)
+    unknown = sorted({v for v in det.video.tolist() if v not in known})
+    if unknown:
+        raise ValueError(
+            f"evaluate: {len(unknown)} predicted video(s) are not in the ground truth's split "
+            f"(results for the wrong split?): {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+        )
+    _check_detections(det, gt)
+    n_dropped = 0
+    if ambiguous_filter:
+        keep = _ambiguous_keep_reference(det, gt)
+        n_dropped = int((~keep).sum())
+        det = Detections(det.video[keep], det.label[keep], det.score[keep], det.segment[keep])
+
+    # ground truth per (video, class), in GroundTruth order
+    gt_segs: dict = {}
+    for v, c, seg in zip(gt.video.tolist(), gt.label.tolist(), gt.segment):
+        gt_segs.setdefault((v, c), []).append(seg)
+    gt_segs = {k: np.array(v).reshape(-1, 2) for k, v in gt_segs.items()}
+    n_gt = np.bincount(gt.label, minlength=gt.n_classes)
+
+    ap = np.zeros((len(thr), gt.n_classes))
+    for c in range(gt.n_classes):
+        idx = np.flatnonzero(det.label == c)  # the class's predictions in input order
+        if idx.size == 0 or n_gt[c] == 0:
+            continue  # AP 0
+        order = idx[np.argsort(det.score[idx])[::-1]]
+        tp = np.zeros((len(thr), order.size), dtype=np.int64)
+        matched = {k: np.zeros((len(thr), s.shape[0]), dtype=bool)
+                   for k, s in gt_segs.items() if k[1] == c}
+        for i, p in enumerate(order):
+            key = (det.video[p], c)
+            segs = gt_segs.get(key)
+            if segs is None:
+                continue  # no ground truth of this class in this video: false positive
+            ious = _tiou_one(det.segment[p], segs)
+            by_iou = np.argsort(-ious, kind="stable")  # highest tIoU first, ties: lowest index
+            for t, th in enumerate(thr):
+                for j in by_iou:
+                    if ious[j] < th:
+                        break  # no unmatched GT reaches the threshold: false positive
+                    if matched[key][t, j]:
+                        continue
+                    matched[key][t, j] = True
+                    tp[t, i] = 1
+                    break
+        for t in range(len(thr)):
+            ap[t, c] = _interpolated_ap(tp[t], int(n_gt[c]))
+    return ap, {"n_detections": len(det), "n_ambiguous_dropped": n_dropped}
+
+
+# --------------------------------------------------------------------------------------------
+# Fast backend
+# --------------------------------------------------------------------------------------------
+
+
+def _segmented_prefix_max(x: np.ndarray, grp: np.ndarray) -> np.ndarray:
+    """Running max of x inside runs of equal grp (exact; log2(longest run) vectorised steps)."""
+    out = x.copy()
+    n = x.shape[0]
+    step = 1
+    while step < n:
+        same = grp[step:] == grp[:-step]
+        if not same.any():
+            break
+        np.maximum(out[step:], np.where(same, out[:-step], -np.inf), out=out[step:])
+        step *= 2
+    return out
+
+
+def _grid_count(vals, tab, cell, x, strict):
+    """Index into the group-sorted `vals` of the first value >= x (strict: > x) among the values of
+    x's group, given `cell` (x's grid cell) and `tab` (tab[c] = number of values in cells < c)."""
+    idx = tab[cell]
+    end = tab[cell + 1]
+    sub = np.flatnonzero(idx < end)
+    while sub.size:
+        v = vals[idx[sub]]
+        adv = (v < x[sub]) if strict else (v <= x[sub])
+        sub = sub[adv]
+        idx[sub] += 1
+        sub = sub[idx[sub] < end[sub]]
+    return idx
+
+
+def _overlap_pairs(q_key, q_s, q_e, t_key, t_s, t_e, n_keys, exact=True):
+    """All (query, target) index pairs with equal key and intersection length > 0, in query order.
+
+    Targets sorted by (key, start); for a query [s, e] the candidates are the contiguous range
+    [lo, hi): lo = number of its group's targets whose running-max end is <= s, hi = number whose
+    start is < e (everything outside cannot overlap). The two counts are found with a per-group
+    uniform grid (bin counts + a short exact scan inside the query's cell) instead of a binary
+    search; the grid only has to be monotone, comparisons are on the raw times.
+    With ``exact=False`` the candidate pairs (a superset) are returned unfiltered.
+    """
+    nq, nt = q_key.shape[0], t_key.shape[0]
+    if nq == 0 or nt == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    order = np.lexsort((t_s, t_key))
+    tk = t_key[order]
+    ts0 = t_s[order]
+    ts1 = t_e[order]
+    head = np.ones(nt, dtype=bool)
+    head[1:] = tk[1:] != tk[:-1]
+    t_grp = np.cumsum(head) - 1
+    n_grp = int(t_grp[-1]) + 1
+    grp_of_key = np.full(n_keys, -1, dtype=np.int64)
+    grp_of_key[tk[head]] = np.arange(n_grp)
+    pmax = _segmented_prefix_max(ts1, t_grp)
+
+    q_grp = grp_of_key[q_key]
+    if q_grp.min() >= 0:
+        sel, qg, qs, qe = None, q_grp, q_s, q_e
+    else:
+        sel = np.flatnonzero(q_grp >= 0)
+        if sel.size == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        qg, qs, qe = q_grp[sel], q_s[sel], q_e[sel]
+
+    origin = float(ts0.min())
+    span = float(pmax.max()) - origin
+    # cells per group: about one per query (few queries share a cell with a value), capped
+    M = int(min(max(32, qg.shape[0] // n_grp), 4096, max(32, 4_000_000 // n_grp)))
+    inv_h = (M / span) if span > 0 else 0.0
+
+    def cells(x, g):
+        c = np.floor((x - origin) * inv_h)
+        np.clip(c, 0, M - 1, out=c)
+        return g * M + c.astype(np.int64)
+
+    n_cells = n_grp * M
+    tab_start = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cells(ts0, t_grp), minlength=n_cells), out=tab_start[1:])
+    tab_pmax = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cells(pmax, t_grp), minlength=n_cells), out=tab_pmax[1:])
+    lo = _grid_count(pmax, tab_pmax, cells(qs, qg), qs, strict=False)  # first with pmax > s
+    hi = _grid_count(ts0, tab_start, cells(qe, qg), qe, strict=True)  # first with start >= e
+    cnt = hi - lo
+    np.maximum(cnt, 0, out=cnt)
+    total = int(cnt.sum())
+    if total == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    rep = np.repeat(np.arange(qg.shape[0]), cnt)
+    ti = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt - lo, cnt)
+    if exact:
+        inter = np.minimum(qe[rep], ts1[ti]) - np.maximum(qs[rep], ts0[ti])
+        ok = inter > 0
+        rep, ti = rep[ok], ti[ok]
+    return (rep if sel is None else sel[rep]), order[ti]
+
+
+def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool):
+    vid = _video_codes(det.video, gt)
+    _check_detections(det, gt)
+    n_cls, n_vid, n_thr = gt.n_classes, len(gt.videos), len(thr)
+    # 1-D columns: fancy indexing of an (n, 2) array is several times slower than of 1-D ones
+    label, score = det.label, det.score
+    s0, s1 = np.ascontiguousarray(det.segment[:, 0]), np.ascontiguousarray(det.segment[:, 1])
+    n_dropped = 0
+    if ambiguous_filter and gt.ambiguous and len(det):
+        vindex = {v: i for i, v in enumerate(gt.videos)}
+        a_vid, a_seg = [], []
+        for v, segs in gt.ambiguous.items():
+            if v in vindex and segs.shape[0]:
+                a_vid.append(np.full(segs.shape[0], vindex[v], np.int64))
+                a_seg.append(segs)
+        if a_vid:
+            a_seg = np.concatenate(a_seg)
+            qi, _ = _overlap_pairs(vid, s0, s1, np.concatenate(a_vid), a_seg[:, 0].copy(),
+                                   a_seg[:, 1].copy(), n_vid)
+            if qi.size:
+                keep = np.ones(len(det), dtype=bool)
+                keep[qi] = False
+                n_dropped = int((~keep).sum())
+                vid, label, score, s0, s1 = vid[keep], label[keep], score[keep], s0[keep], s1[keep]
+    n_det = vid.shape[0]
+    extra = {"n_detections": n_det, "n_ambiguous_dropped": n_dropped}
+
+    n_gt = np.bincount(gt.label, minlength=n_cls)
+    ap = np.zeros((n_thr, n_cls))
+    if n_det == 0 or gt.label.size == 0:
+        return ap, extra
+
+    # Thresholds are processed in ascending order (u = 0..n_thr-1); a pair's "level" is the number
+    # of thresholds it reaches, so it is eligible at threshold u iff level > u.
+    t_order = np.argsort(thr, kind="stable")
+    thr_s = thr[t_order]
+
+    # 1. rank: class-major; inside a class np.argsort(scores)[::-1] of the class's predictions in
+    #    input order (the very array the reference sorts, hence the same tie order). Classes without
+    #    ground truth have AP 0 and are not ranked.
+    lab_small = label.astype(np.uint8 if n_cls <= 256 else (np.uint16 if n_cls <= 65536 else np.int64))
+    by_label = np.argsort(lab_small, kind="stable")
+    cls_bounds = np.zeros(n_cls + 1, dtype=np.int64)
+    np.cumsum(np.bincount(label, minlength=n_cls), out=cls_bounds[1:])
+    perm = by_label  # blocks of classes without GT stay unranked (never looked at)
+    for c in np.flatnonzero(n_gt > 0):
+        a, b = cls_bounds[c], cls_bounds[c + 1]
+        if b > a:
+            idx = by_label[a:b]
+            perm[a:b] = idx[np.argsort(score[idx])[::-1]]
+    p_s, p_e = s0[perm], s1[perm]
+    p_key = (label * n_vid + vid)[perm]  # (class, video) group of each ranked prediction
+
+    # 2. ground truth "slots": sorted by (class, video) group, then GroundTruth order
+    g_key_raw = gt.label * n_vid + _video_codes(gt.video, gt)
+    g_order = np.argsort(g_key_raw, kind="stable")
+    g_key = g_key_raw[g_order]
+    g_s, g_e = gt.segment[:, 0][g_order], gt.segment[:, 1][g_order]
+    n_g = g_key.shape[0]
+    g_head = np.ones(n_g, dtype=bool)
+    g_head[1:] = g_key[1:] != g_key[:-1]
+    g_grp = np.cumsum(g_head) - 1  # dense group id per slot, non-decreasing
+    n_grp = int(g_grp[-1]) + 1
+
+    # 3. overlapping (prediction rank, slot) pairs, tIoU (same formula as the reference), level
+    pi, gi = _overlap_pairs(p_key, p_s, p_e, g_key, g_s, g_e, n_cls * n_vid, exact=False)
+    # order them by (slot, rank) with one integer sort, then tIoU (same formula as the reference)
+    # and level; pairs below the lowest threshold stay (level 0 is never eligible)
+    B = max(int(n_det).bit_length(), 1)
+    key = np.sort((gi << B) | pi)
+    gi = key >> B
+    pi = key & ((1 << B) - 1)
+    ps0, ps1 = p_s[pi], p_e[pi]
+    gs0, gs1 = g_s[gi], g_e[gi]
+    inter = np.minimum(ps1, gs1) - np.maximum(ps0, gs0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = inter / ((ps1 - ps0) + (gs1 - gs0) - inter)  # candidates without overlap: <= 0 or nan
+    lev8 = (iou >= thr_s[0]).view(np.int8).copy()
+    for u in range(1, n_thr):
+        lev8 += (iou >= thr_s[u]).view(np.int8)
+    lev = lev8.astype(np.int64)
+    P = pi.shape[0]
+
+    tp_u = tp_r = None
+    if P:
+        # 4a. first eligible pair of every (threshold, slot): segmented running max of the level
+        rm = np.maximum.accumulate(gi * (n_thr + 1) + lev)
+        qv = np.arange(n_g)[None, :] * (n_thr + 1) + np.arange(1, n_thr + 1)[:, None]  # (u, g)
+        j = np.searchsorted(rm, qv.reshape(-1))
+        seg_end = np.searchsorted(gi, np.arange(1, n_g + 1))
+        slots = np.flatnonzero(j < np.tile(seg_end, n_thr))
+        # 4b. greedy matching, all (threshold, class, video) groups at once
+        tp_u, tp_r = _greedy_match(slots, j[slots], pi, lev, iou, seg_end, n_thr, n_g, n_grp, g_grp)
+
+    # 5. AP per (threshold, class) from the TP ranks only. The reference's sum runs over the
+    #    positions where recall changes — exactly the TPs — with terms (k/n - (k-1)/n) * P_k,
+    #    P_k = max over TPs k' >= k of k'/rank_k' (precision between TPs only falls), plus a
+    #    final (1 - recall) * 0 term when recall stays below 1. The same 1-D array is summed.
+    if tp_u is not None and tp_u.size:
+        tu, tr = tp_u, tp_r
+        tc = np.searchsorted(cls_bounds, tr, side="right") - 1
+        o = np.lexsort((tr, tc, tu))
+        tu, tr, tc = tu[o], tr[o], tc[o]
+        heads = np.flatnonzero(np.concatenate(([True], (tu[1:] != tu[:-1]) | (tc[1:] != tc[:-1]))))
+        ends = np.append(heads[1:], tu.size)
+        rank1 = (tr - cls_bounds[tc] + 1).astype(np.float64)
+        for h, e in zip(heads.tolist(), ends.tolist()):
+            u, c = int(tu[h]), int(tc[h])
+            npos = int(n_gt[c])
+            k = np.arange(1, e - h + 1, dtype=np.float64)
+            prec = k / rank1[h:e]
+            prec = np.maximum.accumulate(prec[::-1])[::-1]
+            terms = (k / npos - (k - 1) / npos) * prec
+            if e - h < npos:
+                terms = np.append(terms, 0.0)
+            ap[t_order[u], c] = float(np.sum(terms))
+    return ap, extra
+
+
+def _next_eligible(j, u, end, lev, window=64):
+    """For each query: the first pair index > j[i] and < end[i] with lev > u[i], or -1.
+    Scans `window` pairs at a time (2-D gather), which is short for all but a few queries."""
+    out = np.full(j.shape[0], -1, dtype=np.int64)
+    cur = j + 1
+    idx = np.arange(j.shape[0])
+    w = np.arange(window)
+    P = lev.shape[0]
+    while idx.size:
+        offs = cur[:, None] + w
+        hit = (offs < end[:, None]) & (lev[np.minimum(offs, P - 1)] > u[:, None])
+        found = hit.any(axis=1)
+        out[idx[found]] = cur[found] + hit[found].argmax(axis=1)
+        more = ~found & (cur + window < end)
+        idx, cur, u, end = idx[more], cur[more] + window, u[more], end[more]
+    return out
+
+
+def _greedy_match(slots, jn, pi, lev, iou, seg_end, n_thr, n_g, n_grp, g_grp):
+    """Exact greedy matching, all (threshold, class, video) groups at once.
+
+    A *slot* is (threshold u, GT segment g) = u * n_g + g; its group is u * n_grp + g_grp[g].
+    Pairs (pi = prediction rank, lev, iou) are sorted by GT then rank; slot (u, g)'s eligible
+    predictions are the pairs of g's segment (ending at seg_end[g]) with lev > u. ``slots`` are
+    the slots with any eligible prediction, ``jn`` the pair index of their first one.
+
+    State per group: a pointer (everything at or before it is settled) and, per free slot, nxt =
+    its first eligible rank after the pointer (a slot without one is dead for good). A prediction
+    at rank q is eligible for a free slot s only if nxt(s) <= q. So, walking a group's free slots
+    by nxt: predictions before the smallest nxt are FP; a rank that is the nxt of exactly one free
+    slot is a TP consuming that slot; the first rank q* that is the nxt of several slots is a TP
+    consuming the best of them (max tIoU, ties: lowest GT index); pointer := q*. Slots with
+    nxt > q* keep their nxt; the others that shared q* move on to their next eligible pair. A
+    group without a shared rank is finished in that round.
+    Returns the TPs as (threshold index u, rank).
+    """
+    tp_u, tp_r = [], []
+    B = max(int(pi.max()).bit_length(), 1) if pi.size else 1
+    active, jn = slots, jn
+    while active.size:
+        su = active // n_g
+        sg = active - su * n_g
+        G = su * n_grp + g_grp[sg]
+        nxt = pi[jn]
+        o = np.argsort((G << B) | nxt)  # by group, then rank
+        active, jn, su, sg, G, nxt = active[o], jn[o], su[o], sg[o], G[o], nxt[o]
+        same = (G[1:] == G[:-1]) & (nxt[1:] == nxt[:-1])
+        # first shared rank q* of each group; everything of the group before it is a plain TP
+        dfirst = np.flatnonzero(same)  # index of the first of a shared pair
+        n = active.size
+        if dfirst.size:
+            dg = G[dfirst]
+            fd = dfirst[np.concatenate(([True], dg[1:] != dg[:-1]))]  # first shared per group
+            gstart = np.flatnonzero(np.concatenate(([True], G[1:] != G[:-1])))
+            gid = np.repeat(np.arange(gstart.size), np.diff(np.append(gstart, n)))
+            qs_g = np.full(gstart.size, np.iinfo(np.int64).max, dtype=np.int64)
+            qs_g[gid[fd]] = nxt[fd]
+            qs = qs_g[gid]
+        else:
+            qs = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        acc = nxt < qs
+        tp_u.append(su[acc])
+        tp_r.append(nxt[acc])
+        tie = np.flatnonzero(nxt == qs)
+        if tie.size == 0:
+            break
+        # shared rank: the slot with the highest tIoU wins, ties -> lowest GT index
+        t_iou = iou[jn[tie]]
+        t_G = G[tie]
+        oo = np.lexsort((sg[tie], -t_iou, t_G))
+        win = tie[oo[np.concatenate(([True], t_G[oo][1:] != t_G[oo][:-1]))]]
+        tp_u.append(su[win])
+        tp_r.append(nxt[win])
+        # survivors: free slots of groups with a shared rank, after q* (nxt kept) or at q* (moved on)
+        keep = nxt >= qs
+        keep[win] = False
+        move = keep & (nxt == qs)
+        mi = np.flatnonzero(move)
+        if mi.size:
+            nj = _next_eligible(jn[mi], su[mi], seg_end[sg[mi]], lev)
+            ok = nj >= 0
+            jn[mi[ok]] = nj[ok]
+            keep[mi[~ok]] = False
+        active, jn = active[keep], jn[keep]
+    if not tp_u:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(tp_u), np.concatenate(tp_r)

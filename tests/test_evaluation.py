@@ -1,0 +1,258 @@
+"""Detection mAP (SPEC §6) and results IO (SPEC §5 "Output")."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from case_fast.evaluation import (
+    ANET_TIOU,
+    THUMOS_TIOU,
+    Detections,
+    GroundTruth,
+    detections_from_results,
+    evaluate,
+    format_table,
+    ground_truth_from_gt_json,
+    ground_truth_from_wtalc,
+    read_results,
+    results_dict,
+    write_results,
+)
+
+BACKENDS = ("reference", "fast")
+
+
+def _det(rows):
+    """rows: (video, label, score, start, end)"""
+    if not rows:
+        return Detections.empty()
+    v, l, s, a, b = zip(*rows)
+    return Detections(np.array(v, dtype=object), np.array(l), np.array(s, float), np.c_[a, b])
+
+
+def _gt(rows, videos, n_cls, ambiguous=None):
+    v, l, a, b = zip(*rows)
+    return GroundTruth(np.array(v, dtype=object), np.array(l), np.c_[a, b], videos,
+                       [f"c{i}" for i in range(n_cls)], ambiguous or {})
+
+
+# ------------------------------------------------------------------ hand-computed cases
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hand_computed(backend):
+    # GT: A/c0 g0=[0,10] g1=[20,30] (g1 never detected); B/c0 g2=[0,10]; A/c1 g3=[5,15]
+    gt = _gt([("A", 0, 0, 10), ("A", 0, 20, 30), ("B", 0, 0, 10), ("A", 1, 5, 15)], ["A", "B"], 2)
+    det = _det([
+        ("A", 0, 0.9, 0, 10),  # TP on g0 (tIoU 1)
+        ("A", 0, 0.8, 0, 10),  # duplicate of g0 -> FP
+        ("B", 0, 0.7, 0, 5),  # tIoU 0.5 with g2: TP at 0.5, FP at 0.7
+        ("B", 1, 0.6, 0, 10),  # B has no GT of c1 -> FP
+        ("A", 1, 0.5, 5, 15),  # TP on g3
+    ])
+    m = evaluate(det, gt, (0.5, 0.7), backend=backend)
+    # c0 @0.5: TP FP TP, n_gt 3: precision 1, 1/2, 2/3; recall 1/3, 1/3, 2/3
+    #   interpolated: AP = 1/3 * 1 + 1/3 * 2/3 = 5/9
+    # c0 @0.7: TP FP FP: AP = 1/3 * 1 = 1/3
+    # c1: FP TP, n_gt 1: precision at the TP 1/2, recall 1 -> AP 1/2 at both
+    expected = np.array([[5 / 9, 1 / 2], [1 / 3, 1 / 2]])
+    np.testing.assert_allclose(m["ap"], expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m["map"], [19 / 36, 5 / 12], atol=1e-12)
+    assert m["avg"] == pytest.approx((19 / 36 + 5 / 12) / 2, abs=1e-12)
+    assert m["class_names"] == ["c0", "c1"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_next_best_unmatched_gt(backend):
+    # g0=[0,10], g1=[8,20]. a=[0,10] takes g0 (tIoU 1). b=[2,12]: tIoU g0 8/12, g1 4/18=0.22;
+    # g0 is taken, so at 0.2 b takes g1 (TP, AP 1); at 0.5 b is FP (AP 1/2).
+    gt = _gt([("V", 0, 0, 10), ("V", 0, 8, 20)], ["V"], 1)
+    det = _det([("V", 0, 0.9, 0, 10), ("V", 0, 0.8, 2, 12)])
+    m = evaluate(det, gt, (0.2, 0.5), backend=backend)
+    np.testing.assert_allclose(m["ap"][:, 0], [1.0, 0.5], atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_equal_tiou_takes_lowest_gt_index(backend):
+    # g0=[0,10], g1=[5,15]; a=[2.5,12.5] has tIoU 7.5/12.5 = 0.6 with both -> takes g0 (lowest
+    # index). b=[0,10] (lower score): g0 taken, tIoU with g1 is 1/3 -> FP at 0.5: AP = 1/2.
+    # (Had a taken g1, b would be a TP and AP 1.)
+    gt = _gt([("V", 0, 0, 10), ("V", 0, 5, 15)], ["V"], 1)
+    det = _det([("V", 0, 0.9, 2.5, 12.5), ("V", 0, 0.8, 0, 10)])
+    assert evaluate(det, gt, (0.5,), backend=backend)["ap"][0, 0] == pytest.approx(0.5, abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tie_order_is_numpy_argsort_reversed(backend):
+    # one GT [0,10]; q0 hits it, q1 misses; equal scores. Walking q1 first: FP, TP -> AP 1/2;
+    # q0 first (a stable descending sort): TP, FP -> AP 1.
+    gt = _gt([("V", 0, 0, 10)], ["V"], 1)
+    det = _det([("V", 0, 0.5, 0, 10), ("V", 0, 0.5, 20, 30)])
+    order = np.argsort(det.score)[::-1]
+    stable = np.argsort(-det.score, kind="stable")
+    assert list(stable) == [0, 1]
+    expected = 0.5 if order[0] == 1 else 1.0
+    # NumPy's introsort/insertion sort keeps [0, 1] for two equal keys, so reversed -> [1, 0]
+    assert expected == 0.5
+    assert evaluate(det, gt, (0.5,), backend=backend)["ap"][0, 0] == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_and_degenerate(backend):
+    gt = _gt([("A", 0, 0, 10)], ["A", "B"], 3)  # class 1, 2 without GT -> AP 0
+    m = evaluate(Detections.empty(), gt, THUMOS_TIOU, backend=backend)
+    assert m["ap"].shape == (7, 3) and not m["ap"].any()
+    det = _det([("B", 2, 1.0, 0, 10), ("A", 0, 0.3, 3, 3)])  # zero-length prediction -> FP
+    assert not evaluate(det, gt, THUMOS_TIOU, backend=backend)["ap"].any()
+
+
+def test_unknown_video_and_bad_label_rejected():
+    gt = _gt([("A", 0, 0, 10)], ["A"], 1)
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match="video_zzz"):
+            evaluate(_det([("A", 0, 1.0, 0, 1), ("video_zzz", 0, 1.0, 0, 1)]), gt, backend=backend)
+        with pytest.raises(ValueError, match="label"):
+            evaluate(_det([("A", 3, 1.0, 0, 1)]), gt, backend=backend)
+    with pytest.raises(ValueError):
+        evaluate(Detections.empty(), gt, (0.0, 0.5))
+    with pytest.raises(ValueError):
+        evaluate(Detections.empty(), gt, backend="nope")
+
+
+# ------------------------------------------------------------------ fast == reference
+
+
+def _random_case(seed, n_vid, n_cls, n_gt, n_det, decimals, tmax=50.0):
+    r = np.random.default_rng(seed)
+    vids = [f"v{i}" for i in range(n_vid)]
+    names = np.array(vids, dtype=object)
+    gv, gl = r.integers(0, n_vid, n_gt), r.integers(0, max(n_cls - 1, 1), n_gt)  # last class: no GT
+    gs = np.round(r.uniform(0, tmax, n_gt), 1)
+    ge = gs + np.round(r.uniform(0, 8, n_gt), 1)
+    gt = GroundTruth(names[gv], gl, np.c_[gs, ge], vids, [f"c{i}" for i in range(n_cls)],
+                     {vids[0]: np.array([[5.0, 7.0], [30.0, 31.5]])})
+    k = n_det // 2 if n_gt else 0
+    j = r.integers(0, max(n_gt, 1), k)
+    dv = np.r_[gv[j], r.integers(0, n_vid, n_det - k)]
+    dl = np.r_[gl[j], r.integers(0, n_cls, n_det - k)]
+    dl[dl == 1] = 0 if n_cls > 2 else dl[dl == 1]  # class 1: no predictions (when n_cls > 2)
+    ds = np.r_[gs[j] + np.round(r.normal(0, 1, k), 1), np.round(r.uniform(0, tmax, n_det - k), 1)]
+    de = ds + np.abs(np.round(np.r_[ge[j] - gs[j] + r.normal(0, 1, k), r.uniform(0, 8, n_det - k)], 1))
+    sc = np.round(r.uniform(0, 1, n_det), decimals)  # rounded: many ties
+    return Detections(names[dv], dl, sc, np.c_[ds, de]), gt
+
+
+CASES = [  # (n_vid, n_cls, n_gt, n_det, decimals)
+    (1, 1, 1, 0, 1), (3, 4, 0, 50, 1), (4, 3, 12, 1, 2), (6, 4, 30, 300, 1), (5, 5, 40, 400, 2),
+    (2, 2, 60, 1500, 2), (8, 3, 25, 200, 0), (3, 6, 50, 800, 1),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_equals_reference(case, seed):
+    det, gt = _random_case(100 * case + seed, *CASES[case], tmax=30.0 if case == 5 else 50.0)
+    for tiou in (THUMOS_TIOU, ANET_TIOU, (0.7, 0.3, 0.05)):
+        for amb in (False, True):
+            a = evaluate(det, gt, tiou, ambiguous_filter=amb, backend="reference")
+            b = evaluate(det, gt, tiou, ambiguous_filter=amb, backend="fast")
+            assert np.array_equal(a["ap"], b["ap"]), (tiou, amb)  # bit for bit
+            assert a["map"] == b["map"] and a["n_detections"] == b["n_detections"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ambiguous_filter(backend):
+    gt = _gt([("A", 0, 0, 10)], ["A"], 1, ambiguous={"A": [[20.0, 30.0]]})
+    det = _det([("A", 0, 0.9, 25, 40),  # overlaps the ambiguous segment -> dropped
+                ("A", 0, 0.8, 30, 35),  # touches it only (no overlap) -> kept, FP
+                ("A", 0, 0.7, 0, 10)])  # TP
+    m = evaluate(det, gt, (0.5,), ambiguous_filter=True, backend=backend)
+    assert m["n_ambiguous_dropped"] == 1 and m["ap"][0, 0] == pytest.approx(0.5)
+    assert evaluate(det, gt, (0.5,), backend=backend)["ap"][0, 0] == pytest.approx(1 / 3)
+
+
+# ------------------------------------------------------------------ real annotations
+
+
+@pytest.fixture(scope="module")
+def thumos_gt(shared_dir):
+    d = shared_dir / "data" / "thumos14" / "bas_net_layout"
+    if not (d / "gt.json").is_file():
+        pytest.skip("THUMOS14 gt.json not available")
+    return ground_truth_from_gt_json(d / "gt.json", d / "split_test.txt")
+
+
+def test_gt_json_loader(thumos_gt):
+    gt = thumos_gt
+    assert len(gt.videos) == 210 and len(gt.class_names) == 20
+    assert gt.class_names == sorted(gt.class_names)
+    assert gt.label.size > 3000 and (gt.segment[:, 1] >= gt.segment[:, 0]).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ground_truth_as_predictions_is_perfect(thumos_gt, backend):
+    gt = thumos_gt
+    det = Detections(gt.video, gt.label, np.ones(gt.label.size), gt.segment)
+    m = evaluate(det, gt, THUMOS_TIOU, backend=backend)
+    assert m["map"] == [1.0] * 7 and m["avg"] == 1.0
+    assert "0.1:0.7" in format_table(m) and "100.0" in format_table(m)
+
+
+def test_wtalc_loader(shared_dir):
+    d = shared_dir / "data" / "thumos14" / "wtalc_layout"
+    if not (d / "videoname.npy").is_file():
+        pytest.skip("W-TALC annotations not available")
+    gt = ground_truth_from_wtalc(d)
+    assert len(gt.videos) == 212 and len(gt.class_names) == 20
+    assert gt.ambiguous and all(a.shape[1] == 2 for a in gt.ambiguous.values())
+    assert "video_test_0000278" in gt.ambiguous
+    assert ground_truth_from_wtalc(d, subset=b"test").videos == gt.videos
+
+
+# ------------------------------------------------------------------ results files
+
+
+def test_results_roundtrip(tmp_path):
+    res = results_dict({"A": [("c0", 0.9, 1.0, 2.5), ("c1", 0.1, 3, 4)], "B": []})
+    path = tmp_path / "r.json"
+    write_results(path, res)
+    det = read_results(path, ["c0", "c1"], known_videos=["A", "B"])
+    assert det.video.tolist() == ["A", "A"] and det.label.tolist() == [0, 1]
+    np.testing.assert_array_equal(det.segment, [[1.0, 2.5], [3.0, 4.0]])
+    assert json.loads(path.read_text())["external_data"] == {}
+
+
+@pytest.mark.parametrize("bad, what", [
+    ({"results": {"vid_x": [{"label": "c0", "score": 1, "segment": [0, 1]}]}}, "unknown video"),
+    ({"results": {"A": [{"label": "nope", "score": 1, "segment": [0, 1]}]}}, "label"),
+    ({"results": {"A": [{"label": "c0", "score": 1, "segment": [2, 1]}]}}, "ends before"),
+    ({"results": {"A": [{"label": "c0", "score": 1, "segment": [0, 1, 2]}]}}, "segment"),
+    ({"results": {"A": [{"label": "c0", "score": 1, "segment": [0, float("nan")]}]}}, "segment"),
+    ({"results": {"A": [{"label": "c0", "score": float("inf"), "segment": [0, 1]}]}}, "score"),
+])
+def test_results_validation(bad, what):
+    with pytest.raises(ValueError, match=what) as e:
+        detections_from_results(bad, ["c0"], known_videos=["A"], source="f.json")
+    assert "f.json" in str(e.value)
+    assert ("vid_x" if what == "unknown video" else "'A'") in str(e.value)
+
+
+def test_results_not_mapping():
+    for bad in ([], {"results": []}):
+        with pytest.raises(ValueError, match="f.json"):
+            detections_from_results(bad, ["c0"], source="f.json")
+
+
+def test_write_results_is_atomic(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    bad = {"version": "x", "results": {"A": [{"label": "c0", "score": object(), "segment": [0, 1]}]}}
+    with pytest.raises(TypeError):
+        write_results(path, bad)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["out.json"]
+    with pytest.raises(ValueError):  # NaN is not JSON
+        write_results(tmp_path / "n.json", results_dict({"A": [("c0", math.nan, 0, 1)]}))
+    assert os.listdir(tmp_path) == ["out.json"]
