@@ -137,6 +137,17 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from .profile import profile
+    from .utils import save_json
+
+    cfg = _load(args)
+    report = profile(cfg, steps=args.steps, checkpoint=args.checkpoint, eval_videos=args.videos)
+    if args.json:
+        save_json(report, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="case-fast", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(i, default="thumos14")
     i.add_argument("--list", action="store_true", help="list the bundled configs")
     i.set_defaults(func=cmd_info)
+    pr = sub.add_parser("profile", help="parameters, MACs, steps/s, videos/s, peak memory and the "
+                                         "time split of a training step and an evaluation pass")
+    _add_config_args(pr, default="thumos14")
+    pr.add_argument("--steps", type=int, default=5, help="timed training steps (after one warm-up)")
+    pr.add_argument("--videos", type=int, default=0, help="evaluate only the first n test videos (0: all 210)")
+    pr.add_argument("--checkpoint", help="profile a trained model (its proposals are realistic)")
+    pr.add_argument("--json", help="also write the report here")
+    pr.set_defaults(func=cmd_profile)
+
+    from .ablate import add_ablate_parser
+    from .plot import add_plot_parser
+    add_ablate_parser(sub)   # case-fast ablate (case_fast/ablate.py)
+    add_plot_parser(sub)     # case-fast plot (case_fast/plot.py)
     return p
 
 

@@ -1,6 +1,7 @@
 """Inference (SPEC §5): localisation T-CAS, video-level scores, proposals, NMS, results JSON."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -45,20 +46,27 @@ def predicted_classes(scores: np.ndarray, threshold: float) -> np.ndarray:
     return pred if pred.size else np.array([int(np.argmax(scores))])
 
 
-def localize_video(cas: np.ndarray, scores: np.ndarray, num_snippets: int, cfg: Config) -> np.ndarray:
+def _no_timer(name: str):
+    return nullcontext()
+
+
+def localize_video(cas: np.ndarray, scores: np.ndarray, num_snippets: int, cfg: Config,
+                   timer=_no_timer) -> np.ndarray:
     """Proposals after NMS for one video: (m, 4) rows [class, score, start_s, end_s]."""
     inf = cfg.infer
     pred = predicted_classes(scores, inf.class_threshold)
-    props = generate_proposals(cas[:, pred], pred, scores, int(num_snippets),
-                               thresholds=np.asarray(inf.act_thresholds, dtype=np.float64),
-                               scale=inf.scale, num_segments=cas.shape[0], fps=cfg.data.fps,
-                               frames_per_snippet=cfg.data.frames_per_snippet,
-                               oic_lambda=cfg.oic_lambda(), oic_gamma=inf.oic_gamma)
+    with timer("proposals"):
+            props = generate_proposals(cas[:, pred], pred, scores, int(num_snippets),
+                                   thresholds=np.asarray(inf.act_thresholds, dtype=np.float64),
+                                   scale=inf.scale, num_segments=cas.shape[0], fps=cfg.data.fps,
+                                   frames_per_snippet=cfg.data.frames_per_snippet,
+                                   oic_lambda=cfg.oic_lambda(), oic_gamma=inf.oic_gamma)
     if len(props) == 0:
         return props.reshape(0, 4)
-    keep, new_scores = ops.temporal_nms(props[:, 2:4], props[:, 1], props[:, 0].astype(np.int64),
-                                        method=inf.nms, iou_threshold=inf.nms_threshold,
-                                        alpha=inf.nms_alpha, min_score=inf.soft_min_score)
+    with timer("nms"):
+        keep, new_scores = ops.temporal_nms(props[:, 2:4], props[:, 1], props[:, 0].astype(np.int64),
+                                            method=inf.nms, iou_threshold=inf.nms_threshold,
+                                            alpha=inf.nms_alpha, min_score=inf.soft_min_score)
     out = props[np.asarray(keep)].copy()
     out[:, 1] = np.asarray(new_scores)
     if inf.max_per_video and len(out) > inf.max_per_video:

@@ -5,8 +5,9 @@ host synchronisation, so it can be captured in a CUDA graph.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -35,17 +36,27 @@ def selection_scores(out) -> torch.Tensor:
     return (soft + out["flow"].attention[..., None] + out["rgb"].attention[..., None]) / 3.0
 
 
+def _no_timer(name: str):
+    return nullcontext()
+
+
 def case_losses(out, labels: torch.Tensor, q_c: torch.Tensor, cfg: Config,
-                backend: Optional[str] = None) -> StepResult:
+                backend: Optional[str] = None, timer: Callable = _no_timer) -> StepResult:
+    """``timer(name)`` returns a context manager wrapped around each phase (``case-fast profile``):
+    'pooling', 'pseudo_labels', 'sinkhorn', 'losses'."""
     tc = cfg.train
     b, t, _ = out["rgb"].cas.shape
     k = max(1, t // tc.k_divisor)
-    sel = selection_scores(out)
-    (vs_rgb, vs_flow), idx = ops.topk_mil_pool(sel, (out["rgb"].cas, out["flow"].cas), k, backend=backend)
-    l_video = 0.5 * video_loss(vs_flow, labels) + 0.5 * video_loss(vs_rgb, labels)
-
-    q_a = attention_pseudo_labels(idx, labels, t)
-    l_att = {s: gce_loss(out[s].attention, q_a, tc.gce_q) for s in STREAMS}
+    with timer("pooling"):
+        sel = selection_scores(out)
+        (vs_rgb, vs_flow), idx = ops.topk_mil_pool(sel, (out["rgb"].cas, out["flow"].cas), k,
+                                                   backend=backend)
+    with timer("losses"):
+        l_video = 0.5 * video_loss(vs_flow, labels) + 0.5 * video_loss(vs_rgb, labels)
+    with timer("pseudo_labels"):
+        q_a = attention_pseudo_labels(idx, labels, t)
+    with timer("losses"):
+        l_att = {s: gce_loss(out[s].attention, q_a, tc.gce_q) for s in STREAMS}
     loss = l_video + l_att["rgb"] + l_att["flow"]
     zero = loss.new_zeros(())
     l_scc, l_ccc, q_s, new_qc = zero, zero, None, q_c
@@ -54,23 +65,28 @@ def case_losses(out, labels: torch.Tensor, q_c: torch.Tensor, cfg: Config,
         kk = out["rgb"].cluster_logits.shape[-1]
         fused = 0.5 * out["rgb"].cluster_logits + 0.5 * out["flow"].cluster_logits
         att = 0.5 * out["rgb"].attention + 0.5 * out["flow"].attention
-        q_s = scc_pseudo_labels(fused.reshape(-1, kk), att.reshape(-1), q_c, mode=tc.mode,
-                                sigma=tc.prior_sigma, n_iters=tc.sinkhorn_iters,
-                                epsilon=tc.sinkhorn_epsilon, temperature=cfg.model.temperature,
-                                use_prior=tc.scc_prior, labels=tc.scc_labels, backend=backend)
-        l_scc = sum(soft_cross_entropy(out[s].cluster_logits.reshape(-1, kk), q_s) for s in STREAMS)
-        loss = loss + tc.lambda_s * l_scc
+        with timer("sinkhorn"):
+            q_s = scc_pseudo_labels(fused.reshape(-1, kk), att.reshape(-1), q_c, mode=tc.mode,
+                                    sigma=tc.prior_sigma, n_iters=tc.sinkhorn_iters,
+                                    epsilon=tc.sinkhorn_epsilon, temperature=cfg.model.temperature,
+                                    use_prior=tc.scc_prior, labels=tc.scc_labels, backend=backend)
+        with timer("losses"):
+            l_scc = sum(soft_cross_entropy(out[s].cluster_logits.reshape(-1, kk), q_s) for s in STREAMS)
+            loss = loss + tc.lambda_s * l_scc
 
         if tc.use_ccc:
             qa_flat = q_a.reshape(-1)
-            logits = {s: cluster_fb_logits(out[s].embedding.reshape(b * t, -1), q_s, qa_flat,
-                                           cfg.model.temperature) for s in STREAMS}
-            beta = ccc_marginal(qa_flat, tc.ccc_marginal)
-            new_qc = ccc_pseudo_labels(0.5 * logits["rgb"] + 0.5 * logits["flow"], beta,
-                                       n_iters=tc.sinkhorn_iters, epsilon=tc.sinkhorn_epsilon,
-                                       temperature=cfg.model.temperature, backend=backend)
-            l_ccc = sum(soft_cross_entropy(logits[s], new_qc) for s in STREAMS)
-            loss = loss + tc.lambda_c * l_ccc
+            with timer("pseudo_labels"):
+                logits = {s: cluster_fb_logits(out[s].embedding.reshape(b * t, -1), q_s, qa_flat,
+                                               cfg.model.temperature) for s in STREAMS}
+                beta = ccc_marginal(qa_flat, tc.ccc_marginal)
+            with timer("sinkhorn"):
+                new_qc = ccc_pseudo_labels(0.5 * logits["rgb"] + 0.5 * logits["flow"], beta,
+                                           n_iters=tc.sinkhorn_iters, epsilon=tc.sinkhorn_epsilon,
+                                           temperature=cfg.model.temperature, backend=backend)
+            with timer("losses"):
+                l_ccc = sum(soft_cross_entropy(logits[s], new_qc) for s in STREAMS)
+                loss = loss + tc.lambda_c * l_ccc
 
     parts = {"video": l_video, "att_rgb": l_att["rgb"], "att_flow": l_att["flow"], "scc": l_scc,
              "ccc": l_ccc}

@@ -183,7 +183,7 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     bar = Progress(tc.num_steps, "train", tc.progress, start=start)
     model.train()
     t = cfg.data.num_segments
-    acc: Dict[str, float] = {}
+    acc: Dict[str, torch.Tensor] = {}
     n_acc = 0
     for step in range(start, tc.num_steps):
         if _interrupt_at is not None and step == _interrupt_at:
@@ -200,12 +200,15 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
         optim.step()
         q_c = res.q_c
         parts = {"loss": res.loss.detach(), **res.parts}
-        for name, v in parts.items():
-            acc[name] = acc.get(name, 0.0) + float(v)
+        for name, v in parts.items():   # accumulated on the device: no host sync per step
+            acc[name] = acc[name] + v if name in acc else v.clone()
         n_acc += 1
         done = step + 1
-        if done % 10 == 0 or done == tc.num_steps:
-            entry = {"step": done, **{n: round(v / n_acc, 6) for n, v in acc.items()}}
+        postfix = ""
+        at_checkpoint = done % tc.eval_every == 0 or done == tc.num_steps
+        if done % 10 == 0 or at_checkpoint:   # windows end at checkpoints, so resume is exact
+            entry = {"step": done, **{n: round(float(v) / n_acc, 6) for n, v in acc.items()}}
+            postfix = f"loss {entry['loss']:.3f}"
             if res.q_s is not None:
                 qs_mean = res.q_s.float().mean(0)
                 entry["H_QS"] = float(-(qs_mean * (qs_mean + 1e-12).log()).sum())
@@ -213,8 +216,8 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
                 entry["fg_clusters"] = int((q_c[:, 0] > 0.5).sum())
             history.append(entry)
             acc, n_acc = {}, 0
-        bar.update(1, f"loss {float(res.loss):.3f}")
-        if done % tc.eval_every == 0 or done == tc.num_steps:
+        bar.update(1, postfix)
+        if at_checkpoint:
             run_eval(done)
             checkpoint(done)
 
