@@ -1,0 +1,381 @@
+// Temporal NMS on the CPU: one call runs every group. Each group is walked on contiguous,
+// compacted arrays (start, end, area, input index) so the inner loops touch only live candidates
+// and allocate nothing.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "../nms.h"
+
+namespace case_fast {
+
+int nms_method_id(const std::string& method) {
+  if (method == "one_pass_decay") return kOnePassDecay;
+  if (method == "hard") return kHard;
+  if (method == "soft_gaussian") return kSoftGaussian;
+  if (method == "soft_linear") return kSoftLinear;
+  TORCH_CHECK(false, "temporal_nms: unknown method '", method,
+              "' (one_pass_decay, hard, soft_gaussian, soft_linear)");
+  return -1;
+}
+
+int check_nms_args(const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& order,
+                   const at::Tensor& offsets, const std::string& method) {
+  TORCH_CHECK(segments.dim() == 2 && segments.size(1) == 2, "temporal_nms: segments must be (n, 2)");
+  const int64_t n = segments.size(0);
+  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == n, "temporal_nms: scores must be (n,)");
+  TORCH_CHECK(order.dim() == 1 && order.size(0) == n, "temporal_nms: order must be (n,)");
+  TORCH_CHECK(segments.scalar_type() == at::kDouble && scores.scalar_type() == at::kDouble,
+              "temporal_nms: segments and scores must be float64");
+  TORCH_CHECK(order.scalar_type() == at::kLong && offsets.scalar_type() == at::kLong,
+              "temporal_nms: order and offsets must be int64");
+  TORCH_CHECK(offsets.device().is_cpu() && offsets.dim() == 1 && offsets.size(0) >= 1,
+              "temporal_nms: offsets must be a 1-d CPU tensor (num_groups + 1,)");
+  TORCH_CHECK(segments.device() == scores.device() && segments.device() == order.device(),
+              "temporal_nms: segments, scores and order must be on one device");
+  auto off = offsets.contiguous();
+  const int64_t* o = off.data_ptr<int64_t>();
+  const int64_t g = off.size(0) - 1;
+  TORCH_CHECK(o[0] == 0 && o[g] == n, "temporal_nms: offsets must run from 0 to n");
+  for (int64_t i = 0; i < g; ++i)
+    TORCH_CHECK(o[i] <= o[i + 1], "temporal_nms: offsets must be non-decreasing");
+  return nms_method_id(method);
+}
+
+namespace {
+
+// An uninitialised buffer (std::vector would zero it: measurable at 20k proposals).
+template <typename T>
+struct Buf {
+  std::unique_ptr<T[]> p;
+  void ensure(int64_t n) {
+    if (!p) p.reset(new T[n > 0 ? n : 1]);
+  }
+  T* data() { return p.get(); }
+  T& operator[](int64_t i) { return p[i]; }
+};
+
+// Live candidates of one group, in walk order, structure-of-arrays.
+struct Live {
+  Buf<double> s, e, a, sc;
+  Buf<int64_t> idx;
+  explicit Live(int64_t cap) {
+    for (auto* b : {&s, &e, &a, &sc}) b->ensure(cap);
+    idx.ensure(cap);
+  }
+};
+
+// Work buffers reused by every group of one call (no allocation inside the loops); the bucket
+// buffers are allocated on the first group that uses them.
+struct Scratch {
+  int64_t cap;
+  std::vector<int64_t> dkeep;
+  std::vector<double> dout;
+  Buf<char> alive;
+  Buf<int64_t> bstart, bcnt, slot_pos, bid, sup, rank_start, hit_q, hit_r;
+  Buf<double> ss, ee, aa, hit_iou, hit_v, tmp;
+  explicit Scratch(int64_t c) : cap(c) {
+    dkeep.reserve(cap);
+    dout.reserve(cap);
+  }
+  void ensure_buckets() {
+    alive.ensure(cap);
+    bstart.ensure(cap + 2);
+    bcnt.ensure(cap + 1);
+    for (auto* b : {&slot_pos, &bid, &sup}) b->ensure(cap);
+    rank_start.ensure(cap + 1);
+    hit_q.ensure(cap + 1);
+    hit_r.ensure(cap + 1);
+    for (auto* b : {&ss, &ee, &aa, &hit_iou, &tmp}) b->ensure(cap);
+    hit_v.ensure(cap + 1);
+  }
+};
+
+// Faithful one-pass decay / hard NMS of one group, plain form: every pick scans the compacted
+// list of live candidates in walk order. Appends to the outputs.
+void group_one_pass_scan(Live& L, int64_t m, double one, double thr, double alpha, bool decay,
+                         Scratch& W, std::vector<int64_t>& keep, std::vector<double>& out) {
+  double* s = L.s.data();
+  double* e = L.e.data();
+  double* a = L.a.data();
+  double* sc = L.sc.data();
+  int64_t* idx = L.idx.data();
+  W.dkeep.clear();
+  W.dout.clear();
+  while (m > 0) {
+    const double s0 = s[0], e0 = e[0], a0 = a[0];
+    keep.push_back(idx[0]);
+    out.push_back(sc[0]);
+    int64_t w = 0;
+    for (int64_t t = 1; t < m; ++t) {
+      const double iou = seg_iou(s0, e0, a0, s[t], e[t], a[t], one);
+      if (iou >= thr) {
+        if (decay) {
+          W.dkeep.push_back(idx[t]);
+          W.dout.push_back(sc[t] * std::exp(-(iou * iou) / alpha));
+        }
+      } else {
+        s[w] = s[t]; e[w] = e[t]; a[w] = a[t]; sc[w] = sc[t]; idx[w] = idx[t];
+        ++w;
+      }
+    }
+    m = w;
+  }
+  keep.insert(keep.end(), W.dkeep.begin(), W.dkeep.end());
+  out.insert(out.end(), W.dout.begin(), W.dout.end());
+}
+
+// Same result, fast form: the live candidates also sit in buckets of start time, and a pick only
+// visits the buckets whose starts can reach IoU >= thr with it. Needs thr > 0, positive finite
+// areas and finite times (checked by the caller). Why the window is safe, for pick i = [s0, e0]
+// of area a0 and a candidate j (0 < thr <= 1): inter <= e0 - s_j + one and union >= a0, so
+// IoU >= thr needs s_j <= e0 + one - thr a0; j starting at s_j < s0 has union >= a0 + (s0 - s_j)
+// and inter <= a_j - (s0 - s_j), so it needs s0 - s_j <= a0 (1/thr - 1) and
+// s0 - s_j <= (min(max a, a0/thr) - thr a0) / (1 + thr). The bounds get a relative slack far
+// above rounding error; every visited candidate is then decided by the exact seg_iou. Each
+// decayed one records its suppressor's rank; a final counting sort on (rank, walk position)
+// gives the released output order.
+void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double alpha,
+                            bool decay, Scratch& W, std::vector<int64_t>& keep,
+                            std::vector<double>& out) {
+  W.ensure_buckets();
+  const double* s = L.s.data();
+  const double* e = L.e.data();
+  const double* a = L.a.data();
+  const double* sc = L.sc.data();
+  const int64_t* idx = L.idx.data();
+  double smin = s[0], smax = s[0], asum = 0.0, amax = a[0];
+  for (int64_t p = 0; p < m; ++p) {
+    smin = std::min(smin, s[p]);
+    smax = std::max(smax, s[p]);
+    amax = std::max(amax, a[p]);
+    asum += a[p];
+  }
+  const double range = smax - smin;
+  double width = std::max(0.125 * asum / static_cast<double>(m), 2.0 * range / static_cast<double>(m));
+  if (!(width > 0.0)) width = 1.0;
+  int64_t nb = std::min<int64_t>(static_cast<int64_t>(range / width) + 1, m);
+  const double inv_width = 1.0 / width;
+  auto bucket_of = [&](double x) -> int64_t {  // monotone in x
+    if (!(x > smin)) return 0;
+    const double f = (x - smin) * inv_width;
+    return f >= static_cast<double>(nb - 1) ? nb - 1 : static_cast<int64_t>(f);
+  };
+  // counting sort of the walk positions into buckets
+  int64_t* bstart = W.bstart.data();
+  int64_t* bcnt = W.bcnt.data();
+  std::fill(bcnt, bcnt + nb, 0);
+  int64_t* bid = W.bid.data();
+  for (int64_t p = 0; p < m; ++p) {
+    bid[p] = bucket_of(s[p]);
+    ++bcnt[bid[p]];
+  }
+  bstart[0] = 0;
+  for (int64_t b = 0; b < nb; ++b) bstart[b + 1] = bstart[b] + bcnt[b];
+  std::fill(bcnt, bcnt + nb, 0);
+  double* ss = W.ss.data();
+  double* ee = W.ee.data();
+  double* aa = W.aa.data();
+  int64_t* slot_pos = W.slot_pos.data();
+  for (int64_t p = 0; p < m; ++p) {
+    const int64_t b = bid[p];
+    const int64_t k = bstart[b] + bcnt[b]++;
+    ss[k] = s[p]; ee[k] = e[p]; aa[k] = a[p]; slot_pos[k] = p;
+  }
+  char* alive = W.alive.data();
+  std::fill(alive, alive + m, 1);
+  std::fill(W.sup.data(), W.sup.data() + m, int64_t(-1));
+  const double back = std::max(0.0, 1.0 / thr - 1.0) * (1.0 + 1e-7);
+  const double fwd = std::min(thr, 1.0) * (1.0 - 1e-7);
+  int64_t* sup = W.sup.data();
+  double* hit_iou = W.hit_iou.data();
+  int64_t* hit_q = W.hit_q.data();
+  int64_t* hit_r = W.hit_r.data();
+  double* hit_v = W.hit_v.data();
+  double* tmp = W.tmp.data();
+  int64_t nkept = 0, ndec = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    if (!alive[i]) continue;
+    alive[i] = 0;
+    const double s0 = s[i], e0 = e[i], a0 = a[i];
+    keep.push_back(idx[i]);
+    out.push_back(sc[i]);
+    const double tol = 1e-7 * (std::fabs(s0) + std::fabs(e0) + a0 + 1.0);
+    // left reach: d = s0 - s_j <= min(a0 (1/thr - 1), (min(amax, a0/thr) - thr a0) / (1 + thr))
+    const double reach = std::min(a0 * back, std::max(0.0, (std::min(amax, a0 / thr) - thr * a0) /
+                                                             (1.0 + thr)) * (1.0 + 1e-7));
+    const int64_t b_lo = bucket_of(s0 - reach - tol);
+    const int64_t b_hi = bucket_of(e0 + one - fwd * a0 + tol);
+    const int64_t rank = nkept++;
+    // visit the live candidates of the window's buckets, compacting each bucket in place;
+    // branch-free (the hit test is unpredictable): every candidate is rewritten, hits (and the
+    // pick itself, whose bucket is always in its window) are not counted in the new size, hits
+    // are appended to a list (rank, walk position, IoU)
+    for (int64_t b = b_lo; b <= b_hi; ++b) {
+      const int64_t k0 = bstart[b], k1 = bstart[b] + bcnt[b];
+      // pass 1: the IoUs, independent of each other (pipelined / vectorised divisions)
+      int64_t n_hit = 0;
+      for (int64_t k = k0; k < k1; ++k) {
+        const double iou = seg_iou(s0, e0, a0, ss[k], ee[k], aa[k], one);
+        tmp[k - k0] = iou;
+        n_hit += iou >= thr;
+      }
+      if (n_hit == 0 && b != bid[i]) continue;  // nothing leaves this bucket
+      // pass 2: compaction, whose only loop-carried state is two counters
+      int64_t w = k0;
+      for (int64_t k = k0; k < k1; ++k) {
+        const double iou = tmp[k - k0];
+        const double sk = ss[k], ek = ee[k], ak = aa[k];
+        const int64_t q = slot_pos[k];
+        const bool self = q == i;
+        const bool hit = (iou >= thr) & !self;
+        const bool gone = hit | self;
+        ss[w] = sk; ee[w] = ek; aa[w] = ak; slot_pos[w] = q;
+        hit_q[ndec] = q;
+        hit_v[ndec] = iou;
+        hit_r[ndec] = rank;
+        alive[q] &= static_cast<char>(!hit);
+        w += !gone;
+        ndec += hit;
+      }
+      bcnt[b] = w - k0;
+    }
+  }
+  if (!decay || ndec == 0) return;
+  for (int64_t h = 0; h < ndec; ++h) {
+    sup[hit_q[h]] = hit_r[h];
+    hit_iou[hit_q[h]] = hit_v[h];
+  }
+  // decayed ones: stable counting sort of the walk positions by suppressor rank
+  int64_t* rank_start = W.rank_start.data();
+  std::fill(rank_start, rank_start + nkept + 1, 0);
+  for (int64_t q = 0; q < m; ++q)
+    if (sup[q] >= 0) ++rank_start[sup[q] + 1];
+  for (int64_t r = 0; r < nkept; ++r) rank_start[r + 1] += rank_start[r];
+  const size_t base = keep.size();
+  keep.resize(base + ndec);
+  out.resize(base + ndec);
+  for (int64_t q = 0; q < m; ++q) {
+    if (sup[q] < 0) continue;
+    const int64_t slot = static_cast<int64_t>(base) + rank_start[sup[q]]++;
+    const double v = hit_iou[q];
+    keep[slot] = idx[q];
+    out[slot] = sc[q] * std::exp(-(v * v) / alpha);
+  }
+}
+
+constexpr int64_t kBucketMin = 48;  // below this a plain scan is as fast
+
+void group_one_pass(Live& L, int64_t m, double one, double thr, double alpha, bool decay,
+                    Scratch& W, std::vector<int64_t>& keep, std::vector<double>& out) {
+  bool buckets = m >= kBucketMin && thr > 0.0 && !std::isnan(thr);
+  for (int64_t p = 0; buckets && p < m; ++p)
+    buckets = std::isfinite(L.s[p]) && std::isfinite(L.e[p]) && L.a[p] > 0.0 &&
+              std::isfinite(L.a[p]);
+  if (buckets)
+    group_one_pass_buckets(L, m, one, thr, alpha, decay, W, keep, out);
+  else
+    group_one_pass_scan(L, m, one, thr, alpha, decay, W, keep, out);
+}
+
+// Iterative Soft-NMS of one group (candidates already pruned to score >= min_score).
+void group_soft(Live& L, int64_t m, double one, double thr, double alpha, double min_score,
+                bool linear, std::vector<int64_t>& keep, std::vector<double>& out) {
+  double* s = L.s.data();
+  double* e = L.e.data();
+  double* a = L.a.data();
+  double* sc = L.sc.data();
+  int64_t* idx = L.idx.data();
+  int64_t best = 0;  // first maximum among the live candidates
+  for (int64_t t = 1; t < m; ++t)
+    if (sc[t] > sc[best]) best = t;
+  while (m > 0) {
+    const double s0 = s[best], e0 = e[best], a0 = a[best];
+    keep.push_back(idx[best]);
+    out.push_back(sc[best]);
+    const int64_t skip = best;
+    int64_t w = 0;
+    best = -1;
+    for (int64_t t = 0; t < m; ++t) {
+      if (t == skip) continue;
+      double v = sc[t];
+      const double iou = seg_iou(s0, e0, a0, s[t], e[t], a[t], one);
+      if (linear) {
+        if (iou >= thr) v = v * (1.0 - iou);
+      } else if (iou != 0.0) {
+        v = v * std::exp(-(iou * iou) / alpha);
+      }
+      if (v >= min_score) {
+        s[w] = s[t]; e[w] = e[t]; a[w] = a[t]; sc[w] = v; idx[w] = idx[t];
+        if (best < 0 || v > sc[best]) best = w;
+        ++w;
+      }
+    }
+    m = w;
+  }
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> temporal_nms_cpu(
+    const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& order,
+    const at::Tensor& offsets, const std::string& method, double iou_threshold, double alpha,
+    double min_score, bool plus_one) {
+  const int m_id = check_nms_args(segments, scores, order, offsets, method);
+  TORCH_CHECK(segments.device().is_cpu(), "temporal_nms_cpu: CPU tensors expected");
+  auto seg = segments.contiguous();
+  auto scr = scores.contiguous();
+  auto ord = order.contiguous();
+  auto off = offsets.contiguous();
+  const int64_t n = seg.size(0);
+  const int64_t G = off.size(0) - 1;
+  const double* sp = seg.data_ptr<double>();
+  const double* scp = scr.data_ptr<double>();
+  const int64_t* op = ord.data_ptr<int64_t>();
+  const int64_t* offp = off.data_ptr<int64_t>();
+  const double one = plus_one ? 1.0 : 0.0;
+
+  int64_t cap = 0;
+  for (int64_t g = 0; g < G; ++g) cap = std::max(cap, offp[g + 1] - offp[g]);
+  Live L(cap);
+  Scratch W(cap);
+  std::vector<int64_t> keep;
+  std::vector<double> out;
+  keep.reserve(n);
+  out.reserve(n);
+
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t m = 0;
+    for (int64_t p = offp[g]; p < offp[g + 1]; ++p) {
+      const int64_t i = op[p];
+      TORCH_CHECK(i >= 0 && i < n, "temporal_nms: order index out of range");
+      const double v = scp[i];
+      if ((m_id == kSoftGaussian || m_id == kSoftLinear) && !(v >= min_score)) continue;
+      L.s[m] = sp[2 * i];
+      L.e[m] = sp[2 * i + 1];
+      L.a[m] = (L.e[m] - L.s[m]) + one;
+      L.sc[m] = v;
+      L.idx[m] = i;
+      ++m;
+    }
+    if (m_id == kOnePassDecay || m_id == kHard)
+      group_one_pass(L, m, one, iou_threshold, alpha, m_id == kOnePassDecay, W, keep, out);
+    else
+      group_soft(L, m, one, iou_threshold, alpha, min_score, m_id == kSoftLinear, keep, out);
+  }
+  const int64_t k = static_cast<int64_t>(keep.size());
+  auto keep_t = at::empty({k}, seg.options().dtype(at::kLong));
+  auto out_t = at::empty({k}, seg.options());
+  if (k) {
+    std::copy(keep.begin(), keep.end(), keep_t.data_ptr<int64_t>());
+    std::copy(out.begin(), out.end(), out_t.data_ptr<double>());
+  }
+  return {keep_t, out_t};
+}
+
+}  // namespace case_fast

@@ -1,0 +1,70 @@
+// Temporal NMS (SPEC §5) shared declarations: the IoU both devices use, the method ids, the raw
+// CUDA launcher (plain pointers, no torch), and the torch-level entry points.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define CASE_FAST_HD __host__ __device__ __forceinline__
+#else
+#define CASE_FAST_HD inline
+#endif
+
+namespace case_fast {
+
+enum NmsMethod : int { kOnePassDecay = 0, kHard = 1, kSoftGaussian = 2, kSoftLinear = 3 };
+
+// IoU of [s0, e0] (area a0) and [s, e] (area a); one = 1.0 for the "+1" convention, else 0.0.
+// Areas are e - s + one. Exactly the float64 operation order of nms_reference (no FMA possible:
+// no multiply is involved), so every backend takes the same threshold decisions.
+// A union <= 0 gives IoU 0.
+// Written without branches on the overlap (they mispredict); same values as the form
+// "inter <= 0 -> 0" since 0 / union = 0.
+CASE_FAST_HD double seg_iou(double s0, double e0, double a0, double s, double e, double a,
+                            double one) {
+  const double lo = s0 > s ? s0 : s;
+  const double hi = e0 < e ? e0 : e;
+  const double x = (hi - lo) + one;
+  const double inter = x > 0.0 ? x : 0.0;
+  const double uni = (a0 + a) - inter;
+  const double q = inter / (uni > 0.0 ? uni : 1.0);
+  return uni > 0.0 ? q : 0.0;
+}
+
+// CUDA (csrc/cuda/nms_cuda.cu), methods kOnePassDecay and kHard. Inputs are already in walk
+// order (device arrays): group g occupies positions [offsets[g], offsets[g+1]) of s / e / score,
+// and order[p] is the input index of position p. Outputs (device): keep_flag[p] = 1 for the
+// kept positions; for one-pass decay also out_keep / out_score (n each): from offsets[g] on, the
+// group's kept ones in walk order, then its decayed ones (by suppressor, then walk order).
+// `workspace` is device memory of nms_cuda_workspace_bytes(...) bytes. Asynchronous on `stream`
+// (a cudaStream_t) apart from one small host-to-device copy of per-group offsets.
+std::size_t nms_cuda_workspace_bytes(const int64_t* offsets_host, int64_t num_groups);
+void nms_cuda_launch(const double* s, const double* e, const double* score, const int64_t* order,
+                     const int64_t* offsets_host, const int64_t* offsets_dev, int64_t num_groups,
+                     int64_t n, int method, double iou_threshold, double alpha, bool plus_one,
+                     void* workspace, uint8_t* keep_flag, int64_t* out_keep, double* out_score,
+                     void* stream);
+
+}  // namespace case_fast
+
+#if !defined(__CUDACC__)
+#include <ATen/core/Tensor.h>
+#include <string>
+#include <tuple>
+
+namespace case_fast {
+
+int nms_method_id(const std::string& method);
+
+// Argument checks shared by the CPU and CUDA entry points; returns the method id.
+int check_nms_args(const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& order,
+                   const at::Tensor& offsets, const std::string& method);
+
+std::tuple<at::Tensor, at::Tensor> temporal_nms_cpu(
+    const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& order,
+    const at::Tensor& offsets, const std::string& method, double iou_threshold, double alpha,
+    double min_score, bool plus_one);
+
+}  // namespace case_fast
+#endif

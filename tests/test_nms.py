@@ -1,0 +1,254 @@
+"""Temporal NMS (SPEC §5): the reference against the released code's outputs, hand-made
+semantics, and the compiled extension (CPU; CUDA when a GPU is present) against the reference."""
+import math
+import os
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from case_fast.ops import NMS_METHODS, extension_available, nms_reference, temporal_nms
+from case_fast.ops.nms import cuda_extension_available, processing_order
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+REF = REPO / "tests" / "reference" / "nms_small.npz"
+
+needs_ext = pytest.mark.skipif(not extension_available(),
+                               reason="case_fast._C not built (pip install --no-build-isolation -e .)")
+needs_cuda = pytest.mark.skipif(not (torch.cuda.is_available() and cuda_extension_available()),
+                                reason="needs a GPU and case_fast._C built with CUDA")
+
+
+def _rows(p, keep, new):
+    return np.c_[p[keep, 0], new, p[keep, 2:4]]
+
+
+# ----------------------------------------------------------------------------- released outputs
+
+@pytest.mark.parametrize("name", ["n10_ties", "n200_noties"])
+@pytest.mark.parametrize("method,key", [("one_pass_decay", "soft"), ("hard", "hard")])
+def test_reference_reproduces_released_code(name, method, key):
+    d = np.load(REF)
+    p = d[f"{name}/proposals"]
+    assert (processing_order(p[:, 1])[0] == d[f"{name}/argsort_order"]).all()
+    keep, new = nms_reference(p[:, 2:4], p[:, 1], p[:, 0].astype(np.int64), method=method,
+                              iou_threshold=0.4, alpha=0.35)
+    out, want = _rows(p, keep, new), d[f"{name}/{key}"]
+    assert out.shape == want.shape
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-12)
+    if extension_available():
+        k2, n2 = temporal_nms(p[:, 2:4], p[:, 1], p[:, 0].astype(np.int64), method=method,
+                              backend="fast")
+        assert (k2 == keep).all()
+        np.testing.assert_allclose(n2, new, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- semantics
+
+def test_iou_exactly_at_threshold_is_suppressed_plus_one():
+    # +1 convention: [0, 1] has area 2, [0, 4] area 5, inter 2 -> IoU 0.4 exactly
+    seg = np.array([[0.0, 4.0], [0.0, 1.0]])
+    sc = np.array([0.9, 0.8])
+    for backend in ["reference"] + (["fast"] if extension_available() else []):
+        keep, new = temporal_nms(seg, sc, backend=backend)
+        assert keep.tolist() == [0, 1]
+        assert new[1] == pytest.approx(0.8 * math.exp(-0.16 / 0.35), abs=1e-15)
+        keep, _ = temporal_nms(seg, sc, method="hard", backend=backend)
+        assert keep.tolist() == [0]
+        # without +1 the IoU is 0.25: both kept untouched
+        keep, new = temporal_nms(seg, sc, plus_one=False, backend=backend)
+        assert keep.tolist() == [0, 1] and new.tolist() == [0.9, 0.8]
+
+
+def test_plus_one_convention_on_touching_segments():
+    # [0, 2] and [2.5, 4]: no overlap in seconds, but +1 gives inter 0.5, areas 3 and 2.5
+    seg = np.array([[0.0, 2.0], [2.5, 4.0]])
+    sc = np.array([1.0, 0.5])
+    iou = 0.5 / (3.0 + 2.5 - 0.5)
+    keep, new = nms_reference(seg, sc, iou_threshold=0.1)
+    assert keep.tolist() == [0, 1] and new[1] == pytest.approx(0.5 * math.exp(-iou**2 / 0.35))
+    keep, new = nms_reference(seg, sc, iou_threshold=0.1, plus_one=False)
+    assert new[1] == 0.5
+
+
+def test_one_pass_decay_keeps_everything_kept_first():
+    seg = np.array([[0, 10], [1, 10], [50, 60], [0.5, 9.5], [51, 60], [100, 101]], float)
+    sc = np.array([0.5, 0.9, 0.7, 0.8, 0.6, 0.1])
+    keep, new = nms_reference(seg, sc)
+    # walk: 1 (0.9) decays 3 then 0; 2 (0.7) decays 4; 5 kept
+    assert keep.tolist() == [1, 2, 5, 3, 0, 4]
+    assert sorted(keep.tolist()) == list(range(6))
+    assert new[:3].tolist() == [0.9, 0.7, 0.1]
+    assert (new[3:] < sc[[3, 0, 4]]).all()
+    hk, hs = nms_reference(seg, sc, method="hard")
+    assert hk.tolist() == [1, 2, 5] and hs.tolist() == [0.9, 0.7, 0.1]
+
+
+def test_soft_nms_is_iterative():
+    # 0 suppresses 1 a little, 1 then overtakes 2 only because 2 was decayed more
+    seg = np.array([[0, 10], [8, 18], [1, 11]], float)
+    sc = np.array([1.0, 0.9, 0.95])
+    keep, new = nms_reference(seg, sc, method="soft_gaussian", alpha=0.5)
+    iou01, iou02 = 2 / 18, 9 / 11
+    s1, s2 = 0.9 * math.exp(-iou01**2 / 0.5), 0.95 * math.exp(-iou02**2 / 0.5)
+    assert keep.tolist()[:2] == [0, 1] and new[1] == pytest.approx(s1)
+    iou12 = 3 / 17
+    assert new[2] == pytest.approx(s2 * math.exp(-iou12**2 / 0.5))
+    keep, new = nms_reference(seg, sc, method="soft_linear", iou_threshold=0.5)
+    assert keep.tolist() == [0, 1, 2] and new[1] == 0.9
+    assert new[2] == pytest.approx(0.95 * (1 - iou02))
+    keep, _ = nms_reference(seg, sc, method="soft_linear", iou_threshold=0.5, min_score=0.5)
+    assert keep.tolist() == [0, 1]
+
+
+def test_groups_and_kinds():
+    seg = np.array([[0, 10], [0, 10], [0, 10], [0, 10]], float)
+    sc = np.array([0.5, 0.9, 0.7, 0.8])
+    gr = np.array([3, 1, 3, 1])
+    keep, new = nms_reference(seg, sc, gr)
+    assert keep.tolist() == [1, 3, 2, 0]  # group 1 first, each kept then decayed
+    tk, tn = nms_reference(torch.from_numpy(seg).float(), torch.from_numpy(sc).float(),
+                           torch.from_numpy(gr))
+    assert isinstance(tk, torch.Tensor) and tk.dtype == torch.int64 and tn.dtype == torch.float64
+    assert tk.tolist() == keep.tolist()
+    for m in NMS_METHODS:
+        k, v = nms_reference(np.zeros((0, 2)), np.zeros(0), method=m)
+        assert k.shape == (0,) and k.dtype == np.int64 and v.dtype == np.float64
+
+
+def test_backend_selection(monkeypatch):
+    import case_fast.ops.nms as nms
+    seg, sc = np.array([[0.0, 1.0]]), np.array([0.5])
+    monkeypatch.setitem(nms._ext, "loaded", False)
+    with pytest.raises(RuntimeError, match="compiled extension"):
+        temporal_nms(seg, sc, backend="fast")
+    monkeypatch.setattr(nms, "warn_once", lambda key, msg: (_ for _ in ()).throw(UserWarning(msg)))
+    with pytest.raises(UserWarning, match="not built"):
+        temporal_nms(seg, sc)
+    assert temporal_nms(seg, sc, backend="reference")[0].tolist() == [0]
+    with pytest.raises(ValueError):
+        temporal_nms(seg, sc, method="nope")
+
+
+# ----------------------------------------------------------------------------- extension = reference
+
+def _random_set(rng, n, n_groups, kind):
+    s = rng.uniform(0, 300, n)
+    seg = np.c_[s, s + rng.uniform(0.5, 30, n)]
+    sc = rng.random(n)
+    if kind == "ties":  # few distinct scores, duplicated segments, zero-length and nested ones
+        sc = rng.integers(0, 6, n) / 5.0
+        dup = rng.integers(0, n, n // 4)
+        seg[dup] = seg[rng.integers(0, n, dup.size)]
+        z = rng.integers(0, n, n // 10)
+        seg[z, 1] = seg[z, 0]
+        nest = rng.integers(0, n, n // 10)
+        seg[nest] = seg[nest] + np.array([1.0, -1.0]) * rng.random((nest.size, 1)) * 0.2
+    gr = rng.integers(0, n_groups, n) * 7 + 2  # sparse, unsorted ids
+    return seg, sc, gr
+
+
+CASES = [(0, 1, "plain"), (1, 1, "plain"), (2, 1, "ties"), (30, 1, "ties"), (47, 3, "plain"),
+         (200, 1, "plain"), (500, 4, "ties"), (1500, 1, "plain"), (1500, 1, "ties"),
+         (3000, 60, "plain"), (2500, 5, "ties")]
+
+
+@needs_ext
+@pytest.mark.parametrize("method", NMS_METHODS)
+@pytest.mark.parametrize("n,n_groups,kind", CASES)
+@pytest.mark.parametrize("plus_one", [None, False, True])
+def test_extension_matches_reference(method, n, n_groups, kind, plus_one):
+    if method.startswith("soft") and n > 1000 and plus_one is not None:
+        pytest.skip("large Soft-NMS reference runs once per size (plus_one=None)")
+    rng = np.random.default_rng(n * 31 + n_groups + len(kind))
+    seg, sc, gr = _random_set(rng, n, n_groups, kind)
+    kw = dict(method=method, plus_one=plus_one, iou_threshold=0.4, alpha=0.35, min_score=1e-3)
+    k1, v1 = nms_reference(seg, sc, gr, **kw)
+    k2, v2 = temporal_nms(seg, sc, gr, backend="fast", **kw)
+    assert k2.dtype == np.int64 and v2.dtype == np.float64
+    assert k1.shape == k2.shape and (k1 == k2).all()
+    np.testing.assert_allclose(v2, v1, rtol=0, atol=1e-9)
+    if method == "one_pass_decay":
+        assert sorted(k2.tolist()) == list(range(n))
+
+
+@needs_ext
+@pytest.mark.parametrize("thr", [0.0, 0.7, 1.0, 1.5])
+def test_extension_matches_reference_thresholds(thr):
+    rng = np.random.default_rng(5)
+    seg, sc, gr = _random_set(rng, 400, 2, "ties")
+    for m in NMS_METHODS:
+        k1, v1 = nms_reference(seg, sc, gr, method=m, iou_threshold=thr)
+        k2, v2 = temporal_nms(seg, sc, gr, method=m, iou_threshold=thr, backend="fast")
+        assert (k1 == k2).all() and np.allclose(v1, v2, rtol=0, atol=1e-9)
+
+
+@needs_ext
+def test_extension_window_bounds_stress():
+    # lengths over five orders of magnitude, near-threshold IoUs, both IoU conventions: the
+    # start-bucket window of the C++ one-pass walk must never miss a suppression
+    rng = np.random.default_rng(11)
+    for trial in range(12):
+        n = int(rng.integers(48, 400))
+        start = rng.uniform(0, 50, n)
+        length = 10.0 ** rng.uniform(-3, 2, n)
+        seg = np.c_[start, start + length]
+        seg[: n // 5] = seg[rng.integers(0, n, n // 5)] + rng.normal(0, 1e-9, (n // 5, 2))
+        sc = rng.random(n)
+        thr = float(rng.choice([0.05, 0.3, 0.4, 0.5, 0.9, 0.999]))
+        for method in ("one_pass_decay", "hard"):
+            for po in (True, False):
+                k1, v1 = nms_reference(seg, sc, method=method, iou_threshold=thr, plus_one=po)
+                k2, v2 = temporal_nms(seg, sc, method=method, iou_threshold=thr, plus_one=po,
+                                      backend="fast")
+                assert (k1 == k2).all() and np.allclose(v1, v2, rtol=0, atol=1e-9), (trial, method)
+
+
+@needs_ext
+def test_extension_torch_in_torch_out_and_op():
+    rng = np.random.default_rng(0)
+    seg, sc, gr = _random_set(rng, 300, 3, "plain")
+    k, v = temporal_nms(torch.from_numpy(seg).float(), torch.from_numpy(sc).float(),
+                        torch.from_numpy(gr))
+    assert isinstance(k, torch.Tensor) and k.dtype == torch.int64 and v.dtype == torch.float64
+    k1, _ = nms_reference(seg.astype(np.float32), sc.astype(np.float32), gr)
+    assert k.tolist() == k1.tolist()
+    order, offsets = processing_order(sc, gr)
+    kk, vv = torch.ops.case_fast.temporal_nms(
+        torch.from_numpy(seg), torch.from_numpy(sc), torch.from_numpy(order),
+        torch.from_numpy(offsets), "hard", 0.4, 0.35, 1e-3, True)
+    assert kk.tolist() == nms_reference(seg, sc, gr, method="hard")[0].tolist()
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+@pytest.mark.slow
+def test_cuda_source_compiles():
+    nvcc = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc")
+                                    and "/usr/local/cuda/bin/nvcc")
+    if not nvcc:
+        pytest.skip("nvcc not found")
+    r = subprocess.run(["bash", str(REPO / ".ci" / "compile_cuda.sh")], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("method", NMS_METHODS)
+@pytest.mark.parametrize("n,n_groups,kind", [(0, 1, "plain"), (1, 1, "plain"), (130, 1, "ties"),
+                                             (2000, 1, "plain"), (5000, 40, "ties"),
+                                             (20000, 1, "plain")])
+def test_cuda_matches_cpu(method, n, n_groups, kind):
+    rng = np.random.default_rng(n + n_groups)
+    seg, sc, gr = _random_set(rng, n, n_groups, kind)
+    k1, v1 = temporal_nms(seg, sc, gr, method=method, backend="fast")
+    dev = torch.device("cuda")
+    k2, v2 = temporal_nms(torch.from_numpy(seg).to(dev), torch.from_numpy(sc).to(dev),
+                          torch.from_numpy(gr).to(dev), method=method, backend="fast")
+    assert k2.is_cuda and v2.is_cuda
+    assert k2.cpu().numpy().tolist() == k1.tolist()
+    np.testing.assert_allclose(v2.cpu().numpy(), v1, rtol=0, atol=1e-7)
