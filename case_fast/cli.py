@@ -41,24 +41,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_detect(args) -> int:
-    import numpy as np
-    import torch
-
+    from .config import apply_overrides
     from .data import load_datasets
-    from .config import config_from_dict
     from .inference import detect, to_results_dict
     from .trainer import load_checkpoint
     from .utils import Progress, resolve_device, save_json
 
     device = resolve_device(args.device)
     model, q_c, cfg = load_checkpoint(args.checkpoint, device)
-    if args.overrides:
-        d = cfg.to_dict()
-        from .config import _apply
-        for ov in args.overrides:
-            k, v = ov.split("=", 1)
-            _apply(cfg, k.strip(), v)
-        cfg.validate()
+    apply_overrides(cfg, args.overrides)
     train_set, test_set = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
     dataset = test_set if args.split == "test" else train_set
     bar = Progress(len(dataset), "detect", True)

@@ -189,6 +189,11 @@ def load_config(name_or_path: Optional[str] = None, overrides: Optional[List[str
             raise KeyError(f"{path}: unknown section {sec!r} (expected {sorted(_SECTIONS)})")
         for k, v in values.items():
             _apply(cfg, f"{sec}.{k}", v)
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Config, overrides: Optional[List[str]]) -> Config:
+    """Apply 'section.key=value' strings (values parsed as YAML) and re-validate."""
     for ov in overrides or []:
         if "=" not in ov:
             raise ValueError(f"override {ov!r} must look like section.key=value")
