@@ -1,6 +1,9 @@
-"""Benchmark: detection mAP on a THUMOS14-sized synthetic results set, reference vs fast.
+"""Benchmark: detection mAP on a THUMOS14-sized synthetic results set: the reference backend vs
+the vectorised numpy path (backend='numpy') vs the compiled ops (backend='fast',
+torch.ops.case_fast.ap_greedy), side by side.
 
 Run:  pytest bench/bench_eval.py --benchmark-only --benchmark-group-by=group
+      python bench/bench_eval.py     # quick: medians (CPU time) and ratios without pytest-benchmark
 
 Synthetic data (deterministic, seed 0): 210 videos of 60-600 s; each video has 1 action class
 (25 %: 2), 1-60 ground-truth segments per class (~16 per video, ~3.4k in all, like THUMOS14
@@ -11,8 +14,10 @@ segments on its classes and on 0-2 other classes; scores rounded to 3 decimals (
 The reference backend is a per-prediction Python loop and needs minutes at full size, so it is
 benchmarked once (rounds=1) on a documented fraction: the predictions of the first
 ``REF_VIDEOS`` = 21 videos (1/10 of the videos, so ~1/10 of the predictions), evaluated against
-the full ground truth; the fast backend is timed on that same subset as well (same group) and
-on the full set. The reference's cost is linear in the number of predictions (per prediction: a
+the full ground truth; the numpy and C++ paths are timed on that same subset as well (same
+group) and on the full set. The full-set detections carry ``video_index``/``video_names`` (as
+``Detections.from_proposals`` and ``read_results`` fill them); "C++ plain" is the same set
+without them (video names compared neighbour by neighbour). The reference's cost is linear in the number of predictions (per prediction: a
 tIoU against its video's few GT of its class and a short loop per threshold), so
 reference_full ~= reference_subset * n_full / n_subset; the test prints that estimate and the
 extrapolated ratio, and asserts fast == reference APs bit for bit on the subset.
@@ -23,7 +28,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from case_fast.evaluation import THUMOS_TIOU, Detections, GroundTruth, evaluate
+import time
+
+from case_fast.evaluation import THUMOS_TIOU, Detections, GroundTruth, evaluate, extension_available
 
 N_VIDEOS = 210
 N_CLASSES = 20
@@ -72,10 +79,15 @@ def make_thumos_like(seed: int = 0):
         d_s.append(np.round(np.stack([s, e], 1), 2))
     vid_arr = np.array(videos, dtype=object)
     gt = GroundTruth(vid_arr[np.array(g_v)], np.array(g_l), np.array(g_s), videos, names)
-    det = Detections(
-        vid_arr[np.concatenate(d_v)], np.concatenate(d_l), np.concatenate(d_sc), np.concatenate(d_s)
-    )
+    codes = np.concatenate(d_v)
+    det = Detections(vid_arr[codes], np.concatenate(d_l), np.concatenate(d_sc), np.concatenate(d_s),
+                     video_index=codes, video_names=videos)
     return det, gt
+
+
+def plain(det: Detections) -> Detections:
+    """The same detections without video_index / video_names."""
+    return Detections(det.video, det.label, det.score, det.segment)
 
 
 def subset(det: Detections, n_videos: int) -> Detections:
@@ -104,23 +116,86 @@ def test_reference_subset(benchmark, data):
           f"extrapolated full-size reference {_REF['seconds'] * len(det) / len(sub):.1f} s")
 
 
+needs_cpp = pytest.mark.skipif(not extension_available(), reason="case_fast._C without ap_greedy")
+
+
+def _ratio_msg(name, med):
+    if "seconds" not in _REF:
+        return ""
+    return f"\nsubset ratio reference/{name}: {_REF['seconds'] / med:.0f}x"
+
+
 @pytest.mark.benchmark(group="eval-thumos-subset-1/10")
-def test_fast_subset(benchmark, data):
+def test_numpy_subset(benchmark, data):
+    det, gt, sub = data
+    out = benchmark(lambda: evaluate(sub, gt, THUMOS_TIOU, backend="numpy"))
+    if "ap" in _REF:
+        assert np.array_equal(out["ap"], _REF["ap"])
+    print(_ratio_msg("numpy", benchmark.stats.stats.median))
+
+
+@needs_cpp
+@pytest.mark.benchmark(group="eval-thumos-subset-1/10")
+def test_cpp_subset(benchmark, data):
     det, gt, sub = data
     out = benchmark(lambda: evaluate(sub, gt, THUMOS_TIOU, backend="fast"))
     if "ap" in _REF:
         assert np.array_equal(out["ap"], _REF["ap"])
-        print(f"\nsubset ratio reference/fast: {_REF['seconds'] / benchmark.stats.stats.median:.0f}x")
+    print(_ratio_msg("C++", benchmark.stats.stats.median))
+
+
+def _full(benchmark, data, backend, codes=True):
+    det, gt, sub = data
+    d = det if codes else plain(det)
+    out = benchmark(lambda: evaluate(d, gt, THUMOS_TIOU, backend=backend))
+    med = benchmark.stats.stats.median
+    msg = f"\nfull: {len(det)} predictions, {len(gt.label)} GT; {backend} median {med * 1e3:.1f} ms"
+    if "seconds" in _REF:
+        est = _REF["seconds"] * len(det) / len(sub)
+        msg += f"; extrapolated reference {est:.1f} s -> ratio {est / med:.0f}x"
+    print(msg)
+    return out
 
 
 @pytest.mark.benchmark(group="eval-thumos-full")
-def test_fast_full(benchmark, data):
-    det, gt, _ = data
-    out = benchmark(lambda: evaluate(det, gt, THUMOS_TIOU, backend="fast"))
-    med = benchmark.stats.stats.median
-    msg = f"\nfull: {len(det)} predictions, {len(gt.label)} GT; fast median {med * 1e3:.1f} ms; mAP {out['map']}"
-    if "seconds" in _REF:
-        _, _, sub = data
-        est = _REF["seconds"] * len(det) / len(sub)
-        msg += f"\nextrapolated reference {est:.1f} s -> ratio {est / med:.0f}x"
-    print(msg)
+def test_numpy_full(benchmark, data):
+    _full(benchmark, data, "numpy")
+
+
+@needs_cpp
+@pytest.mark.benchmark(group="eval-thumos-full")
+def test_cpp_full(benchmark, data):
+    out = _full(benchmark, data, "fast")
+    assert np.array_equal(out["ap"], evaluate(data[0], data[1], THUMOS_TIOU, backend="numpy")["ap"])
+
+
+@needs_cpp
+@pytest.mark.benchmark(group="eval-thumos-full")
+def test_cpp_full_plain(benchmark, data):
+    _full(benchmark, data, "fast", codes=False)
+
+
+if __name__ == "__main__":
+    def med(fn, rounds):
+        ts = []
+        for _ in range(rounds):
+            t0 = time.process_time()
+            fn()
+            ts.append(time.process_time() - t0)
+        return float(np.median(ts))
+
+    det, gt = make_thumos_like(0)
+    sub = subset(det, REF_VIDEOS)
+    ref_ap = evaluate(sub, gt, THUMOS_TIOU, backend="reference")["ap"]
+    for b in ("numpy", "fast"):
+        assert np.array_equal(evaluate(sub, gt, THUMOS_TIOU, backend=b)["ap"], ref_ap)
+    r_sub = med(lambda: evaluate(sub, gt, THUMOS_TIOU, backend="reference"), 3)
+    r_full = r_sub * len(det) / len(sub)
+    n_full = med(lambda: evaluate(det, gt, THUMOS_TIOU, backend="numpy"), 5)
+    c_full = med(lambda: evaluate(det, gt, THUMOS_TIOU, backend="fast"), 15)
+    pl = plain(det)
+    c_plain = med(lambda: evaluate(pl, gt, THUMOS_TIOU, backend="fast"), 15)
+    print(f"{len(det)} predictions; CPU-time medians: reference {r_sub:.2f} s on {len(sub)} "
+          f"-> {r_full:.1f} s extrapolated; numpy {n_full * 1e3:.1f} ms ({r_full / n_full:.0f}x); "
+          f"C++ {c_full * 1e3:.1f} ms ({r_full / c_full:.0f}x); C++ without video_index "
+          f"{c_plain * 1e3:.1f} ms ({r_full / c_plain:.0f}x)")

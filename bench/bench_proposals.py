@@ -1,7 +1,8 @@
-"""Proposal generation per video (T = 750, x24, 9 thresholds, p = 2): reference vs fast.
+"""Proposal generation per video (T = 750, x24, 9 thresholds, p = 2): reference vs the
+vectorised numpy path vs the compiled op (torch.ops.case_fast.oic_proposals), side by side.
 
     pytest bench/bench_proposals.py --benchmark-only --benchmark-group-by=group
-    python bench/bench_proposals.py        # quick medians and ratio without pytest-benchmark
+    python bench/bench_proposals.py        # quick medians and ratios without pytest-benchmark
 
 Timed with ``time.process_time`` (CPU time of this process), which is steadier than wall time on
 a shared machine.
@@ -51,11 +52,27 @@ def test_bench_reference(benchmark):
                        warmup_rounds=1)
 
 
+def _numpy(*v):
+    return P.generate_proposals(*v, backend="numpy")
+
+
+def _cpp(*v):
+    return P.generate_proposals(*v, backend="fast")
+
+
 @pytest.mark.benchmark(group="proposals per video (x8 videos)", timer=time.process_time)
-def test_bench_fast(benchmark):
+def test_bench_numpy(benchmark):
     for v in VIDEOS:
-        assert np.array_equal(P.generate_proposals(*v), P.generate_proposals_reference(*v))
-    benchmark.pedantic(_run, args=(P.generate_proposals,), rounds=50, iterations=1, warmup_rounds=2)
+        assert np.array_equal(_numpy(*v), P.generate_proposals_reference(*v))
+    benchmark.pedantic(_run, args=(_numpy,), rounds=50, iterations=1, warmup_rounds=2)
+
+
+@pytest.mark.skipif(not P.extension_available(), reason="case_fast._C without oic_proposals")
+@pytest.mark.benchmark(group="proposals per video (x8 videos)", timer=time.process_time)
+def test_bench_cpp(benchmark):
+    for v in VIDEOS:
+        assert np.array_equal(_cpp(*v), P.generate_proposals_reference(*v))
+    benchmark.pedantic(_run, args=(_cpp,), rounds=200, iterations=1, warmup_rounds=5)
 
 
 if __name__ == "__main__":
@@ -68,8 +85,12 @@ if __name__ == "__main__":
         return float(np.median(ts))
 
     rows = np.mean([len(P.generate_proposals(*v)) for v in VIDEOS])
-    _run(P.generate_proposals)
-    r = med(P.generate_proposals_reference, 7)
-    f = med(P.generate_proposals, 101)
-    print(f"{rows:.0f} proposals/video; per video: reference {r * 1e3:.3f} ms, fast {f * 1e3:.3f} ms,"
-          f" ratio {r / f:.1f}x")
+    _run(_numpy), _run(_cpp)
+    r, n, c = [], [], []
+    for _ in range(3):  # interleaved, so that load on a shared machine hits all three alike
+        r.append(med(P.generate_proposals_reference, 5))
+        n.append(med(_numpy, 41))
+        c.append(med(_cpp, 201) if P.extension_available() else float("nan"))
+    r, n, c = np.median(r), np.median(n), np.median(c)
+    print(f"{rows:.0f} proposals/video; per video (CPU time medians): reference {r * 1e3:.3f} ms, "
+          f"numpy {n * 1e3:.3f} ms ({r / n:.1f}x), C++ {c * 1e3:.3f} ms ({r / c:.1f}x)")

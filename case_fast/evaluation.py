@@ -1,12 +1,17 @@
 """Detection evaluation (ActivityNet-style mAP, SPEC §6) and results-file IO (SPEC §5 "Output").
 
-Two backends compute the same average precisions:
+Three backends compute the same average precisions, bit for bit:
 
 * ``backend="reference"`` — :func:`_evaluate_reference`, the straightforward per-prediction loop.
   It is the specification in executable form; read it first.
-* ``backend="fast"`` (default) — :func:`_evaluate_fast`, vectorised NumPy, bitwise-identical APs
-  (same tIoU expression, same per-class ``np.argsort`` call, same 1-D array summed for the AP).
-  Outline: rank each class once; find the (prediction, GT) pairs that overlap with a per-group
+* ``backend="fast"`` (default) — the per-class ranking in NumPy (the same ``np.argsort`` call as
+  the reference, which fixes the tie order), then the compiled op ``torch.ops.case_fast.ap_greedy``
+  (csrc/cpu/ap_cpu.cpp): the greedy matching for all thresholds in one walk per class and the AP
+  summed like the reference (numpy's pairwise summation reproduced); the ambiguous filter by
+  ``torch.ops.case_fast.ambiguous_keep``. Without the compiled extension (or for more than 64
+  thresholds) it runs the NumPy path below.
+* ``backend="numpy"`` — :func:`_ap_numpy`, vectorised NumPy (same tIoU expression, same 1-D array
+  summed for the AP). Outline: rank each class once; find the (prediction, GT) pairs that overlap with a per-group
   grid search; give every pair a "level" (how many thresholds it reaches); then run the greedy
   matching for all (threshold, class, video) groups together in rounds, each round settling
   every group up to its first prediction that is the first candidate of two free GT segments
@@ -51,7 +56,7 @@ import os
 import pathlib
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -82,12 +87,21 @@ ANET_TIOU = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
 
 @dataclass
 class Detections:
-    """Flat prediction arrays, one row per prediction (any order)."""
+    """Flat prediction arrays, one row per prediction (any order).
+
+    Optional ``video_index`` (n,) int64 with ``video_names`` (distinct names): ``video[i] ==
+    video_names[video_index[i]]`` for every i, a promise of the caller (not checked beyond shape
+    and range); evaluation then maps videos to codes with one dictionary look-up per name
+    instead of comparing the n names. :meth:`from_proposals` and :func:`detections_from_results`
+    fill them.
+    """
 
     video: np.ndarray  # (n,) object / str
     label: np.ndarray  # (n,) int64 class index
     score: np.ndarray  # (n,) float64
     segment: np.ndarray  # (n, 2) float64 seconds [start, end]
+    video_index: Optional[np.ndarray] = None  # (n,) int64 into video_names
+    video_names: Optional[list] = None
 
     def __post_init__(self):
         self.video = np.asarray(self.video, dtype=object).reshape(-1)
@@ -100,6 +114,16 @@ class Detections:
                 f"Detections: inconsistent lengths video={n} label={self.label.shape[0]} "
                 f"score={self.score.shape[0]} segment={self.segment.shape[0]}"
             )
+        if (self.video_index is None) != (self.video_names is None):
+            raise ValueError("Detections: give video_index and video_names together")
+        if self.video_index is not None:
+            self.video_index = np.asarray(self.video_index, dtype=np.int64).reshape(-1)
+            self.video_names = [str(v) for v in self.video_names]
+            if self.video_index.shape[0] != n:
+                raise ValueError(f"Detections: video_index has {self.video_index.shape[0]} "
+                                 f"entries for {n} predictions")
+            if n and (self.video_index.min() < 0 or self.video_index.max() >= len(self.video_names)):
+                raise ValueError("Detections: video_index out of range of video_names")
 
     def __len__(self) -> int:
         return int(self.video.shape[0])
@@ -107,6 +131,18 @@ class Detections:
     @classmethod
     def empty(cls) -> "Detections":
         return cls(np.empty(0, object), np.empty(0, np.int64), np.empty(0), np.empty((0, 2)))
+
+    @classmethod
+    def from_proposals(cls, per_video: Mapping[str, np.ndarray]) -> "Detections":
+        """From ``{video: (m, 4) rows [class, score, start, end]}`` (e.g. the proposals after NMS),
+        videos in mapping order, rows in order; fills ``video_index`` / ``video_names``."""
+        names = [str(v) for v in per_video]
+        arrs = [np.asarray(p, dtype=np.float64).reshape(-1, 4) for p in per_video.values()]
+        counts = np.array([a.shape[0] for a in arrs], dtype=np.int64)
+        arr = np.concatenate(arrs) if arrs else np.zeros((0, 4))
+        index = np.repeat(np.arange(len(names), dtype=np.int64), counts)
+        video = np.array(names, dtype=object)[index]
+        return cls(video, arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2:4], index, names)
 
 
 @dataclass
@@ -353,12 +389,15 @@ def detections_from_results(
             segs.append(seg)
         names.append(video)
         counts.append(len(preds))
-    video_arr = np.repeat(np.array(names, dtype=object), np.array(counts, dtype=np.int64))
+    index = np.repeat(np.arange(len(names), dtype=np.int64), np.array(counts, dtype=np.int64))
+    video_arr = np.array(names, dtype=object)[index]
     return Detections(
         video=video_arr,
         label=np.array(labels, dtype=np.int64),
         score=np.array(scores, dtype=np.float64),
         segment=np.array(segs, dtype=np.float64).reshape(-1, 2),
+        video_index=index,
+        video_names=names,
     )
 
 
@@ -405,40 +444,41 @@ def _check_tiou(tiou) -> np.ndarray:
     return t
 
 
-def _run_heads(video: np.ndarray) -> np.ndarray:
-    """Boolean mask of positions where a new run of equal video names starts (position 0 too).
-    For object arrays the comparison is on object identity (the raw pointers), which is exact
-    for this purpose: a run of one repeated object is one name; a name split over several
-    objects just starts more runs, each looked up by name."""
-    n = video.shape[0]
-    head = np.ones(n, dtype=bool)
-    if n > 1:
-        if video.dtype == object and video.flags.c_contiguous:
-            import ctypes
-
-            ptr = np.ctypeslib.as_array((ctypes.c_size_t * n).from_address(video.ctypes.data))
-            head[1:] = ptr[1:] != ptr[:-1]
-        else:
-            head[1:] = video[1:] != video[:-1]
-    return head
+def _unknown_videos_error(unknown) -> ValueError:
+    unknown = sorted(unknown)
+    return ValueError(
+        f"evaluate: {len(unknown)} predicted video(s) are not in the ground truth's split "
+        f"(results for the wrong split?): {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+    )
 
 
-def _video_codes(video: np.ndarray, gt: GroundTruth) -> np.ndarray:
-    """Index of each prediction's video in gt.videos; raise on unknown videos.
-    Runs of equal names (results grouped by video) are looked up once."""
+def _video_codes(video: np.ndarray, gt: GroundTruth, index=None) -> np.ndarray:
+    """Index of each entry's video in gt.videos; raise on unknown videos.
+
+    With ``index`` (``Detections.video_index`` / ``video_names``) only the distinct names are
+    looked up. Otherwise runs of equal consecutive names (results grouped by video) are found
+    with one vectorised comparison of neighbours and each run is looked up once.
+    """
+    vindex = {v: i for i, v in enumerate(gt.videos)}
+    if index is not None:
+        codes, names = index
+        lut = np.array([vindex.get(v, -1) for v in names], dtype=np.int64)
+        if (lut < 0).any():
+            used = np.bincount(codes, minlength=len(names)) > 0
+            bad = [v for v, c, u in zip(names, lut.tolist(), used.tolist()) if c < 0 and u]
+            if bad:
+                raise _unknown_videos_error(set(bad))
+        return lut[codes]
     n = video.shape[0]
     if n == 0:
         return np.empty(0, np.int64)
-    vindex = {v: i for i, v in enumerate(gt.videos)}
-    starts = np.flatnonzero(_run_heads(video))
+    head = np.ones(n, dtype=bool)
+    head[1:] = video[1:] != video[:-1]
+    starts = np.flatnonzero(head)
     names = video[starts].tolist()
     codes_h = np.array([vindex.get(v, -1) for v in names], dtype=np.int64)
     if (codes_h < 0).any():
-        unknown = sorted({v for v, c in zip(names, codes_h) if c < 0})
-        raise ValueError(
-            f"evaluate: {len(unknown)} predicted video(s) are not in the ground truth's split "
-            f"(results for the wrong split?): {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
-        )
+        raise _unknown_videos_error({v for v, c in zip(names, codes_h) if c < 0})
     return np.repeat(codes_h, np.diff(np.append(starts, n)))
 
 
@@ -475,14 +515,19 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=THUMOS_TIOU, *, ambig
     Returns ``{"tiou": [...], "ap": ndarray (n_tiou, n_classes), "map": [per tIoU], "avg": mean of
     "map", "avg_0.1:0.5" / "avg_0.3:0.7" (when those thresholds are all present), "class_names",
     "n_detections" (evaluated, after the ambiguous filter), "n_ambiguous_dropped"}``.
+
+    ``backend``: 'fast' (default) -- the compiled ops ``torch.ops.case_fast.ap_greedy`` /
+    ``ambiguous_keep`` (csrc/cpu/ap_cpu.cpp) when the extension is built, else vectorised NumPy;
+    'numpy' -- vectorised NumPy; 'reference' -- the per-prediction loop. All give the same APs,
+    bit for bit.
     """
     thr = _check_tiou(tiou)
-    if backend == "fast":
-        ap, extra = _evaluate_fast(detections, gt, thr, ambiguous_filter)
+    if backend in ("fast", "numpy"):
+        ap, extra = _evaluate_fast(detections, gt, thr, ambiguous_filter, compiled=backend == "fast")
     elif backend == "reference":
         ap, extra = _evaluate_reference(detections, gt, thr, ambiguous_filter)
     else:
-        raise ValueError(f"unknown backend {backend!r} (use 'fast' or 'reference')")
+        raise ValueError(f"unknown backend {backend!r} (use 'fast', 'numpy' or 'reference')")
     return _summarise(ap, thr, gt, extra)
 
 
@@ -550,12 +595,9 @@ def _tiou_one(seg, segs: np.ndarray) -> np.ndarray:
 
 def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool):
     known = set(gt.videos)
-    unknown = sorted({v for v in det.video.tolist() if v not in known})
+    unknown = {v for v in det.video.tolist() if v not in known}
     if unknown:
-        raise ValueError(
-            f"evaluate: {len(unknown)} predicted video(s) are not in the ground truth's split "
-            f"(results for the wrong split?): {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
-        )
+        raise _unknown_videos_error(unknown)
     _check_detections(det, gt)
     n_dropped = 0
     if ambiguous_filter:
@@ -700,30 +742,75 @@ def _overlap_pairs(q_key, q_s, q_e, t_key, t_s, t_e, n_keys, exact=True):
     return (rep if sel is None else sel[rep]), order[ti]
 
 
-def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool):
-    vid = _video_codes(det.video, gt)
+_AP_OPS: dict = {}
+
+
+def _ap_ops():
+    """``(ap_greedy, ambiguous_keep)`` from ``torch.ops.case_fast`` when the compiled extension is
+    built with them, else None."""
+    if "ops" not in _AP_OPS:
+        ops = None
+        try:
+            from .ops.nms import extension_available
+
+            if extension_available():
+                import torch
+
+                ops = (torch.ops.case_fast.ap_greedy, torch.ops.case_fast.ambiguous_keep)
+        except Exception:  # an extension built before these ops, or no torch
+            ops = None
+        _AP_OPS["ops"] = ops
+    return _AP_OPS["ops"]
+
+
+def extension_available() -> bool:
+    """True when the compiled AP ops are available (``backend='fast'`` uses them)."""
+    return _ap_ops() is not None
+
+
+def _ambiguous_drop(vid, seg, gt: GroundTruth, ops) -> np.ndarray:
+    """Indices of the predictions that overlap an ambiguous segment of their video."""
+    vindex = {v: i for i, v in enumerate(gt.videos)}
+    n_vid = len(gt.videos)
+    a_vid, a_seg = [], []
+    for v, segs in gt.ambiguous.items():
+        if v in vindex and segs.shape[0]:
+            a_vid.append(np.full(segs.shape[0], vindex[v], np.int64))
+            a_seg.append(segs)
+    if not a_vid:
+        return np.empty(0, np.int64)
+    a_vid, a_seg = np.concatenate(a_vid), np.concatenate(a_seg)
+    if ops is not None:
+        import torch
+
+        o = np.argsort(a_vid, kind="stable")
+        a_off = np.zeros(n_vid + 1, np.int64)
+        np.cumsum(np.bincount(a_vid, minlength=n_vid), out=a_off[1:])
+        keep = ops[1](torch.from_numpy(np.ascontiguousarray(seg)), torch.from_numpy(vid),
+                      torch.from_numpy(np.ascontiguousarray(a_seg[o])), torch.from_numpy(a_off))
+        return np.flatnonzero(~keep.numpy())
+    s0, s1 = np.ascontiguousarray(seg[:, 0]), np.ascontiguousarray(seg[:, 1])
+    qi, _ = _overlap_pairs(vid, s0, s1, a_vid, a_seg[:, 0].copy(), a_seg[:, 1].copy(), n_vid)
+    return np.unique(qi)
+
+
+def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool,
+                   compiled: bool = True):
+    """The fast backend: the compiled AP ops when built (and ``compiled``), else NumPy."""
+    ops = _ap_ops() if compiled and len(thr) <= 64 else None  # the op keeps 64-bit masks
+    index = None if det.video_index is None else (det.video_index, det.video_names)
+    vid = _video_codes(det.video, gt, index)
     _check_detections(det, gt)
     n_cls, n_vid, n_thr = gt.n_classes, len(gt.videos), len(thr)
-    # 1-D columns: fancy indexing of an (n, 2) array is several times slower than of 1-D ones
-    label, score = det.label, det.score
-    s0, s1 = np.ascontiguousarray(det.segment[:, 0]), np.ascontiguousarray(det.segment[:, 1])
+    label, score, seg = det.label, det.score, det.segment
     n_dropped = 0
     if ambiguous_filter and gt.ambiguous and len(det):
-        vindex = {v: i for i, v in enumerate(gt.videos)}
-        a_vid, a_seg = [], []
-        for v, segs in gt.ambiguous.items():
-            if v in vindex and segs.shape[0]:
-                a_vid.append(np.full(segs.shape[0], vindex[v], np.int64))
-                a_seg.append(segs)
-        if a_vid:
-            a_seg = np.concatenate(a_seg)
-            qi, _ = _overlap_pairs(vid, s0, s1, np.concatenate(a_vid), a_seg[:, 0].copy(),
-                                   a_seg[:, 1].copy(), n_vid)
-            if qi.size:
-                keep = np.ones(len(det), dtype=bool)
-                keep[qi] = False
-                n_dropped = int((~keep).sum())
-                vid, label, score, s0, s1 = vid[keep], label[keep], score[keep], s0[keep], s1[keep]
+        drop = _ambiguous_drop(vid, seg, gt, ops)
+        if drop.size:
+            keep = np.ones(len(det), dtype=bool)
+            keep[drop] = False
+            n_dropped = int(drop.size)
+            vid, label, score, seg = vid[keep], label[keep], score[keep], seg[keep]
     n_det = vid.shape[0]
     extra = {"n_detections": n_det, "n_ambiguous_dropped": n_dropped}
 
@@ -731,11 +818,6 @@ def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_
     ap = np.zeros((n_thr, n_cls))
     if n_det == 0 or gt.label.size == 0:
         return ap, extra
-
-    # Thresholds are processed in ascending order (u = 0..n_thr-1); a pair's "level" is the number
-    # of thresholds it reaches, so it is eligible at threshold u iff level > u.
-    t_order = np.argsort(thr, kind="stable")
-    thr_s = thr[t_order]
 
     # 1. rank: class-major; inside a class np.argsort(scores)[::-1] of the class's predictions in
     #    input order (the very array the reference sorts, hence the same tie order). Classes without
@@ -750,11 +832,43 @@ def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_
         if b > a:
             idx = by_label[a:b]
             perm[a:b] = idx[np.argsort(score[idx])[::-1]]
+    g_codes = _video_codes(gt.video, gt, None)
+    if ops is not None:
+        return _ap_compiled(ops[0], seg, vid, perm, cls_bounds, g_codes, gt, thr), extra
+    # 1-D columns: fancy indexing of an (n, 2) array is several times slower than of 1-D ones
+    s0, s1 = np.ascontiguousarray(seg[:, 0]), np.ascontiguousarray(seg[:, 1])
+    return _ap_numpy(label, vid, s0, s1, perm, cls_bounds, g_codes, gt, thr, n_gt, ap), extra
+
+
+def _ap_compiled(op, seg, vid, perm, cls_bounds, g_codes, gt: GroundTruth, thr):
+    """AP (n_thr, n_cls) by ``torch.ops.case_fast.ap_greedy`` (csrc/cpu/ap_cpu.cpp)."""
+    import torch
+
+    n_cls, n_vid = gt.n_classes, len(gt.videos)
+    g_key = gt.label * n_vid + g_codes
+    g_order = np.argsort(g_key, kind="stable")  # by (class, video), GroundTruth order inside
+    g_off = np.zeros(n_cls * n_vid + 1, np.int64)
+    np.cumsum(np.bincount(g_key, minlength=n_cls * n_vid), out=g_off[1:])
+    ap = op(torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float64)), torch.from_numpy(vid),
+            torch.from_numpy(perm), torch.from_numpy(cls_bounds),
+            torch.from_numpy(np.ascontiguousarray(gt.segment[g_order])), torch.from_numpy(g_off),
+            torch.from_numpy(np.array(thr, dtype=np.float64)))
+    return ap.numpy()
+
+
+def _ap_numpy(label, vid, s0, s1, perm, cls_bounds, g_codes, gt: GroundTruth, thr, n_gt, ap):
+    """AP (n_thr, n_cls), vectorised NumPy (filled into ``ap``)."""
+    n_cls, n_vid, n_thr = gt.n_classes, len(gt.videos), len(thr)
+    n_det = vid.shape[0]
+    # Thresholds are processed in ascending order (u = 0..n_thr-1); a pair's "level" is the number
+    # of thresholds it reaches, so it is eligible at threshold u iff level > u.
+    t_order = np.argsort(thr, kind="stable")
+    thr_s = thr[t_order]
     p_s, p_e = s0[perm], s1[perm]
     p_key = (label * n_vid + vid)[perm]  # (class, video) group of each ranked prediction
 
     # 2. ground truth "slots": sorted by (class, video) group, then GroundTruth order
-    g_key_raw = gt.label * n_vid + _video_codes(gt.video, gt)
+    g_key_raw = gt.label * n_vid + g_codes
     g_order = np.argsort(g_key_raw, kind="stable")
     g_key = g_key_raw[g_order]
     g_s, g_e = gt.segment[:, 0][g_order], gt.segment[:, 1][g_order]
@@ -816,7 +930,7 @@ def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_
             if e - h < npos:
                 terms = np.append(terms, 0.0)
             ap[t_order[u], c] = float(np.sum(terms))
-    return ap, extra
+    return ap
 
 
 def _next_eligible(j, u, end, lev, window=64):

@@ -1,12 +1,17 @@
 """Proposal generation (SPEC §5): T-CAS upsampling, multi-threshold runs, OIC scoring, seconds.
 
-Two implementations with bitwise-identical output (same rows, same order, same bits):
+Three implementations with bitwise-identical output (same rows, same order, same bits):
 
 * :func:`generate_proposals_reference` -- upsamples the T-CAS, then loops over thresholds,
   classes (``np.nonzero(col >= thr)``) and runs.
-* :func:`generate_proposals` -- vectorised over thresholds, classes and runs and never builds the
-  (T*scale) upsampled array: within a snippet segment the upsampled values are monotone, so runs
-  are found from segment end-point levels plus a binary search at the crossings.
+* :func:`generate_proposals` ``backend='numpy'`` -- vectorised over thresholds, classes and runs
+  and never builds the (T*scale) upsampled array: within a snippet segment the upsampled values
+  are monotone, so runs are found from segment end-point levels plus a binary search at the
+  crossings.
+* :func:`generate_proposals` default (``backend=None``/'auto'/'fast') -- the compiled op
+  ``torch.ops.case_fast.oic_proposals`` (csrc/cpu/oic_cpu.cpp), the same segment-wise run search
+  and the same window-sum arithmetic in C++ (same IEEE operations in the same order, no FMA);
+  falls back to the numpy path when the extension is not built.
 
 Numerics, checked against ``tests/reference/oic.npz`` (the released code's outputs):
 
@@ -57,6 +62,8 @@ __all__ = [
     "generate_proposals_per_threshold_reference",
     "generate_proposals",
     "generate_proposals_per_threshold",
+    "PROPOSAL_BACKENDS",
+    "extension_available",
 ]
 
 DEFAULT_THRESHOLDS = np.arange(0.1, 1.0, 0.1)
@@ -429,23 +436,110 @@ def _fast(cas, class_ids, video_scores, num_snippets, thresholds, scale, num_seg
     return out, counts
 
 
+# --------------------------------------------------------------------------------------------
+# compiled (case_fast._C, csrc/cpu/oic_cpu.cpp)
+# --------------------------------------------------------------------------------------------
+
+PROPOSAL_BACKENDS = ("auto", "fast", "numpy", "reference")
+_OP: dict = {}
+
+
+def _oic_op():
+    """``torch.ops.case_fast.oic_proposals`` when the extension is built with it, else None."""
+    if "op" not in _OP:
+        op = None
+        try:
+            from .ops.nms import extension_available
+
+            if extension_available():
+                import torch
+
+                op = torch.ops.case_fast.oic_proposals
+        except Exception:  # an extension built before this op, or no torch
+            op = None
+        _OP["op"] = op
+    return _OP["op"]
+
+
+def extension_available() -> bool:
+    """True when the compiled ``oic_proposals`` op is available (backend 'auto'/'fast' use it)."""
+    return _oic_op() is not None
+
+
+def _compiled(op, cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments,
+              fps, frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run):
+    """The C++ op, or None where it does not apply (T < 2, other dtypes): the caller falls back."""
+    import torch
+
+    cas, class_ids, video_scores, thresholds = _prepare(cas, class_ids, video_scores, thresholds)
+    if (cas.shape[0] < 2 or cas.dtype not in (np.float32, np.float64) or int(scale) < 1
+            or not np.issubdtype(class_ids.dtype, np.integer)):
+        return None
+    if not (cas.flags.c_contiguous and cas.flags.writeable):
+        cas = np.array(cas, order="C")
+    t_factor = time_factor(num_snippets, scale=scale, num_segments=num_segments, fps=fps,
+                           frames_per_snippet=frames_per_snippet)
+    out, counts = op(torch.from_numpy(cas),
+                     torch.from_numpy(np.array(class_ids, dtype=np.int64)),
+                     torch.from_numpy(np.array(video_scores, dtype=np.float64)),
+                     torch.from_numpy(np.array(thresholds, dtype=np.float64)),
+                     int(scale), float(t_factor), float(oic_lambda), float(oic_gamma),
+                     bool(drop_zero_run))
+    return out.numpy(), counts.numpy()
+
+
+def _generate(cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments, fps,
+              frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run, backend):
+    """(m, 4) proposals and (n_thr,) rows per threshold, by ``backend``."""
+    if backend is None:   # the package-wide setting (case_fast.ops.set_backend / CASE_FAST_BACKEND)
+        from .ops._backend import get_backend
+        backend = get_backend()
+    b = backend
+    if b not in PROPOSAL_BACKENDS:
+        raise ValueError(f"backend must be one of {PROPOSAL_BACKENDS}, got {backend!r}")
+    args = (cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments, fps,
+            frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run)
+    if b == "reference":
+        per = generate_proposals_per_threshold_reference(
+            cas, class_ids, video_scores, num_snippets, thresholds=thresholds, scale=scale,
+            num_segments=num_segments, fps=fps, frames_per_snippet=frames_per_snippet,
+            oic_lambda=oic_lambda, oic_gamma=oic_gamma, drop_zero_run=drop_zero_run)
+        return np.concatenate(per, axis=0), np.array([len(x) for x in per], dtype=np.int64)
+    if b != "numpy":
+        op = _oic_op()
+        if op is not None:
+            res = _compiled(op, *args)
+            if res is not None:
+                return res
+    return _fast(*args)
+
+
 def generate_proposals_per_threshold(
     cas, class_ids, video_scores, num_snippets, *, thresholds=DEFAULT_THRESHOLDS, scale=24,
     num_segments=750, fps=25.0, frames_per_snippet=16, oic_lambda=0.15, oic_gamma=0.2,
-    drop_zero_run=True,
+    drop_zero_run=True, backend=None,
 ) -> List[np.ndarray]:
-    """Vectorised; one (m_t, 4) array per threshold, bitwise equal to the reference's."""
-    out, counts = _fast(cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments,
-                        fps, frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run)
+    """One (m_t, 4) array per threshold, bitwise equal to the reference's (``backend`` as in
+    :func:`generate_proposals`)."""
+    out, counts = _generate(cas, class_ids, video_scores, num_snippets, thresholds, scale,
+                            num_segments, fps, frames_per_snippet, oic_lambda, oic_gamma,
+                            drop_zero_run, backend)
     return np.split(out, np.cumsum(counts)[:-1], axis=0)
 
 
 def generate_proposals(
     cas, class_ids, video_scores, num_snippets, *, thresholds=DEFAULT_THRESHOLDS, scale=24,
     num_segments=750, fps=25.0, frames_per_snippet=16, oic_lambda=0.15, oic_gamma=0.2,
-    drop_zero_run=True,
+    drop_zero_run=True, backend=None,
 ) -> np.ndarray:
-    """Vectorised; (m, 4) float64, bitwise the reference's rows in the reference's order."""
-    out, _ = _fast(cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments, fps,
-                   frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run)
+    """(m, 4) float64 rows [class, score, start_s, end_s], bitwise the reference's rows in the
+    reference's order, whatever the backend.
+
+    ``backend``: None / 'auto' / 'fast' -- the compiled op ``torch.ops.case_fast.oic_proposals``
+    (csrc/cpu/oic_cpu.cpp) when the extension is built, else the vectorised numpy path (also for
+    T < 2 and CAS dtypes other than float32/float64); 'numpy' -- the vectorised numpy path;
+    'reference' -- :func:`generate_proposals_reference`.
+    """
+    out, _ = _generate(cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments,
+                       fps, frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run, backend)
     return out

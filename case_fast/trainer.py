@@ -92,11 +92,7 @@ class Evaluator:
 
 
 def proposals_to_detections(props: Dict[str, np.ndarray]) -> Detections:
-    rows = [p for p in props.values() if len(p)]
-    arr = np.concatenate(rows) if rows else np.zeros((0, 4))
-    videos = np.array([v for v, p in props.items() for _ in range(len(p))], dtype=object)
-    return Detections(video=videos, label=arr[:, 0].astype(np.int64), score=arr[:, 1].astype(np.float64),
-                      segment=arr[:, 2:4].astype(np.float64))
+    return Detections.from_proposals(props)
 
 
 def _summary(metrics: dict) -> dict:

@@ -3,7 +3,9 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "ap.h"
 #include "nms.h"
+#include "oic.h"
 
 namespace case_fast {
 
@@ -19,11 +21,22 @@ TORCH_LIBRARY(case_fast, m) {
   m.def(
       "temporal_nms(Tensor segments, Tensor scores, Tensor order, Tensor offsets, str method, "
       "float iou_threshold, float alpha, float min_score, bool plus_one) -> (Tensor, Tensor)");
+  m.def(
+      "oic_proposals(Tensor cas, Tensor class_ids, Tensor video_scores, Tensor thresholds, "
+      "int scale, float t_factor, float oic_lambda, float oic_gamma, bool drop_zero_run) "
+      "-> (Tensor, Tensor)");
+  m.def(
+      "ap_greedy(Tensor seg, Tensor video, Tensor order, Tensor class_offsets, Tensor gt_seg, "
+      "Tensor gt_offsets, Tensor thresholds) -> Tensor");
+  m.def("ambiguous_keep(Tensor seg, Tensor video, Tensor amb_seg, Tensor amb_offsets) -> Tensor");
   m.def("has_cuda() -> bool", &has_cuda);
 }
 
 TORCH_LIBRARY_IMPL(case_fast, CPU, m) {
   m.impl("temporal_nms", &temporal_nms_cpu);
+  m.impl("oic_proposals", &oic_proposals_cpu);
+  m.impl("ap_greedy", &ap_greedy_cpu);
+  m.impl("ambiguous_keep", &ambiguous_keep_cpu);
 }
 
 }  // namespace case_fast

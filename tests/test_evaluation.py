@@ -22,7 +22,7 @@ from case_fast.evaluation import (
     write_results,
 )
 
-BACKENDS = ("reference", "fast")
+BACKENDS = ("reference", "fast", "numpy")
 
 
 def _det(rows):
@@ -158,9 +158,36 @@ def test_fast_equals_reference(case, seed):
     for tiou in (THUMOS_TIOU, ANET_TIOU, (0.7, 0.3, 0.05)):
         for amb in (False, True):
             a = evaluate(det, gt, tiou, ambiguous_filter=amb, backend="reference")
-            b = evaluate(det, gt, tiou, ambiguous_filter=amb, backend="fast")
-            assert np.array_equal(a["ap"], b["ap"]), (tiou, amb)  # bit for bit
-            assert a["map"] == b["map"] and a["n_detections"] == b["n_detections"]
+            for backend in ("fast", "numpy"):  # 'fast': the compiled ops when built
+                b = evaluate(det, gt, tiou, ambiguous_filter=amb, backend=backend)
+                assert np.array_equal(a["ap"], b["ap"]), (tiou, amb, backend)  # bit for bit
+                assert a["map"] == b["map"] and a["n_detections"] == b["n_detections"]
+                assert a["n_ambiguous_dropped"] == b["n_ambiguous_dropped"]
+
+
+def test_video_index_codes():
+    """Detections carrying video_index / video_names (from_proposals) evaluate like plain ones."""
+    det, gt = _random_case(7, 6, 4, 30, 300, 1)
+    per = {}
+    for v in gt.videos[::-1] + ["not_evaluated"]:  # mapping order != gt order; an empty extra video
+        sel = det.video == v
+        per[v] = np.c_[det.label[sel], det.score[sel], det.segment[sel]]
+    d2 = Detections.from_proposals(per)
+    assert d2.video_names[-1] == "not_evaluated" and d2.video.tolist() == [
+        d2.video_names[i] for i in d2.video_index]
+    plain = Detections(d2.video, d2.label, d2.score, d2.segment)
+    for backend in BACKENDS:
+        for amb in (False, True):
+            a = evaluate(plain, gt, THUMOS_TIOU, ambiguous_filter=amb, backend=backend)
+            b = evaluate(d2, gt, THUMOS_TIOU, ambiguous_filter=amb, backend=backend)
+            assert np.array_equal(a["ap"], b["ap"]) and a["n_detections"] == b["n_detections"]
+    per["video_zzz"] = np.array([[0, 0.5, 1.0, 2.0]])
+    with pytest.raises(ValueError, match="video_zzz"):
+        evaluate(Detections.from_proposals(per), gt)
+    with pytest.raises(ValueError):
+        Detections(d2.video, d2.label, d2.score, d2.segment, video_index=d2.video_index)
+    with pytest.raises(ValueError):
+        Detections(d2.video, d2.label, d2.score, d2.segment, d2.video_index + 100, d2.video_names)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -221,6 +248,7 @@ def test_results_roundtrip(tmp_path):
     write_results(path, res)
     det = read_results(path, ["c0", "c1"], known_videos=["A", "B"])
     assert det.video.tolist() == ["A", "A"] and det.label.tolist() == [0, 1]
+    assert det.video_names == ["A", "B"] and det.video_index.tolist() == [0, 0]
     np.testing.assert_array_equal(det.segment, [[1.0, 2.5], [3.0, 4.0]])
     assert json.loads(path.read_text())["external_data"] == {}
 
