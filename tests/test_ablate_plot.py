@@ -1,0 +1,153 @@
+"""case-fast ablate / plot: row definitions, statistics, a tiny two-seed ablation (spawned jobs,
+resume), and the PNG files of `case-fast plot`. Tiny CI-size runs (--quick settings)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import pytest
+
+from case_fast import ablate
+from case_fast.config import load_config
+
+
+def test_every_row_is_a_valid_config():
+    for name, row in ablate.ROWS.items():
+        assert set(row) <= {"label", "table", "paper_avg", "overrides", "eval_of"}, name
+        cfg = ablate.row_config("synthetic", name, seed=2)
+        assert cfg.train.seed == 2
+        # the overrides are plain data and load_config accepts them as strings too
+        cfg2 = load_config("synthetic", ablate.override_list(row))
+        for key, value in row["overrides"].items():
+            sec, field = key.split(".")
+            assert getattr(getattr(cfg, sec), field) == value, (name, key)
+            assert getattr(getattr(cfg2, sec), field) == value, (name, key)
+        if row.get("eval_of"):
+            assert row["eval_of"] in ablate.ROWS and not ablate.ROWS[row["eval_of"]].get("eval_of")
+    # test-time rows differ from their parent in infer.* only (plan_jobs checks and raises)
+    jobs = ablate.plan_jobs(ablate.select_rows(["all"]), [1], "synthetic", "/nonexistent")
+    assert sorted(j["row"] for j in jobs) == sorted(n for n, r in ablate.ROWS.items() if not r.get("eval_of"))
+    case = next(j for j in jobs if j["row"] == "case")
+    assert sorted(d["row"] for d in case["derived"]) == ["scc_ccc", "test_pt"]
+    # --retrain-test-rows: every row is its own training
+    jobs = ablate.plan_jobs(["scc_ccc"], [1, 2], "synthetic", "/x", retrain_test_rows=True)
+    assert [(j["row"], j["seed"]) for j in jobs] == [("scc_ccc", 1), ("scc_ccc", 2)]
+
+
+def test_table4_semantics():
+    base = ablate.row_config("synthetic", "baseline")
+    assert not base.train.use_scc and not base.train.use_ccc and not base.infer.use_cat
+    scc = ablate.row_config("synthetic", "scc")
+    assert scc.train.use_scc and not scc.train.use_ccc and not scc.infer.use_cat
+    full = ablate.row_config("synthetic", "case")
+    assert full.train.use_scc and full.train.use_ccc and full.infer.use_cat and full.infer.fg_score == "PM"
+    assert ablate.row_config("synthetic", "scc_ccc").infer.use_cat is False
+    assert ablate.row_config("synthetic", "test_pt").infer.fg_score == "PT"
+
+
+def test_select_rows():
+    assert ablate.select_rows(None) == ["baseline", "scc", "scc_ccc", "case"]
+    assert ablate.select_rows(["case", "table6"]) == ["case", "scc_eq10", "ccc_eq9"]
+    with pytest.raises(ValueError, match="unknown ablation row"):
+        ablate.select_rows(["nope"])
+
+
+def test_mean_std_and_aggregate():
+    m, s = ablate.mean_std([1.0, 2.0, 4.0])
+    assert m == pytest.approx(7 / 3)
+    assert s == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
+    assert ablate.mean_std([3.0]) == (3.0, None)
+    tiou = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    res = [{"row": "case", "seed": s, "run_dir": f"r{s}", "H_QS": 2.7,
+            "best": {"avg": a, "map": [a + 0.01 * i for i in range(7)], "tiou": tiou, "step": 100 * s}}
+           for s, a in ((1, 0.30), (2, 0.34), (3, 0.32))]
+    (row,) = ablate.aggregate(["case"], res)
+    assert row["n"] == 3 and row["seeds"] == [1, 2, 3]
+    assert row["mean"]["avg"] == pytest.approx(32.0)
+    assert row["std"]["avg"] == pytest.approx(2.0)
+    assert row["mean"]["map@0.5"] == pytest.approx(36.0)      # avg + 0.04, in percent
+    assert row["best_step_mean"] == pytest.approx(200)
+    text = ablate.format_ablation([row])
+    assert "32.00 ±  2.00" in text
+    lines = ablate.to_csv([row]).strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("row,label,table,paper_avg,n,seeds")
+
+
+@pytest.fixture(scope="module")
+def tiny_ablation(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("ablate"))
+    report = ablate.run_ablation("synthetic", ["case", "scc_ccc"], seeds=[1, 2], out=out, quick=True,
+                                 jobs=2, log=lambda m: None)
+    return out, report
+
+
+def test_tiny_ablation_outputs(tiny_ablation):
+    out, report = tiny_ablation
+    assert [r["row"] for r in report["rows"]] == ["scc_ccc", "case"]
+    with open(os.path.join(out, "ablation.json")) as f:
+        saved = json.load(f)
+    assert saved["seeds"] == [1, 2] and saved["quick"] is True
+    for row in saved["rows"]:
+        assert row["n"] == 2 and [r["seed"] for r in row["runs"]] == [1, 2]
+        avgs = [r["avg"] for r in row["runs"]]
+        m, s = ablate.mean_std(avgs)
+        assert row["mean"]["avg"] == pytest.approx(m)
+        assert row["std"]["avg"] == pytest.approx(s)
+        assert set(row["mean"]) == {"avg", "map@0.3", "map@0.5", "map@0.7"}
+        for r in row["runs"]:
+            assert 0.0 <= r["avg"] <= 100.0
+    with open(os.path.join(out, "ablation.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["row"] for r in rows] == ["scc_ccc", "case"]
+    assert float(rows[1]["avg_mean"]) == pytest.approx(saved["rows"][1]["mean"]["avg"], abs=1e-3)
+    # trained row: a full trainer run dir; test-time row: summary of the re-evaluated best.pt
+    for s in (1, 2):
+        assert os.path.isfile(os.path.join(out, "case", f"seed{s}", "best.pt"))
+        summ = json.load(open(os.path.join(out, "scc_ccc", f"seed{s}", "summary.json")))
+        parent = json.load(open(os.path.join(out, "case", f"seed{s}", "summary.json")))
+        assert summ["best"]["step"] == parent["best"]["step"]
+        assert summ["derived_from"].endswith(os.path.join("case", f"seed{s}", "best.pt"))
+    # resume: everything is cached, same numbers
+    again = ablate.run_ablation("synthetic", ["case", "scc_ccc"], seeds=[1, 2], out=out, quick=True,
+                                jobs=1, log=lambda m: None)
+    assert again["rows"] == report["rows"]
+    # a different configuration in the same folder is refused
+    with pytest.raises(RuntimeError, match="different configuration"):
+        ablate.run_ablation("synthetic", ["case"], seeds=[1], out=out, quick=True, jobs=1,
+                            base_overrides=["train.lr=0.001"], log=lambda m: None)
+
+
+def test_plot_writes_pngs(tiny_ablation, tmp_path):
+    pytest.importorskip("matplotlib")
+    from case_fast.cli import main
+
+    out, _ = tiny_ablation
+    run = os.path.join(out, "case", "seed1")
+    plots = str(tmp_path / "plots")
+    assert main(["plot", run, "--out", plots, "--compare", os.path.join(out, "case", "seed2")]) == 0
+    names = sorted(os.listdir(plots))
+    assert "training_curves.png" in names and "clusters.png" in names
+    videos = [n for n in names if n.startswith("video_")]
+    assert len(videos) == 2
+    for n in names:
+        with open(os.path.join(plots, n), "rb") as f:
+            head = f.read(8)
+        assert head == b"\x89PNG\r\n\x1a\n" and os.path.getsize(os.path.join(plots, n)) > 10_000
+
+
+def test_plot_chosen_video_and_window(tiny_ablation, tmp_path):
+    pytest.importorskip("matplotlib")
+    from case_fast import plot
+
+    out, _ = tiny_ablation
+    run = os.path.join(out, "case", "seed1")
+    cfg = load_config(os.path.join(run, "config.yaml"))
+    from case_fast.data import load_datasets
+    _, test = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
+    name = test.videos[3]
+    paths = plot.plot_run(run, videos=[name], what=("videos",), out_dir=str(tmp_path), window=(0, 30))
+    assert [os.path.basename(p) for p in paths] == [f"video_{name}.png"]
+    with pytest.raises(ValueError, match="not in the test split"):
+        plot.plot_run(run, videos=["no_such_video"], what=("videos",), out_dir=str(tmp_path))
