@@ -29,6 +29,12 @@ def _extension():
     define_macros = []
     ext_cls = cpp_extension.CppExtension
     extra = {"cxx": cxx}
+    link = []
+    if torch.backends.openmp.is_available() and os.name == "posix":
+        # at::parallel_for (per-class AP matching) runs on torch's OpenMP pool only when the
+        # extension itself is compiled with OpenMP; results do not depend on the thread count.
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
     with_cuda = (torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
                  and os.environ.get("CASE_FAST_NO_CUDA", "0") != "1")
     if with_cuda:
@@ -38,7 +44,7 @@ def _extension():
         define_macros.append(("CASE_FAST_WITH_CUDA", None))
         extra["nvcc"] = ["-O3", "--fmad=false"]
     ext = ext_cls("case_fast._C", sources, include_dirs=[os.path.join(ROOT, csrc)],
-                  define_macros=define_macros, extra_compile_args=extra)
+                  define_macros=define_macros, extra_compile_args=extra, extra_link_args=link)
 
     class BuildExt(cpp_extension.BuildExtension):
         """Build the extension, but never fail the install over it."""

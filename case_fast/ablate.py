@@ -170,7 +170,9 @@ def _last_entropy(run_dir: str) -> Optional[float]:
             line = line.strip()
             if line:
                 e = json.loads(line)
-                if "H_QS" in e:
+                if "H_mean_QS" in e:
+                    h = float(e["H_mean_QS"])
+                elif "H_QS" in e:   # older logs stored the balance under H_QS
                     h = float(e["H_QS"])
     return h
 

@@ -119,8 +119,14 @@ def plot_training_curves(run_dir: str, out_path: str, compare: Sequence[str] = (
         ent = [h for h in steps if "H_QS" in h]
         if ent:
             ex = [h["step"] for h in ent]
-            ax_ent.plot(ex, [h["H_QS"] for h in ent], ls, color="tab:green",
-                        label=lab("H(mean Q^S): cluster balance (SCC)"))
+            if "H_mean_QS" in ent[0]:   # runs logged since H_QS became the per-snippet entropy
+                ax_ent.plot(ex, [h["H_QS"] for h in ent], ls, color="tab:green",
+                            label=lab("H(Q^S): mean per-snippet entropy (SCC, Fig. 4)"))
+                ax_ent.plot(ex, [h["H_mean_QS"] for h in ent], ls, color="tab:olive",
+                            label=lab("H(mean Q^S): cluster balance"))
+            else:
+                ax_ent.plot(ex, [h["H_QS"] for h in ent], ls, color="tab:olive",
+                            label=lab("H(mean Q^S): cluster balance"))
             if tcfg.get("use_ccc", True):
                 ax_ent.plot(ex, [h["H_QC"] for h in ent], ls, color="tab:red",
                             label=lab("H(Q^C): mean over clusters (CCC)"))
@@ -134,7 +140,7 @@ def plot_training_curves(run_dir: str, out_path: str, compare: Sequence[str] = (
     ax_loss.set_xlabel("step"); ax_loss.set_ylabel("loss")
     ax_map.set_title("Test mAP at each periodic evaluation")
     ax_map.set_xlabel("step"); ax_map.set_ylabel("mAP (%)")
-    ax_ent.set_title("Pseudo-label entropies: H(mean Q^S) and H(Q^C)")
+    ax_ent.set_title("Pseudo-label entropies: H(Q^S), H(mean Q^S) and H(Q^C)")
     ax_ent.set_xlabel("step"); ax_ent.set_ylabel("entropy (nats)")
     ax_ent.set_ylim(bottom=0)
     ax_fg.set_title("Clusters assigned to foreground (Q^C[k, fg] > 0.5)")

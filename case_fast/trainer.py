@@ -206,8 +206,11 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
             entry = {"step": done, **{n: round(float(v) / n_acc, 6) for n, v in acc.items()}}
             postfix = f"loss {entry['loss']:.3f}"
             if res.q_s is not None:
-                qs_mean = res.q_s.float().mean(0)
-                entry["H_QS"] = float(-(qs_mean * (qs_mean + 1e-12).log()).sum())
+                qs = res.q_s.float()
+                qs_mean = qs.mean(0)
+                # H(Q^S): mean per-snippet entropy (paper Fig. 4); H(mean Q^S): balance (Table 5)
+                entry["H_QS"] = float(-(qs * (qs + 1e-12).log()).sum(1).mean())
+                entry["H_mean_QS"] = float(-(qs_mean * (qs_mean + 1e-12).log()).sum())
                 entry["H_QC"] = float(-(q_c * (q_c + 1e-12).log()).sum(1).mean())
                 entry["fg_clusters"] = int((q_c[:, 0] > 0.5).sum())
             history.append(entry)

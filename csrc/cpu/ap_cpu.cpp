@@ -11,6 +11,7 @@
 // max from the right of k / r_k), plus a 0 term when recall stays below 1, added with numpy's
 // pairwise summation (numpy_sum.h). -ffp-contract=off: no FMA.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -153,18 +154,21 @@ at::Tensor ap_greedy_cpu(const at::Tensor& seg, const at::Tensor& video, const a
 
   auto ap_t = at::zeros({n_thr, n_cls}, at::kDouble);
   double* ap = ap_t.data_ptr<double>();
-  std::vector<uint64_t> matched;  // per GT of the class (GroundTruth order)
-  std::vector<std::vector<int64_t>> tp_rank(n_thr);  // by original threshold index
   struct Cand {
     double iou;
     int64_t rank;  // GT index in its class
     uint64_t reach;  // sorted thresholds with thr <= iou
   };
-  std::vector<Cand> cand;
-  std::vector<double> terms;
   constexpr int64_t kAhead = 16;  // prefetch distance along the (random) processing order
 
-  for (int64_t c = 0; c < n_cls; ++c) {
+  // Classes are independent: they run in parallel on torch's intra-op threads, each writing its
+  // own column of `ap`, so the result does not depend on the number of threads.
+  at::parallel_for(0, n_cls, 1, [&](int64_t c_begin, int64_t c_end) {
+  std::vector<uint64_t> matched;  // per GT of the class (GroundTruth order)
+  std::vector<std::vector<int64_t>> tp_rank(n_thr);  // by original threshold index
+  std::vector<Cand> cand;
+  std::vector<double> terms;
+  for (int64_t c = c_begin; c < c_end; ++c) {
     const int64_t g_base = goff[c * n_vid], n_gt = goff[(c + 1) * n_vid] - g_base;
     const int64_t p0 = coff[c], p1 = coff[c + 1];
     if (n_gt == 0 || p1 == p0) continue;  // AP 0
@@ -221,6 +225,7 @@ at::Tensor ap_greedy_cpu(const at::Tensor& seg, const at::Tensor& video, const a
     }
     for (int64_t u = 0; u < n_thr; ++u) ap[u * n_cls + c] = interpolated_ap(tp_rank[u], n_gt, terms);
   }
+  });
   return ap_t;
 }
 
