@@ -26,7 +26,7 @@ python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch
 step install 300 python -m pip install --no-build-isolation --no-deps -e .
 # The one-launch Sinkhorn uses a grid barrier: smoke-test it alone first (short timeout); if it
 # hangs or is wrong, fall back to the multi-launch path for everything that follows.
-step sinkhorn_grid_smoke 60 python - <<'PY'
+step sinkhorn_grid_smoke 60 env CASE_FAST_SINKHORN_GRID_SYNC=1 python - <<'PY'
 import torch
 from case_fast.kernels.sinkhorn import _sinkhorn_impl
 from case_fast.ops.sinkhorn import sinkhorn_reference
@@ -37,8 +37,11 @@ torch.testing.assert_close(out.double(), sinkhorn_reference(x.double()), rtol=1e
 print("grid Sinkhorn OK")
 PY
 if [[ " ${FAILED[*]-} " == *" sinkhorn_grid_smoke"* ]]; then
-    echo "!!! grid-barrier Sinkhorn failed: CASE_FAST_SINKHORN_GRID_SYNC=0 from here on"
+    echo "!!! grid-barrier Sinkhorn failed: it stays off (CASE_FAST_SINKHORN_GRID_SYNC=0)"
     export CASE_FAST_SINKHORN_GRID_SYNC=0
+else
+    # exercise the opt-in path in the CUDA tests too; the benchmarks time both paths
+    export CASE_FAST_SINKHORN_GRID_SYNC=1
 fi
 step cuda_tests 420 python -m pytest -q -x -m cuda tests/ -p no:cacheprovider
 step bench 420 python -m pytest -q bench/ --benchmark-only -p no:cacheprovider \

@@ -28,8 +28,10 @@ Launch designs
   iterations; column sums are exchanged through a workspace of per-program partials
   (P x C per pass, never overwritten) and a grid barrier made of per-program epoch flags
   (idempotent stores + polling; every program then reduces the P partials itself in the same
-  fixed order). Needs all P programs co-resident: P <= number of SMs, one CTA each. Disable with
-  CASE_FAST_SINKHORN_GRID_SYNC=0 (then ``step`` is used). Not run by the CPU interpreter for P > 1
+  fixed order). Needs all P programs co-resident: P <= number of SMs, one CTA each (not
+  guaranteed under MPS / SM partitioning, where a spin barrier could wait forever). It has not
+  yet run on hardware, so it is **opt-in**: CASE_FAST_SINKHORN_GRID_SYNC=1 enables it (default
+  0: ``step`` is used); ``bench/gpu_check.sh`` smoke-tests it and benchmarks both. Not run by the CPU interpreter for P > 1
   (its programs run one after another), whose tests use ``step``, which shares the partial-sum
   code.
 * ``step`` (everything else, e.g. M = 200k, C = 256): n_iters + 1 launches of a persistent grid
@@ -356,7 +358,7 @@ def _warps(tile: int, cap: int = 8) -> int:
 
 
 def _grid_sync_enabled() -> bool:
-    return os.environ.get("CASE_FAST_SINKHORN_GRID_SYNC", "1") != "0"
+    return os.environ.get("CASE_FAST_SINKHORN_GRID_SYNC", "0") == "1"
 
 
 def _choose_mode(m: int, block_c: int, device: torch.device) -> str:
