@@ -215,6 +215,19 @@ def _build_gt(rows, videos, class_names, ambiguous=None, source="") -> GroundTru
     )
 
 
+def _gt_from_database(db: dict, videos, class_names, source: str) -> GroundTruth:
+    """GroundTruth of ``videos`` from an ActivityNet-style database mapping; ``class_names``
+    defaults to the sorted labels found in the whole database."""
+    if class_names is None:
+        class_names = sorted({a["label"] for d in db.values() for a in d.get("annotations", [])})
+    rows = (
+        (v, a["label"], a["segment"][0], a["segment"][1])
+        for v in videos
+        for a in db[v].get("annotations", [])
+    )
+    return _build_gt(rows, videos, class_names, source=source)
+
+
 def ground_truth_from_gt_json(path, split_file=None, class_names=None, subset="test") -> GroundTruth:
     """BaS-Net-style ``gt.json`` (``{"database": {video: {"subset", "annotations": [{"segment":
     [s, e] (numbers or strings), "label"}]}}}``).
@@ -233,14 +246,7 @@ def ground_truth_from_gt_json(path, split_file=None, class_names=None, subset="t
             raise ValueError(f"{split_file}: videos not in {path}: {missing[:5]}")
     else:
         videos = sorted(v for v, d in db.items() if subset is None or d.get("subset") == subset)
-    if class_names is None:
-        class_names = sorted({a["label"] for d in db.values() for a in d.get("annotations", [])})
-    rows = (
-        (v, a["label"], a["segment"][0], a["segment"][1])
-        for v in videos
-        for a in db[v].get("annotations", [])
-    )
-    return _build_gt(rows, videos, class_names, source=str(path))
+    return _gt_from_database(db, videos, class_names, str(path))
 
 
 def _as_str(x) -> str:
@@ -306,14 +312,7 @@ def ground_truth_from_anet_json(path, subset="validation", class_names=None) -> 
         db = json.load(f)
     db = db.get("database", db)
     videos = sorted(v for v, d in db.items() if subset is None or d.get("subset") == subset)
-    if class_names is None:
-        class_names = sorted({a["label"] for d in db.values() for a in d.get("annotations", [])})
-    rows = (
-        (v, a["label"], a["segment"][0], a["segment"][1])
-        for v in videos
-        for a in db[v].get("annotations", [])
-    )
-    return _build_gt(rows, videos, class_names, source=str(path))
+    return _gt_from_database(db, videos, class_names, str(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -742,25 +741,11 @@ def _overlap_pairs(q_key, q_s, q_e, t_key, t_s, t_e, n_keys, exact=True):
     return (rep if sel is None else sel[rep]), order[ti]
 
 
-_AP_OPS: dict = {}
-
-
 def _ap_ops():
-    """``(ap_greedy, ambiguous_keep)`` from ``torch.ops.case_fast`` when the compiled extension is
-    built with them, else None."""
-    if "ops" not in _AP_OPS:
-        ops = None
-        try:
-            from .ops.nms import extension_available
+    """(ap_greedy, ambiguous_keep) compiled ops when the extension is built with them, else None."""
+    from .ops.nms import compiled_ops
 
-            if extension_available():
-                import torch
-
-                ops = (torch.ops.case_fast.ap_greedy, torch.ops.case_fast.ambiguous_keep)
-        except Exception:  # an extension built before these ops, or no torch
-            ops = None
-        _AP_OPS["ops"] = ops
-    return _AP_OPS["ops"]
+    return compiled_ops("ap_greedy", "ambiguous_keep")
 
 
 def extension_available() -> bool:

@@ -441,24 +441,12 @@ def _fast(cas, class_ids, video_scores, num_snippets, thresholds, scale, num_seg
 # --------------------------------------------------------------------------------------------
 
 PROPOSAL_BACKENDS = ("auto", "fast", "numpy", "reference")
-_OP: dict = {}
-
-
 def _oic_op():
     """``torch.ops.case_fast.oic_proposals`` when the extension is built with it, else None."""
-    if "op" not in _OP:
-        op = None
-        try:
-            from .ops.nms import extension_available
+    from .ops.nms import compiled_ops
 
-            if extension_available():
-                import torch
-
-                op = torch.ops.case_fast.oic_proposals
-        except Exception:  # an extension built before this op, or no torch
-            op = None
-        _OP["op"] = op
-    return _OP["op"]
+    ops = compiled_ops("oic_proposals")
+    return None if ops is None else ops[0]
 
 
 def extension_available() -> bool:

@@ -246,6 +246,23 @@ def extension_available() -> bool:
     return _ext["loaded"]
 
 
+_compiled_cache: dict = {}
+
+
+def compiled_ops(*names: str):
+    """The ops ``torch.ops.case_fast.<name>`` as a tuple when the extension is built and has all
+    of them (an extension built before an op was added lacks it), else None. Cached."""
+    if names not in _compiled_cache:
+        ops = None
+        if extension_available():
+            try:
+                ops = tuple(getattr(torch.ops.case_fast, n) for n in names)
+            except (AttributeError, RuntimeError):
+                ops = None
+        _compiled_cache[names] = ops
+    return _compiled_cache[names]
+
+
 def cuda_extension_available() -> bool:
     """True when the extension was built with its CUDA kernels (a CUDA torch and nvcc)."""
     if not extension_available():
