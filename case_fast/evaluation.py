@@ -779,6 +779,17 @@ def _ambiguous_drop(vid, seg, gt: GroundTruth, ops) -> np.ndarray:
     return np.unique(qi)
 
 
+_POOL: dict = {}
+
+
+def _rank_pool():
+    if "pool" not in _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL["pool"] = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                           thread_name_prefix="case-fast-rank")
+    return _POOL["pool"]
+
+
 def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool,
                    compiled: bool = True):
     """The fast backend: the compiled AP ops when built (and ``compiled``), else NumPy."""
@@ -812,11 +823,15 @@ def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_
     cls_bounds = np.zeros(n_cls + 1, dtype=np.int64)
     np.cumsum(np.bincount(label, minlength=n_cls), out=cls_bounds[1:])
     perm = by_label  # blocks of classes without GT stay unranked (never looked at)
-    for c in np.flatnonzero(n_gt > 0):
+
+    def rank_class(c):
         a, b = cls_bounds[c], cls_bounds[c + 1]
         if b > a:
             idx = by_label[a:b]
             perm[a:b] = idx[np.argsort(score[idx])[::-1]]
+
+    # classes are independent and numpy's sort releases the GIL: rank them on a few threads
+    list(_rank_pool().map(rank_class, np.flatnonzero(n_gt > 0)))
     g_codes = _video_codes(gt.video, gt, None)
     if ops is not None:
         return _ap_compiled(ops[0], seg, vid, perm, cls_bounds, g_codes, gt, thr), extra
