@@ -34,6 +34,10 @@ from .step import case_losses
 from .utils import Progress, resolve_device, save_json, save_text, save_torch, seed_everything
 
 
+RUN_FILES = ("last.pt", "best.pt", "best_results.json", "best_table.txt", "metrics.jsonl",
+             "summary.json", "config.yaml")
+
+
 class FeatureBank:
     """All videos of a split as one flat (sum T_v, 2D) tensor on the training device, so that a
     batch is one index_select (features stay resident on the GPU)."""
@@ -142,6 +146,11 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
 
     os.makedirs(run_dir, exist_ok=True)
     last_path = os.path.join(run_dir, "last.pt")
+    if restart:  # the previous run's files must not outlive it
+        for name in RUN_FILES:
+            path = os.path.join(run_dir, name)
+            if os.path.exists(path):
+                os.remove(path)
     if os.path.exists(last_path) and not restart:
         ck = torch.load(last_path, map_location=device, weights_only=False)
         if _config_for_compare(ck["config"]) != _config_for_compare(cfg.to_dict()):

@@ -54,6 +54,12 @@ def test_resume_refuses_other_config(tmp_path):
     # more steps on the same config continue the run
     train(_cfg("train.num_steps=6"), run, log=lambda *_: None)
     assert _state(run)["step"] == 6
+    # --restart replaces the old run entirely (no stale checkpoint or metrics survive)
+    train(_cfg("train.seed=5", "train.num_steps=3"), run, restart=True, log=lambda *_: None)
+    assert _state(run)["step"] == 3
+    steps = [json.loads(x)["step"] for x in open(os.path.join(run, "metrics.jsonl"))]
+    assert max(steps) == 3
+    assert json.load(open(os.path.join(run, "summary.json")))["best"]["step"] <= 3
 
 
 def test_checkpoint_roundtrip_and_cli(tmp_path, capsys):
