@@ -7,7 +7,8 @@
   and score). Default videos: the 2 test videos with the most ground-truth instances.
 * ``training_curves.png`` (paper Fig. 4), from metrics.jsonl: the loss terms (video, attention
   = rgb + flow, SCC, CCC) per logged step, avg mAP and mAP@0.5 per evaluation, the entropies
-  H(Q^S) (of the mean SCC pseudo-label) and H(Q^C) (mean over clusters) per logged step, and the
+  H(Q^S) (mean per-snippet entropy of the SCC pseudo-labels), H(mean Q^S) (cluster balance) and
+  H(Q^C) (mean over clusters) per logged step, and the
   number of foreground clusters (Q^C[k, fg] > 0.5). ``--compare DIR ...`` overlays other runs
   (e.g. the Eq. 10 ablation run against the method's run: Fig. 4's comparison).
 * ``clusters.png``: per cluster k, the mean assignment mass over all test snippets of the
