@@ -139,15 +139,27 @@ class Config:
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "infer": InferConfig}
 
 
-def _coerce(value: Any, current: Any) -> Any:
+def _coerce(key: str, value: Any, current: Any) -> Any:
+    """The override parsed as YAML and checked against the type of the field's current value."""
     if isinstance(value, str):
         value = yaml.safe_load(value)
-    if isinstance(current, bool) or current is None:
+    if current is None or value is None:
         return value
-    if isinstance(current, float) and isinstance(value, int):
-        return float(value)
-    if isinstance(current, list) and not isinstance(value, list):
-        return [value]
+    expect = type(current)
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(current, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(current, list):
+        value = value if isinstance(value, list) else [value]
+        ok = True
+    else:
+        ok = isinstance(value, expect)
+    if not ok:
+        raise ValueError(f"config key {key}: expected {expect.__name__}, got {value!r}")
     return value
 
 
@@ -162,7 +174,7 @@ def _apply(cfg: Config, key: str, value: Any) -> None:
     names = {f.name for f in dataclasses.fields(section)}
     if parts[1] not in names:
         raise KeyError(f"unknown config key {key!r}; {parts[0]} has {sorted(names)}")
-    setattr(section, parts[1], _coerce(value, getattr(section, parts[1])))
+    setattr(section, parts[1], _coerce(key, value, getattr(section, parts[1])))
 
 
 def available_configs() -> List[str]:

@@ -94,6 +94,8 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert "video_test_9999999" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "x"), "model.bogus=1"]) == 2
     assert "model.bogus" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "x"), "train.batch_size=abc"]) == 2
+    assert "train.batch_size" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "x")
     assert main(["detect", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o.json")]) == 2
     assert not os.path.exists(tmp_path / "o.json")
