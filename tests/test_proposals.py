@@ -172,10 +172,11 @@ def _random_cas(rng, T, p):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_fast_equals_reference_random(seed):
-    rng = np.random.default_rng(seed)
-    for T in (2, 3, 5, 17, 60, 750):
-        for p in range(1, 6) if T < 750 else (1, 3, 5):
+@pytest.mark.parametrize("backend", ["numpy", "auto"])   # 'auto': the compiled op when built
+def test_fast_equals_reference_random(seed, backend):
+    rng = np.random.default_rng(seed + (1000 if backend == "auto" else 0))
+    for T in (2, 3, 5, 17, 60, 750, 2100):
+        for p in range(1, 6) if T < 750 else (1, 3):
             cas = _random_cas(rng, T, p)
             ids = rng.choice(20, p, replace=False)
             vs = rng.normal(0.3, 0.3, 20).astype(rng.choice([np.float32, np.float64]))
@@ -186,13 +187,16 @@ def test_fast_equals_reference_random(seed):
                 kw["scale"] = int(rng.choice([1, 2, 5, 16]))
             if rng.random() < 0.3:
                 kw["drop_zero_run"] = False
+            if rng.random() < 0.2:
+                kw["oic_lambda"] = float(rng.choice([0.0, 0.5, 2.0]))
             T_v = int(rng.integers(T, 4 * T))
             per_r = P.generate_proposals_per_threshold_reference(cas, ids, vs, T_v, **kw)
-            per_f = P.generate_proposals_per_threshold(cas, ids, vs, T_v, **kw)
+            per_f = P.generate_proposals_per_threshold(cas, ids, vs, T_v, backend=backend, **kw)
             assert len(per_r) == len(per_f)
             for r, f in zip(per_r, per_f):
                 assert _same(r, f), (seed, T, p, kw)
-            assert _same(P.generate_proposals(cas, ids, vs, T_v, **kw), np.concatenate(per_r))
+            assert _same(P.generate_proposals(cas, ids, vs, T_v, backend=backend, **kw),
+                         np.concatenate(per_r))
 
 
 def test_float32_threshold_edges():
