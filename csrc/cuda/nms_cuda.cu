@@ -77,13 +77,22 @@ Layout make_layout(const int64_t* offsets, int64_t G) {
   return L;
 }
 
-__device__ __forceinline__ int64_t group_of_tile(const int64_t* tile_off, int64_t G, int64_t t) {
-  int64_t lo = 0, hi = G;  // largest g with tile_off[g] <= t (empty groups have no tiles)
+// The largest i in [0, n) with v[i] <= x (v non-decreasing, v[0] <= x).
+__device__ __forceinline__ int64_t last_le(const int64_t* __restrict__ v, int64_t n, int64_t x) {
+  int64_t lo = 0, hi = n;
   while (hi - lo > 1) {
     const int64_t mid = (lo + hi) / 2;
-    if (tile_off[mid] <= t) lo = mid; else hi = mid;
+    if (v[mid] <= x) lo = mid; else hi = mid;
   }
   return lo;
+}
+
+// Group of tile t (empty groups have no tiles) / of sorted position p (offsets has G + 1 entries).
+__device__ __forceinline__ int64_t group_of_tile(const int64_t* tile_off, int64_t G, int64_t t) {
+  return last_le(tile_off, G, t);
+}
+__device__ __forceinline__ int64_t group_of(const int64_t* offsets, int64_t G, int64_t p) {
+  return last_le(offsets, G + 1, p);
 }
 
 __global__ void mask_kernel(const double* __restrict__ s, const double* __restrict__ e,
@@ -190,12 +199,7 @@ __global__ void count_kernel(const int64_t* __restrict__ offsets, const int64_t*
     if (lane == 0) cnt[p] = 0;
     return;
   }
-  int64_t lo = 0, hi = G + 1;  // group of position p: largest g with offsets[g] <= p, nonempty
-  while (hi - lo > 1) {
-    const int64_t mid = (lo + hi) / 2;
-    if (offsets[mid] <= p) lo = mid; else hi = mid;
-  }
-  const int64_t g = lo;
+  const int64_t g = group_of(offsets, G, p);
   const int64_t* mask_off = meta + (G + 1);
   const int64_t nb = (mask_off + 2 * G)[g];
   const int64_t i = p - offsets[g];
@@ -266,12 +270,7 @@ __global__ void decay_kernel(const double* __restrict__ s, const double* __restr
   const int64_t p = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (p >= n || !keep_flag[p]) return;
-  int64_t lo = 0, hi = G + 1;
-  while (hi - lo > 1) {
-    const int64_t mid = (lo + hi) / 2;
-    if (offsets[mid] <= p) lo = mid; else hi = mid;
-  }
-  const int64_t g = lo;
+  const int64_t g = group_of(offsets, G, p);
   const int64_t* mask_off = meta + (G + 1);
   const int64_t nb = (mask_off + 2 * G)[g];
   const int64_t p0 = offsets[g], i = p - p0;
