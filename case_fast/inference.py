@@ -1,7 +1,6 @@
 """Inference (SPEC §5): localisation T-CAS, video-level scores, proposals, NMS, results JSON."""
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 
 from . import ops
 from .config import Config
+from .utils import no_timer
 from .proposals import generate_proposals
 
 
@@ -46,12 +46,8 @@ def predicted_classes(scores: np.ndarray, threshold: float) -> np.ndarray:
     return pred if pred.size else np.array([int(np.argmax(scores))])
 
 
-def _no_timer(name: str):
-    return nullcontext()
-
-
 def localize_video(cas: np.ndarray, scores: np.ndarray, num_snippets: int, cfg: Config,
-                   timer=_no_timer) -> np.ndarray:
+                   timer=no_timer) -> np.ndarray:
     """Proposals after NMS for one video: (m, 4) rows [class, score, start_s, end_s]."""
     inf = cfg.infer
     pred = predicted_classes(scores, inf.class_threshold)

@@ -5,7 +5,6 @@ host synchronisation, so it can be captured in a CUDA graph.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
@@ -13,6 +12,7 @@ import torch
 
 from . import ops
 from .config import Config
+from .utils import no_timer
 from .losses import gce_loss, soft_cross_entropy, video_loss
 from .pseudo_labels import (attention_pseudo_labels, ccc_marginal, ccc_pseudo_labels,
                             cluster_fb_logits, scc_pseudo_labels)
@@ -36,12 +36,8 @@ def selection_scores(out) -> torch.Tensor:
     return (soft + out["flow"].attention[..., None] + out["rgb"].attention[..., None]) / 3.0
 
 
-def _no_timer(name: str):
-    return nullcontext()
-
-
 def case_losses(out, labels: torch.Tensor, q_c: torch.Tensor, cfg: Config,
-                backend: Optional[str] = None, timer: Callable = _no_timer) -> StepResult:
+                backend: Optional[str] = None, timer: Callable = no_timer) -> StepResult:
     """``timer(name)`` returns a context manager wrapped around each phase (``case-fast profile``):
     'pooling', 'pseudo_labels', 'sinkhorn', 'losses'."""
     tc = cfg.train
