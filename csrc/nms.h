@@ -46,6 +46,19 @@ void nms_cuda_launch(const double* s, const double* e, const double* score, cons
                      void* workspace, uint8_t* keep_flag, int64_t* out_keep, double* out_score,
                      void* stream);
 
+// CUDA (csrc/cuda/nms_cuda.cu), methods kSoftGaussian and kSoftLinear: one thread block per
+// group, same picks, order and score arithmetic as the CPU kernel (min_score pruning, first
+// maximum in walk order on ties). Same walk-order inputs as nms_cuda_launch; `work` is n doubles
+// of device memory (the current scores). Outputs (device, n each): pick k of group g goes to
+// out_keep[offsets[g] + k] (input index) / out_score[...] (its score when picked), and
+// out_flag[p] = 1 exactly on those slots, 0 on the rest. Asynchronous on `stream`; no copy.
+void nms_cuda_soft_launch(const double* s, const double* e, const double* score,
+                          const int64_t* order, const int64_t* offsets_host,
+                          const int64_t* offsets_dev, int64_t num_groups, int64_t n, int method,
+                          double iou_threshold, double alpha, double min_score, bool plus_one,
+                          double* work, uint8_t* out_flag, int64_t* out_keep, double* out_score,
+                          void* stream);
+
 }  // namespace case_fast
 
 #if !defined(__CUDACC__)

@@ -236,12 +236,23 @@ def test_cuda_source_compiles():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def _assert_cuda_scores(v_cuda, v_cpu, method):
+    if method.startswith("soft"):  # same arithmetic; exp may differ by an ulp per decay
+        np.testing.assert_allclose(v_cuda, v_cpu, rtol=1e-12, atol=1e-300)
+    else:
+        np.testing.assert_allclose(v_cuda, v_cpu, rtol=0, atol=1e-7)
+
+
+# "ties" sets: few distinct scores (0 < min_score among them), duplicated, zero-length and nested
+# segments; (3000, 500): many small groups; (1500, 2, "ties"): groups above 512 members (Soft-NMS
+# block size) with ties
 @pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("method", NMS_METHODS)
 @pytest.mark.parametrize("n,n_groups,kind", [(0, 1, "plain"), (1, 1, "plain"), (130, 1, "ties"),
                                              (2000, 1, "plain"), (5000, 40, "ties"),
-                                             (20000, 1, "plain")])
+                                             (20000, 1, "plain"), (3000, 500, "ties"),
+                                             (1500, 2, "ties")])
 def test_cuda_matches_cpu(method, n, n_groups, kind):
     rng = np.random.default_rng(n + n_groups)
     seg, sc, gr = _random_set(rng, n, n_groups, kind)
@@ -250,5 +261,65 @@ def test_cuda_matches_cpu(method, n, n_groups, kind):
     k2, v2 = temporal_nms(torch.from_numpy(seg).to(dev), torch.from_numpy(sc).to(dev),
                           torch.from_numpy(gr).to(dev), method=method, backend="fast")
     assert k2.is_cuda and v2.is_cuda
+    assert k2.dtype == torch.int64 and v2.dtype == torch.float64
     assert k2.cpu().numpy().tolist() == k1.tolist()
-    np.testing.assert_allclose(v2.cpu().numpy(), v1, rtol=0, atol=1e-7)
+    _assert_cuda_scores(v2.cpu().numpy(), v1, method)
+
+
+SOFT_METHODS = ("soft_gaussian", "soft_linear")
+SOFT_PARAMS = [dict(iou_threshold=0.4, alpha=0.35, min_score=1e-3, plus_one=None),
+               dict(iou_threshold=0.0, alpha=0.5, min_score=0.3, plus_one=True),
+               dict(iou_threshold=0.7, alpha=0.1, min_score=-math.inf, plus_one=False),
+               dict(iou_threshold=0.4, alpha=0.35, min_score=0.95, plus_one=False)]
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("method", SOFT_METHODS)
+@pytest.mark.parametrize("params", range(len(SOFT_PARAMS)))
+def test_cuda_soft_matches_cpu(method, params):
+    # group sizes around the warp / block sizes, one-member groups, groups whose members are all
+    # below min_score (min_score 0.95 on "ties" scores k/5), NaN and inf scores
+    kw = SOFT_PARAMS[params]
+    dev = torch.device("cuda")
+    for trial, (n, n_groups, kind) in enumerate([(1, 1, "ties"), (2, 1, "ties"), (31, 1, "ties"),
+                                                 (33, 1, "plain"), (513, 1, "ties"),
+                                                 (1100, 2, "ties"), (3000, 700, "ties"),
+                                                 (3000, 300, "plain"), (7000, 3, "ties")]):
+        rng = np.random.default_rng(1000 * params + trial)
+        seg, sc, gr = _random_set(rng, n, n_groups, kind)
+        if n >= 30:
+            sc[rng.integers(0, n, n // 15)] = np.nan
+            sc[rng.integers(0, n, 2)] = np.inf
+        k1, v1 = temporal_nms(seg, sc, gr, method=method, backend="fast", **kw)
+        k2, v2 = temporal_nms(torch.from_numpy(seg).to(dev), torch.from_numpy(sc).to(dev),
+                              torch.from_numpy(gr).to(dev), method=method, backend="fast", **kw)
+        assert k2.is_cuda and v2.is_cuda
+        assert k2.cpu().numpy().tolist() == k1.tolist(), (n, n_groups, kind)
+        _assert_cuda_scores(v2.cpu().numpy(), v1, method)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("method", SOFT_METHODS)
+def test_cuda_soft_op_empty_groups(method):
+    # the raw op accepts empty groups (offsets repeat) and no group at all
+    rng = np.random.default_rng(3)
+    seg, sc, _ = _random_set(rng, 60, 1, "ties")
+    offsets = np.array([0, 0, 10, 10, 10, 35, 60, 60], np.int64)
+    order = np.concatenate([a + np.argsort(sc[a:b])[::-1]
+                            for a, b in zip(offsets[:-1], offsets[1:])]).astype(np.int64)
+    dev = torch.device("cuda")
+    cases = [(seg, sc, order, offsets), (seg[:0], sc[:0], order[:0], np.zeros(1, np.int64)),
+             (seg[:0], sc[:0], order[:0], np.zeros(3, np.int64))]
+    for s_, c_, o_, off in cases:
+        args = (method, 0.4, 0.35, 1e-3, False)
+        k1, v1 = torch.ops.case_fast.temporal_nms(
+            torch.from_numpy(s_), torch.from_numpy(c_), torch.from_numpy(o_),
+            torch.from_numpy(off), *args)
+        k2, v2 = torch.ops.case_fast.temporal_nms(
+            torch.from_numpy(s_).to(dev), torch.from_numpy(c_).to(dev),
+            torch.from_numpy(o_).to(dev), torch.from_numpy(off), *args)
+        assert k2.is_cuda and k2.dtype == torch.int64 and v2.dtype == torch.float64
+        assert k2.cpu().tolist() == k1.tolist()
+        _assert_cuda_scores(v2.cpu().numpy(), v1.numpy(), method)

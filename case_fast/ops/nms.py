@@ -43,11 +43,12 @@ descending score; numpy is then not consulted per group.
 
 Backends: the C++ CPU kernels run every method (one-pass decay and hard NMS visit only the
 candidates whose start can reach the threshold, through start-time buckets). The CUDA kernels
-(CUDA tensors, extension built against a CUDA torch) run ``one_pass_decay`` and ``hard``:
-64x64 bitmask IoU tiles, the greedy walk in one thread block per group, output assembly on the
-device; the Soft-NMS variants (serial by nature) run on the CPU kernel and come back to the
-device. Segments must be finite; all backends agree exactly on the order and to rounding
-(exp) on the scores.
+(CUDA tensors, extension built against a CUDA torch) run every method on the device too:
+``one_pass_decay`` and ``hard`` through 64x64 bitmask IoU tiles, the greedy walk in one thread
+block per group and output assembly on the device; the Soft-NMS variants in one thread block
+per group (each pick is a block-wide argmax over the candidates' current scores, then a
+parallel decay), the picks compacted on the device. Segments must be finite; all backends agree
+exactly on the order and to rounding (exp) on the scores.
 """
 from __future__ import annotations
 

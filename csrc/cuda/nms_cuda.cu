@@ -13,8 +13,20 @@
 //     per group: block scans give each kept row its output slot and the start of its decayed
 //     run), decay_kernel (one warp per kept row writes its decayed ones in walk order with the
 //     score * exp(-IoU^2 / alpha), IoU recomputed in float64).
+//
+// Soft-NMS (gaussian / linear), soft_kernel: one thread block per group. Thread t owns the
+// group's positions t, t + blockDim, ... and is the only one to read or write their current
+// scores (`cur`, a global work array, n doubles). A position is a candidate exactly while its
+// current score passes the CPU kernel's test `v >= min_score` (a NaN score never does; the pick
+// is retired by writing NaN). Per pick: every thread decays its candidates against the pick
+// (same expressions as group_soft in csrc/cpu/nms_cpu.cpp) and keeps its best survivor, then a
+// block argmax with the key (score desc, walk position asc) gives the next pick: the first
+// maximum in walk order, as on the CPU. Pick k of group g goes to slot offsets[g] + k of
+// out_keep / out_score and flag[offsets[g] + k] = 1 (flag is 0 on the group's other positions);
+// the caller compacts the flagged slots.
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -300,6 +312,122 @@ __global__ void decay_kernel(const double* __restrict__ s, const double* __restr
   }
 }
 
+constexpr int kSoftMaxThreads = 512;
+
+// Soft-NMS pick order: a beats b when a is a candidate (pos >= 0) and b is none, or a has the
+// higher score, or the same score and the earlier walk position. Candidate scores are never NaN
+// (they pass v >= min_score), so this is a total order and any reduction tree gives the same
+// winner: the first maximum in walk order.
+__device__ __forceinline__ bool soft_better(double va, int pa, double vb, int pb) {
+  return pa >= 0 && (pb < 0 || va > vb || (va == vb && pa < pb));
+}
+
+__device__ __forceinline__ void warp_soft_argmax(double& v, int& p) {
+  for (int d = 16; d > 0; d /= 2) {
+    const double ov = __shfl_down_sync(0xffffffffu, v, d);
+    const int op = __shfl_down_sync(0xffffffffu, p, d);
+    if (soft_better(ov, op, v, p)) {
+      v = ov;
+      p = op;
+    }
+  }
+}
+
+// Block argmax of the threads' (v, p); every thread gets the winner (p = -1: no candidate left).
+// All threads of the block must call it (blockDim.x a multiple of 32, at most 32 warps).
+// Shared memory reuse between calls: wv / wp are rewritten only before the first barrier of the
+// next call, after warp 0 read them before the second barrier of this one; bv / bp are rewritten
+// only after the first barrier of the next call, which every thread reaches after reading them.
+__device__ __forceinline__ void block_soft_argmax(double& v, int& p) {
+  __shared__ double wv[32];
+  __shared__ int wp[32];
+  __shared__ double bv;
+  __shared__ int bp;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  warp_soft_argmax(v, p);
+  if (lane == 0) {
+    wv[warp] = v;
+    wp[warp] = p;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const bool in = lane < static_cast<int>(blockDim.x / 32);
+    v = in ? wv[lane] : 0.0;
+    p = in ? wp[lane] : -1;
+    warp_soft_argmax(v, p);
+    if (lane == 0) {
+      bv = v;
+      bp = p;
+    }
+  }
+  __syncthreads();
+  v = bv;
+  p = bp;
+}
+
+// One block per group; see the comment at the top of the file.
+template <bool kLinear>
+__global__ void __launch_bounds__(kSoftMaxThreads)
+soft_kernel(const double* __restrict__ s, const double* __restrict__ e,
+            const double* __restrict__ score, const int64_t* __restrict__ order,
+            const int64_t* __restrict__ offsets, double one, double thr, double alpha,
+            double min_score, double* __restrict__ cur, uint8_t* __restrict__ flag,
+            int64_t* __restrict__ out_keep, double* __restrict__ out_score) {
+  const int64_t g = blockIdx.x;
+  const int64_t p0 = offsets[g];
+  const int ng = static_cast<int>(offsets[g + 1] - p0);  // the launcher checks ng <= INT_MAX
+  if (ng == 0) return;  // uniform in the block: no barrier is skipped by part of it
+  const double* S = s + p0;
+  const double* E = e + p0;
+  double* C = cur + p0;
+  const int step = static_cast<int>(blockDim.x);
+  double bv = 0.0;  // this thread's best candidate (bp = -1: none)
+  int bp = -1;
+  for (int i = threadIdx.x; i < ng; i += step) {
+    const double v = score[p0 + i];
+    C[i] = v;
+    if (v >= min_score && soft_better(v, i, bv, bp)) {
+      bv = v;
+      bp = i;
+    }
+  }
+  block_soft_argmax(bv, bp);
+  int cnt = 0;  // picks so far, the same in every thread
+  while (bp >= 0) {
+    const int pick = bp;
+    if (threadIdx.x == 0) {
+      out_keep[p0 + cnt] = order[p0 + pick];
+      out_score[p0 + cnt] = bv;
+    }
+    ++cnt;
+    const double s0 = S[pick], e0 = E[pick], a0 = (e0 - s0) + one;
+    bv = 0.0;
+    bp = -1;
+    for (int i = threadIdx.x; i < ng; i += step) {
+      double v = C[i];
+      if (!(v >= min_score)) continue;  // not a candidate (never was, picked, or dropped)
+      if (i == pick) {
+        C[i] = __longlong_as_double(0x7ff8000000000000LL);  // NaN: retired
+        continue;
+      }
+      const double si = S[i], ei = E[i];
+      const double iou = seg_iou(s0, e0, a0, si, ei, (ei - si) + one, one);
+      // a decayed score below min_score (or NaN) is dropped for good
+      if (kLinear) {
+        if (iou >= thr) C[i] = v = v * (1.0 - iou);
+      } else if (iou != 0.0) {
+        C[i] = v = v * exp(-(iou * iou) / alpha);
+      }
+      if (v >= min_score && soft_better(v, i, bv, bp)) {
+        bv = v;
+        bp = i;
+      }
+    }
+    block_soft_argmax(bv, bp);
+  }
+  for (int i = threadIdx.x; i < ng; i += step) flag[p0 + i] = i < cnt ? 1 : 0;
+}
+
 }  // namespace
 
 std::size_t nms_cuda_workspace_bytes(const int64_t* offsets_host, int64_t num_groups) {
@@ -350,6 +478,40 @@ void nms_cuda_launch(const double* s, const double* e, const double* score, cons
       s, e, score, order, offsets_dev, meta, G, n, mask, keep_flag, base, one, alpha, out_keep,
       out_score);
   check(cudaGetLastError(), "decay_kernel");
+}
+
+void nms_cuda_soft_launch(const double* s, const double* e, const double* score,
+                          const int64_t* order, const int64_t* offsets_host,
+                          const int64_t* offsets_dev, int64_t num_groups, int64_t n, int method,
+                          double iou_threshold, double alpha, double min_score, bool plus_one,
+                          double* work, uint8_t* out_flag, int64_t* out_keep, double* out_score,
+                          void* stream_ptr) {
+  if (method != kSoftGaussian && method != kSoftLinear)
+    throw std::runtime_error("temporal_nms CUDA: nms_cuda_soft_launch runs soft_gaussian and "
+                             "soft_linear only");
+  if (n == 0 || num_groups == 0) return;
+  if (num_groups > 0x7fffffffLL) throw std::runtime_error("temporal_nms CUDA: too many groups");
+  int64_t max_ng = 0;
+  for (int64_t g = 0; g < num_groups; ++g) {
+    const int64_t ng = offsets_host[g + 1] - offsets_host[g];
+    max_ng = ng > max_ng ? ng : max_ng;
+  }
+  if (max_ng > INT_MAX) throw std::runtime_error("temporal_nms CUDA: group too large");
+  if (max_ng == 0) return;
+  // block size: the largest group rounded up to whole warps, at most kSoftMaxThreads
+  const int threads = static_cast<int>(imin(kSoftMaxThreads, (max_ng + 31) / 32 * 32));
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  const double one = plus_one ? 1.0 : 0.0;
+  const unsigned blocks = static_cast<unsigned>(num_groups);
+  if (method == kSoftLinear)
+    soft_kernel<true><<<blocks, threads, 0, stream>>>(s, e, score, order, offsets_dev, one,
+                                                      iou_threshold, alpha, min_score, work,
+                                                      out_flag, out_keep, out_score);
+  else
+    soft_kernel<false><<<blocks, threads, 0, stream>>>(s, e, score, order, offsets_dev, one,
+                                                       iou_threshold, alpha, min_score, work,
+                                                       out_flag, out_keep, out_score);
+  check(cudaGetLastError(), "soft_kernel");
 }
 
 }  // namespace case_fast

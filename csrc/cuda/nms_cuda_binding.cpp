@@ -1,6 +1,9 @@
-// Torch binding of the CUDA temporal NMS (built only when torch has CUDA). one_pass_decay and
-// hard run on the GPU (csrc/cuda/nms_cuda.cu); the two Soft-NMS variants are inherently serial
-// per group and run on the CPU kernel (the tensors go to the host and back).
+// Torch binding of the CUDA temporal NMS (built only when torch has CUDA). Every method runs on
+// the GPU (csrc/cuda/nms_cuda.cu): one_pass_decay and hard through the bitmask walk, the two
+// Soft-NMS variants through one thread block per group. No mask or score array visits the host;
+// hard and Soft-NMS return a data-dependent number of rows, so their final at::nonzero (the
+// compaction of the flagged slots) copies that one count to the host (a stream sync), and the
+// offsets (a CPU tensor, num_groups + 1) are copied to the device.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -16,11 +19,6 @@ std::tuple<at::Tensor, at::Tensor> temporal_nms_cuda(
     double min_score, bool plus_one) {
   const int m_id = check_nms_args(segments, scores, order, offsets, method);
   TORCH_CHECK(segments.is_cuda(), "temporal_nms_cuda: CUDA tensors expected");
-  if (m_id == kSoftGaussian || m_id == kSoftLinear) {
-    auto r = temporal_nms_cpu(segments.cpu(), scores.cpu(), order.cpu(), offsets, method,
-                              iou_threshold, alpha, min_score, plus_one);
-    return {std::get<0>(r).to(segments.device()), std::get<1>(r).to(segments.device())};
-  }
   c10::cuda::CUDAGuard guard(segments.device());
   const int64_t n = segments.size(0);
   auto opts = segments.options();
@@ -33,6 +31,22 @@ std::tuple<at::Tensor, at::Tensor> temporal_nms_cuda(
   auto off = offsets.contiguous();
   const int64_t G = off.size(0) - 1;
   auto off_dev = off.to(segments.device());
+  if (m_id == kSoftGaussian || m_id == kSoftLinear) {
+    // pick k of group g lands in slot off[g] + k, flagged; the flagged slots, in slot order, are
+    // the groups ascending, each in pick order
+    auto work = at::empty({n}, opts);  // current scores
+    auto flag = at::empty({n}, opts.dtype(at::kByte));
+    auto out_keep = at::empty({n}, opts.dtype(at::kLong));
+    auto out_score = at::empty({n}, opts);
+    nms_cuda_soft_launch(s.data_ptr<double>(), e.data_ptr<double>(), sc.data_ptr<double>(),
+                         ord.data_ptr<int64_t>(), off.data_ptr<int64_t>(),
+                         off_dev.data_ptr<int64_t>(), G, n, m_id, iou_threshold, alpha,
+                         min_score, plus_one, work.data_ptr<double>(), flag.data_ptr<uint8_t>(),
+                         out_keep.data_ptr<int64_t>(), out_score.data_ptr<double>(),
+                         c10::cuda::getCurrentCUDAStream().stream());
+    auto slot = at::nonzero(flag).squeeze(1);  // the one device-to-host copy: the row count
+    return {out_keep.index_select(0, slot), out_score.index_select(0, slot)};
+  }
   const std::size_t ws_bytes = nms_cuda_workspace_bytes(off.data_ptr<int64_t>(), G);
   auto ws = at::empty({static_cast<int64_t>(ws_bytes)}, opts.dtype(at::kByte));
   auto keep_flag = at::empty({n}, opts.dtype(at::kByte));
