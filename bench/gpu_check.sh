@@ -43,9 +43,33 @@ else
     # exercise the opt-in path in the CUDA tests too; the benchmarks time both paths
     export CASE_FAST_SINKHORN_GRID_SYNC=1
 fi
-step cuda_tests 420 python -m pytest -q -x -m cuda tests/ -p no:cacheprovider
+step cuda_tests 420 python -m pytest -q -m cuda tests/ -p no:cacheprovider
 step bench 420 python -m pytest -q bench/ --benchmark-only -p no:cacheprovider \
     --benchmark-json="$OUT/bench.json" --benchmark-min-rounds=50 --benchmark-warmup=on
+
+# train.cuda_graph: training steps/s, eager vs one captured CUDA graph per step, at the shapes of
+# synthetic_full (B 16, T 750, 2 x 1024-d; 64 of its videos: a step's cost does not depend on how
+# many are resident), 200 steps each after an untimed 20-step run that warms the caches. The
+# trainer logs the steps' own time (the one evaluation at the end and checkpoints excluded; the
+# graph run's 3 eager warm-up steps and its capture included).
+step cuda_graph_speed 180 python - "$OUT" <<'PY'
+import re, sys
+from case_fast.config import load_config
+from case_fast.trainer import train
+common = ["data.synthetic_videos=64", "train.device=cuda", "train.progress=false",
+          "train.eval_every=100000"]
+rates = {}
+for name, steps, graph in (("warm", 20, False), ("eager", 200, False), ("graph", 200, True)):
+    lines = []
+    cfg = load_config("synthetic_full", common + [f"train.num_steps={steps}",
+                                                  f"train.cuda_graph={str(graph).lower()}"])
+    train(cfg, f"{sys.argv[1]}/cuda_graph_speed_{name}", restart=True, log=lines.append)
+    timing = [m for m in lines if m.startswith("training steps:")][-1]
+    rates[name] = float(re.search(r"\(([0-9.]+) steps/s", timing).group(1))
+    print(f"{name:6s} {timing}", flush=True)
+print(f"steps/s eager {rates['eager']:.1f}  graph {rates['graph']:.1f}  "
+      f"graph/eager {rates['graph'] / rates['eager']:.2f}x")
+PY
 
 # Issue 5's target: the full THUMOS14-shaped recipe (3,600 steps + 72 evaluations, synthetic
 # full-size data, features resident on the GPU) in under 3 minutes. Opt-in (FULL_RECIPE=1): it

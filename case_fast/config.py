@@ -76,6 +76,8 @@ class TrainConfig:
     device: str = "auto"               # 'auto' | 'cpu' | 'cuda'
     backend: str = "auto"              # ops backend: 'auto' | 'reference' | 'fast'
     num_threads: int = 0               # 0: torch default
+    cuda_graph: bool = False           # CUDA only: after 3 eager warm-up steps, capture one step
+                                       # (forward, losses, backward, Adam) in a CUDA graph and replay it
     progress: bool = True
 
 

@@ -11,6 +11,9 @@ Run directory layout:
 Determinism: the batch order of epoch e is a permutation drawn from (seed, e) and the snippet
 sampling of step s from (seed, s); nothing else is random after initialisation. A run killed at
 any point and restarted resumes from last.pt and ends bit-for-bit like an uninterrupted run (CPU).
+
+``train.cuda_graph=true`` (CUDA only) runs the step as a captured CUDA graph (``graph_step.py``);
+everything else (sampling, evaluation, checkpoints, resume) is the same code.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import yaml
 from .config import Config, config_from_dict
 from .data import load_datasets, sample_test_indices, sample_train_indices
 from .evaluation import Detections, GroundTruth, evaluate, format_table
+from .graph_step import GraphedStep, require_cuda, set_capturable
 from .inference import forward_videos, localize_video, to_results_dict
 from .model import CaseModel
 from .pseudo_labels import initial_cluster_labels
@@ -51,9 +55,13 @@ class FeatureBank:
                                      np.zeros((0, 0), np.float32)).to(device)
         self.device = device
 
-    def gather(self, video_ids, index_lists) -> torch.Tensor:
+    def gather(self, video_ids, index_lists, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, T, 2D) features; ``out``: a contiguous (B, T, 2D) tensor to write them into."""
         rows = np.stack([self.offsets[v] + idx for v, idx in zip(video_ids, index_lists)])
         rows_t = torch.from_numpy(rows.reshape(-1)).to(self.device, non_blocking=True)
+        if out is not None:
+            torch.index_select(self.flat, 0, rows_t, out=out.view(rows.size, -1))
+            return out
         return self.flat.index_select(0, rows_t).view(len(video_ids), rows.shape[1], -1)
 
 
@@ -110,7 +118,7 @@ def _summary(metrics: dict) -> dict:
 
 def _config_for_compare(d: dict) -> dict:
     d = json.loads(json.dumps(d))
-    for key in ("num_steps", "progress", "device", "num_threads", "backend"):
+    for key in ("num_steps", "progress", "device", "num_threads", "backend", "cuda_graph"):
         d["train"].pop(key, None)
     return d
 
@@ -122,6 +130,8 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     device = resolve_device(tc.device)
+    if tc.cuda_graph:
+        require_cuda(device)   # before anything is loaded or written
     if tc.backend != "auto":
         from . import ops
         ops.set_backend(tc.backend)
@@ -140,7 +150,9 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
 
     seed_everything(tc.seed)
     model = CaseModel(cfg.model).to(device)
-    optim = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    # a captured optimizer step needs Adam's step counter and bias corrections on the device
+    extra = {"capturable": True} if tc.cuda_graph else {}
+    optim = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, **extra)
     q_c = initial_cluster_labels(cfg.model.num_clusters, device)
     start, best, history = 0, None, []
 
@@ -158,6 +170,7 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
                                "to overwrite it or choose another --out")
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optimizer"])
+        set_capturable(optim, tc.cuda_graph)   # the saved groups carry the saving run's flag
         q_c = ck["q_c"].to(device)
         start, best, history = ck["step"], ck["best"], ck["history"]
         log(f"resuming {run_dir} from step {start}")
@@ -190,22 +203,40 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     t = cfg.data.num_segments
     acc: Dict[str, torch.Tensor] = {}
     n_acc = 0
+    graphed = None
+    if tc.cuda_graph:
+        graphed = GraphedStep(model, optim, cfg, q_c, (tc.batch_size, t, bank.flat.shape[1]),
+                              (tc.batch_size, labels_all.shape[1]), feats_dtype=bank.flat.dtype,
+                              labels_dtype=labels_all.dtype)
+        q_c = graphed.q_c   # static: every replay writes the new Q^C into it
+    step_seconds, seg_t0 = 0.0, time.perf_counter()
     for step in range(start, tc.num_steps):
         if _interrupt_at is not None and step == _interrupt_at:
             raise KeyboardInterrupt(f"interrupted at step {step} (test hook)")
         ids = batch_for_step(step, len(train_set), tc.batch_size, tc.seed)
         rng = np.random.default_rng([tc.seed, step, 11])
         idx = [sample_train_indices(int(train_set.num_snippets[v]), t, rng) for v in ids]
-        feats = bank.gather(ids, idx)
-        labels = labels_all[torch.from_numpy(ids).to(device)]
-        out = model(feats)
-        res = case_losses(out, labels, q_c, cfg)
-        optim.zero_grad(set_to_none=True)
-        res.loss.backward()
-        optim.step()
-        q_c = res.q_c
-        parts = {"loss": res.loss.detach(), **res.parts}
-        for name, v in parts.items():   # accumulated on the device: no host sync per step
+        if graphed is None:
+            feats = bank.gather(ids, idx)
+            labels = labels_all[torch.from_numpy(ids).to(device)]
+            out = model(feats)
+            res = case_losses(out, labels, q_c, cfg)
+            optim.zero_grad(set_to_none=True)
+            res.loss.backward()
+            optim.step()
+            q_c = res.q_c
+            loss, step_parts, q_s = res.loss.detach(), res.parts, res.q_s
+        else:   # the batch into the graph's static inputs, then warm-up / capture / replay
+            bank.gather(ids, idx, out=graphed.feats)
+            graphed.labels.copy_(labels_all[torch.from_numpy(ids).to(device)])
+            loss, step_parts, q_s = graphed.step()   # static outputs: the next replay overwrites
+            if graphed.captured_at == graphed.calls - 1:
+                log(f"step {step + 1}: CUDA graph captured after {graphed.warmup} eager warm-up "
+                    "steps; replaying it from now on")
+        parts = {"loss": loss, **step_parts}
+        # accumulated on the device: no host sync per step; `+` and clone() make new tensors, so
+        # nothing here aliases a graph output that the next replay overwrites
+        for name, v in parts.items():
             acc[name] = acc[name] + v if name in acc else v.clone()
         n_acc += 1
         done = step + 1
@@ -214,8 +245,8 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
         if done % 10 == 0 or at_checkpoint:   # windows end at checkpoints, so resume is exact
             entry = {"step": done, **{n: round(float(v) / n_acc, 6) for n, v in acc.items()}}
             postfix = f"loss {entry['loss']:.3f}"
-            if res.q_s is not None:
-                qs = res.q_s.float()
+            if q_s is not None:
+                qs = q_s.float()
                 qs_mean = qs.mean(0)
                 # H(Q^S): mean per-snippet entropy (paper Fig. 4); H(mean Q^S): balance (Table 5)
                 entry["H_QS"] = float(-(qs * (qs + 1e-12).log()).sum(1).mean())
@@ -225,9 +256,19 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
             history.append(entry)
             acc, n_acc = {}, 0
         bar.update(1, postfix)
-        if at_checkpoint:
+        if at_checkpoint:   # the logging above read the losses: the device queue is drained
+            step_seconds += time.perf_counter() - seg_t0
             run_eval(done)
             checkpoint(done)
+            seg_t0 = time.perf_counter()
+
+    if tc.num_steps > start:
+        n = tc.num_steps - start
+        how = "eager" if graphed is None else (
+            f"CUDA graph, capture {graphed.capture_seconds:.2f} s included" if graphed.graph is not None
+            else "CUDA graph warm-up only, never captured")
+        log(f"training steps: {n} in {step_seconds:.2f} s ({n / max(step_seconds, 1e-9):.2f} steps/s, "
+            f"{how}; evaluations and checkpoints excluded)")
 
     if best is None:  # num_steps == 0 or resumed at the end without an evaluation
         run_eval(start)

@@ -99,3 +99,305 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "x")
     assert main(["detect", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o.json")]) == 2
     assert not os.path.exists(tmp_path / "o.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# train.cuda_graph
+# ---------------------------------------------------------------------------------------------
+def test_cuda_graph_config_roundtrip():
+    from case_fast.config import config_from_dict
+    assert load_config("synthetic").train.cuda_graph is False
+    cfg = _cfg("train.cuda_graph=true")
+    assert cfg.train.cuda_graph is True
+    assert config_from_dict(cfg.to_dict()).train.cuda_graph is True
+    assert config_from_dict(yaml_roundtrip(cfg.to_dict())) == cfg
+    with pytest.raises(ValueError, match="train.cuda_graph"):
+        _cfg("train.cuda_graph=sometimes")
+
+
+def yaml_roundtrip(d):
+    import yaml
+    return yaml.safe_load(yaml.safe_dump(d, sort_keys=False))
+
+
+def test_cuda_graph_on_cpu_is_refused_before_anything_is_written(tmp_path, capsys):
+    run = str(tmp_path / "g")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        train(_cfg("train.cuda_graph=true", "train.device=cpu"), run, log=lambda *_: None)
+    assert not os.path.exists(run)
+    assert main(["train", "--out", run, "train.cuda_graph=true", "train.device=cpu"] + TINY) == 2
+    assert "train.cuda_graph=true needs a CUDA device" in capsys.readouterr().err
+    assert not os.path.exists(run)
+
+
+def test_resume_of_a_checkpoint_without_the_cuda_graph_field(tmp_path):
+    """last.pt files written before train.cuda_graph existed still resume (it is an execution
+    option, like train.device, not part of the run's identity)."""
+    run = str(tmp_path / "old")
+    train(_cfg("train.num_steps=3"), run, log=lambda *_: None)
+    path = os.path.join(run, "last.pt")
+    ck = torch.load(path, weights_only=False)
+    del ck["config"]["train"]["cuda_graph"]
+    torch.save(ck, path)
+    logs = []
+    train(_cfg("train.num_steps=6"), run, log=logs.append)
+    assert any("resuming" in m for m in logs) and _state(run)["step"] == 6
+
+
+def test_set_capturable_after_load_state_dict():
+    """Optimizer.load_state_dict restores the saved groups' `capturable`: the trainer puts back
+    its own and moves each `step` counter where that flag wants it."""
+    from case_fast.graph_step import set_capturable
+    p = torch.nn.Parameter(torch.randn(3))
+    eager = torch.optim.Adam([p], lr=1e-3)
+    p.grad = torch.ones(3)
+    eager.step()
+    graphed = torch.optim.Adam([p], lr=1e-3, capturable=True)
+    graphed.load_state_dict(eager.state_dict())
+    assert graphed.param_groups[0]["capturable"] is False   # what torch does by itself
+    set_capturable(graphed, True)
+    assert graphed.param_groups[0]["capturable"] is True
+    step = graphed.state[p]["step"]
+    assert step.device == p.device and step.dtype == torch.float32 and float(step) == 1.0
+    set_capturable(graphed, False)
+    assert graphed.param_groups[0]["capturable"] is False
+    assert graphed.state[p]["step"].device.type == "cpu"
+
+
+def test_feature_bank_gather_into_a_static_buffer():
+    from case_fast.trainer import FeatureBank
+
+    class _DS:
+        feats = [np.arange(i * 40, i * 40 + 5 * 8, dtype=np.float32).reshape(5, 8) for i in range(3)]
+
+        def __len__(self):
+            return 3
+
+        def features(self, i):
+            return self.feats[i]
+
+    bank = FeatureBank(_DS(), torch.device("cpu"))
+    ids, idx = np.array([2, 0]), [np.array([0, 1, 4]), np.array([3, 3, 2])]
+    buf = torch.full((2, 3, 8), -1.0)
+    ptr = buf.data_ptr()
+    assert bank.gather(ids, idx, out=buf) is buf and buf.data_ptr() == ptr
+    assert torch.equal(buf, bank.gather(ids, idx))
+    assert torch.equal(buf[0, 2], torch.from_numpy(_DS.feats[2][4]))
+
+
+class _CpuCapturableAdam(torch.optim.Adam):
+    """Adam whose groups say capturable=True (as GraphedStep requires) but which steps with the
+    ordinary CPU arithmetic (torch refuses capturable on CPU tensors)."""
+
+    def __init__(self, params, **kw):
+        kw.pop("capturable", None)
+        super().__init__(params, **kw)
+        for g in self.param_groups:
+            g["capturable"] = True
+
+    def step(self, closure=None):
+        for g in self.param_groups:
+            g["capturable"] = False
+        try:
+            return super().step(closure)
+        finally:
+            for g in self.param_groups:
+                g["capturable"] = True
+
+
+def _simulated_capture(self):
+    """Stands in for GraphedStep._capture on the CPU with a CUDA graph's semantics: capturing runs
+    nothing (the step is run once for its output tensors, then every mutation is undone and the
+    outputs are poisoned), and each replay recomputes the step and writes its outputs into those
+    same tensors, as a real replay overwrites the graph's static outputs."""
+    import copy
+    params = [p.detach().clone() for p in self.model.parameters()]
+    opt_state = copy.deepcopy(self.optim.state_dict())
+    q_c = self.q_c.clone()
+    self.optim.zero_grad(set_to_none=True)
+    static = self._run()
+    with torch.no_grad():
+        for p, v in zip(self.model.parameters(), params):
+            p.copy_(v)
+    self.optim.load_state_dict(opt_state)
+    self.q_c.copy_(q_c)
+    outs = [static.loss, *static.parts.values()] + ([static.q_s] if static.q_s is not None else [])
+    for x in outs:
+        x.fill_(float("nan"))
+
+    def replay():
+        self.optim.zero_grad(set_to_none=True)
+        new = self._run()
+        news = [new.loss, *new.parts.values()] + ([new.q_s] if new.q_s is not None else [])
+        for x, y in zip(outs, news):
+            x.copy_(y)
+
+    class _Graph:
+        pass
+
+    self.graph = _Graph()
+    self.graph.replay = replay
+    self._static, self.captured_at = static, self.calls
+
+
+@pytest.fixture
+def simulated_cuda_graph(monkeypatch):
+    """train.cuda_graph=true on the CPU with the stream/graph API faked: checks the trainer's and
+    GraphedStep's data flow (static inputs, Q^C written back, warm-up count, outputs overwritten by
+    each replay, resume), not CUDA itself."""
+    import contextlib
+    import case_fast.graph_step as gs
+    import case_fast.trainer as tr
+
+    class _Stream:
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(tr, "require_cuda", lambda device: None)
+    monkeypatch.setattr(gs, "require_cuda", lambda device: None)
+    monkeypatch.setattr(torch.optim, "Adam", _CpuCapturableAdam)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: _Stream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: _Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(gs.GraphedStep, "_capture", _simulated_capture)
+
+
+def test_simulated_cuda_graph_training_matches_eager_and_resumes(tmp_path, simulated_cuda_graph):
+    steps = ["train.num_steps=12", "train.eval_every=3"]
+    strip = lambda hist: [{k: v for k, v in h.items() if k != "eval_seconds"} for h in hist]  # noqa: E731
+    a, b, c = str(tmp_path / "eager"), str(tmp_path / "graph"), str(tmp_path / "resumed")
+    train(_cfg(*steps), a, log=lambda *_: None)
+    logs = []
+    train(_cfg(*steps, "train.cuda_graph=true"), b, log=logs.append)
+    assert any(m.startswith("step 4: CUDA graph captured") for m in logs), logs
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(*steps, "train.cuda_graph=true"), c, log=lambda *_: None, _interrupt_at=8)
+    logs = []
+    train(_cfg(*steps, "train.cuda_graph=true"), c, log=logs.append)
+    assert any(m.startswith("step 10: CUDA graph captured") for m in logs), logs
+    sa, sb, sc = _state(a), _state(b), _state(c)
+    for s in (sb, sc):   # same arithmetic as eager here, so bit for bit
+        assert strip(s["history"]) == strip(sa["history"])
+        assert torch.equal(s["q_c"], sa["q_c"])
+        for k in sa["model"]:
+            assert torch.equal(s["model"][k], sa["model"][k]), k
+
+
+# GPU only (bench/gpu_check.sh runs `pytest -m cuda tests/`)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# tests/conftest.py defaults TRITON_INTERPRET to 1; the interpreter runs kernels through host copies,
+# which a CUDA graph cannot capture (bench/gpu_check.sh exports TRITON_INTERPRET=0)
+compiled_triton = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") == "1",
+                                     reason="TRITON_INTERPRET=1: the interpreter is not capturable")
+_LOSS_KEYS = ("loss", "video", "att_rgb", "att_flow", "scc", "ccc", "H_QS", "H_mean_QS", "H_QC")
+
+
+def _loss_entries(hist):
+    return [h for h in hist if "loss" in h]
+
+
+@pytest.mark.cuda
+@needs_cuda
+@compiled_triton
+def test_cuda_graph_training_matches_eager(tmp_path):
+    """Same seed, same batches: eager vs captured training. eval_every=1 makes every history window
+    one step (per-step losses) and puts an eager evaluation between every two replays.
+
+    Tolerance: the graph differs from eager only in Adam's arithmetic (capturable=True computes the
+    bias corrections and step size as float32 device tensors instead of Python floats, ~1e-7
+    relative per update); rtol 1e-4 / atol 1e-5 leaves 1000x headroom for that, while one lost,
+    doubled or stale step moves every weight by ~lr = 5e-4 (Adam) and fails it."""
+    steps = ["train.device=cuda", "train.num_steps=12", "train.eval_every=1"]
+    a, b = str(tmp_path / "eager"), str(tmp_path / "graph")
+    train(_cfg(*steps), a, log=lambda *_: None)
+    logs = []
+    train(_cfg(*steps, "train.cuda_graph=true"), b, log=logs.append)
+    assert any("step 4: CUDA graph captured" in m for m in logs), logs
+    sa, sb = _state(a), _state(b)
+    ea, eb = _loss_entries(sa["history"]), _loss_entries(sb["history"])
+    assert [e["step"] for e in ea] == [e["step"] for e in eb] == list(range(1, 13))
+    for x, y in zip(ea, eb):
+        for k in _LOSS_KEYS:
+            assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-5), (x["step"], k)
+    for k in sa["model"]:
+        torch.testing.assert_close(sb["model"][k], sa["model"][k], rtol=1e-4, atol=1e-5, msg=k)
+    torch.testing.assert_close(sb["q_c"], sa["q_c"], rtol=1e-4, atol=1e-5)
+    assert [h["step"] for h in sb["history"] if "eval" in h] == list(range(1, 13))
+    # the saved optimizer state of a graph run is capturable, its step counter on the device
+    assert sb["optimizer"]["param_groups"][0]["capturable"] is True
+    assert all(s["step"].is_cuda and float(s["step"]) == 12 for s in sb["optimizer"]["state"].values())
+
+
+@pytest.mark.cuda
+@needs_cuda
+@compiled_triton
+def test_cuda_graph_resume_after_interrupt_matches_uninterrupted(tmp_path):
+    """Interrupted after the step-6 checkpoint and resumed: the resumed run warms up again (steps
+    7-9 eager, capture at step 10). The same kernels run in both, so the result is expected to be
+    bit-identical unless a kernel is non-deterministic; the check allows float32 rounding noise
+    (a lost, doubled or stale step, or a wrong Q^C, moves weights by ~lr = 5e-4)."""
+    cfg = lambda: _cfg("train.device=cuda", "train.cuda_graph=true", "train.num_steps=12",  # noqa: E731
+                       "train.eval_every=3")
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    train(cfg(), a, log=lambda *_: None)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(), b, log=lambda *_: None, _interrupt_at=8)
+    assert _state(b)["step"] == 6
+    logs = []
+    train(cfg(), b, log=logs.append)
+    assert any("step 10: CUDA graph captured" in m for m in logs), logs
+    sa, sb = _state(a), _state(b)
+    if not all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"]):
+        import warnings   # worth knowing (shown in pytest's summary), not a failure by itself
+        warnings.warn("graph run resumed after an interrupt is close to, not bit-identical with, "
+                      "the uninterrupted graph run")
+    for k in sa["model"]:
+        torch.testing.assert_close(sb["model"][k], sa["model"][k], rtol=1e-5, atol=1e-6, msg=k)
+    torch.testing.assert_close(sb["q_c"], sa["q_c"], rtol=1e-5, atol=1e-6)
+    ea, eb = _loss_entries(sa["history"]), _loss_entries(sb["history"])
+    assert [e["step"] for e in ea] == [e["step"] for e in eb]
+    for x, y in zip(ea, eb):
+        for k in _LOSS_KEYS:
+            assert y[k] == pytest.approx(x[k], rel=1e-5, abs=2e-6), (x["step"], k)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_graph_captures_with_the_reference_ops(tmp_path):
+    """backend=reference (torch.topk/argsort/gather instead of the Triton kernels) makes no host
+    sync either: capture succeeds (a sync during capture raises) and training matches eager."""
+    from case_fast import ops
+    before = ops.get_backend()
+    try:
+        steps = ["train.device=cuda", "train.num_steps=6", "train.eval_every=6",
+                 "train.backend=reference"]
+        a, b = str(tmp_path / "eager"), str(tmp_path / "graph")
+        train(_cfg(*steps), a, log=lambda *_: None)
+        logs = []
+        train(_cfg(*steps, "train.cuda_graph=true"), b, log=logs.append)
+    finally:
+        ops.set_backend(before)
+    assert any("CUDA graph captured" in m for m in logs), logs
+    sa, sb = _state(a), _state(b)
+    for k in sa["model"]:
+        torch.testing.assert_close(sb["model"][k], sa["model"][k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@compiled_triton
+def test_eager_checkpoint_resumes_with_the_graph(tmp_path):
+    """An eager run's last.pt (Adam saved with capturable=False, step on the CPU) resumes with
+    train.cuda_graph=true: the trainer makes the loaded optimizer capturable before capture."""
+    run = str(tmp_path / "r")
+    base = ["train.device=cuda", "train.eval_every=3"]
+    train(_cfg(*base, "train.num_steps=3"), run, log=lambda *_: None)
+    assert _state(run)["optimizer"]["param_groups"][0]["capturable"] is False
+    logs = []
+    train(_cfg(*base, "train.num_steps=8", "train.cuda_graph=true"), run, log=logs.append)
+    assert any("resuming" in m for m in logs) and any("step 7: CUDA graph captured" in m for m in logs)
+    st = _state(run)
+    assert st["step"] == 8 and st["optimizer"]["param_groups"][0]["capturable"] is True
+    assert all(float(s["step"]) == 8 for s in st["optimizer"]["state"].values())
+    assert all(torch.isfinite(v).all() for v in st["model"].values())
