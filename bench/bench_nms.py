@@ -114,6 +114,29 @@ def test_gpu_cpu_extension(benchmark, method):
 
 
 @needs_cuda
+@pytest.mark.parametrize("n", (1000, 6000))
+@pytest.mark.parametrize("method", ["soft_gaussian", "soft_linear"])
+def test_gpu_soft_extension(benchmark, method, n):
+    """Soft-NMS on the GPU (one thread block per group) vs the CPU extension below."""
+    seg, sc = _gpu_inputs(n)
+    benchmark.group = f"nms-gpu {method} n={n}"
+    k, v = benchmark(_cuda_sync(temporal_nms), seg, sc, method=method, backend="fast")
+    k1, v1 = temporal_nms(seg.cpu(), sc.cpu(), method=method, backend="fast")
+    assert k.cpu().tolist() == k1.tolist()
+    np.testing.assert_allclose(v.cpu().numpy(), v1.numpy(), rtol=1e-12, atol=0)
+
+
+@needs_cuda
+@pytest.mark.parametrize("n", (1000, 6000))
+@pytest.mark.parametrize("method", ["soft_gaussian", "soft_linear"])
+def test_gpu_soft_cpu_extension(benchmark, method, n):
+    seg, sc = _gpu_inputs(n)
+    seg, sc = seg.cpu(), sc.cpu()
+    benchmark.group = f"nms-gpu {method} n={n}"
+    benchmark(temporal_nms, seg, sc, method=method, backend="fast")
+
+
+@needs_cuda
 @pytest.mark.skipif(_torchvision_nms() is None, reason="torchvision not installed")
 def test_gpu_torchvision_hard(benchmark):
     nms = _torchvision_nms()
@@ -127,3 +150,26 @@ def test_gpu_torchvision_hard(benchmark):
     # on exact ties, absent here): compare with plus_one=False, same kept set
     keep, _ = temporal_nms(seg, sc, method="hard", plus_one=False, backend="fast")
     assert sorted(keep.cpu().tolist()) == sorted(keep_tv.cpu().tolist())
+
+
+if __name__ == "__main__":
+    # Paired, interleaved reference vs extension (CPU, end to end from numpy inputs): the
+    # ratio least sensitive to a busy machine. python bench/bench_nms.py [n ...]
+    import sys
+
+    from _paired import paired_ratio
+
+    if not extension_available():
+        sys.exit("case_fast._C is not built")
+    sizes = [int(a) for a in sys.argv[1:]] or list(SIZES)
+    print(f"{'method':16s} {'n':>6s} {'reference':>12s} {'C++':>11s} {'paired ratio':>13s}")
+    for method in ("one_pass_decay", "hard"):
+        for n in sizes:
+            seg, sc = thumos_like(n)
+            k0, v0 = nms_reference(seg, sc, method=method)
+            k1, v1 = temporal_nms(seg, sc, method=method, backend="fast")
+            assert (k0 == k1).all() and np.allclose(v0, v1, rtol=0, atol=1e-7)
+            r, f, ratio = paired_ratio(lambda: nms_reference(seg, sc, method=method),
+                                       lambda: temporal_nms(seg, sc, method=method, backend="fast"),
+                                       pairs=9 if n >= 20000 else 15)
+            print(f"{method:16s} {n:6d} {r * 1e3:9.2f} ms {f * 1e3:8.3f} ms {ratio:12.1f}x")

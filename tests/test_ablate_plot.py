@@ -105,8 +105,10 @@ def test_tiny_ablation_outputs(tiny_ablation):
     # trained row: a full trainer run dir; test-time row: summary of the re-evaluated best.pt
     for s in (1, 2):
         assert os.path.isfile(os.path.join(out, "case", f"seed{s}", "best.pt"))
-        summ = json.load(open(os.path.join(out, "scc_ccc", f"seed{s}", "summary.json")))
-        parent = json.load(open(os.path.join(out, "case", f"seed{s}", "summary.json")))
+        with open(os.path.join(out, "scc_ccc", f"seed{s}", "summary.json")) as f:
+            summ = json.load(f)
+        with open(os.path.join(out, "case", f"seed{s}", "summary.json")) as f:
+            parent = json.load(f)
         assert summ["best"]["step"] == parent["best"]["step"]
         assert summ["derived_from"].endswith(os.path.join("case", f"seed{s}", "best.pt"))
     # resume: everything is cached, same numbers
