@@ -2,13 +2,21 @@
 # Prepared check for a lent H100/H200 (no network): build, CUDA tests, benchmarks, one table.
 #   bash bench/gpu_check.sh          (results under $OUT, default ./gpu_out)
 #   FULL_RECIPE=1 bash bench/gpu_check.sh   also times the full-size recipe (up to ~10 min)
-# Keeps going when a part fails and lists the failures at the end.
+#   PARTS="install tests" bash bench/gpu_check.sh    only some parts (default: all of
+#       install smoke tests bench table graph), e.g. to split the check over two device calls on
+#       one warm machine (the editable install persists there between calls)
+# Keeps going when a part fails and lists the failures at the end. Expected time on an H100 box
+# (16 cores): install ~2 min, tests ~2-4 min (Triton compiles every specialisation once),
+# bench ~2-3 min, graph ~1-2 min.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu_out}"
 mkdir -p "$OUT"
 export TRITON_INTERPRET=0  # tests/conftest.py only setdefault()s it to 1: real kernels on the GPU
 FAILED=()
+PARTS="${PARTS:-install smoke tests bench table graph}"
+want() { [[ " $PARTS " == *" $1 "* ]]; }
+T0=$SECONDS
 step() {  # step NAME TIMEOUT_S CMD...
     local name="$1" t="$2"; shift 2
     echo "=== $name: $*"
@@ -23,9 +31,10 @@ step() {  # step NAME TIMEOUT_S CMD...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" || true
 
-step install 300 python -m pip install --no-build-isolation --no-deps -e .
+want install && step install 300 python -m pip install --no-build-isolation --no-deps -e .
 # The one-launch Sinkhorn uses a grid barrier: smoke-test it alone first (short timeout); if it
 # hangs or is wrong, fall back to the multi-launch path for everything that follows.
+if want smoke; then
 step sinkhorn_grid_smoke 60 env CASE_FAST_SINKHORN_GRID_SYNC=1 python - <<'PY'
 import torch
 from case_fast.kernels.sinkhorn import _sinkhorn_impl
@@ -43,16 +52,56 @@ else
     # exercise the opt-in path in the CUDA tests too; the benchmarks time both paths
     export CASE_FAST_SINKHORN_GRID_SYNC=1
 fi
-step cuda_tests 420 python -m pytest -q -m cuda tests/ -p no:cacheprovider
-step bench 420 python -m pytest -q bench/ --benchmark-only -p no:cacheprovider \
+fi
+want tests && step cuda_tests 420 python -m pytest -q -m cuda tests/ -p no:cacheprovider
+want bench && step bench 420 python -m pytest -q bench/ --benchmark-only -p no:cacheprovider \
     --benchmark-json="$OUT/bench.json" --benchmark-min-rounds=50 --benchmark-warmup=on
+
+# One table of medians and ratios from the benchmark JSON. The baseline of a group is its
+# 'reference' member, else torchvision's, else the CPU extension's (the GPU NMS groups).
+print_table() {
+python - "$OUT/bench.json" <<'PY' || FAILED+=("table")
+import collections, json, sys
+try:
+    data = json.load(open(sys.argv[1]))
+except Exception as e:
+    sys.exit(f"no benchmark json: {e}")
+groups = collections.OrderedDict()
+for b in data.get("benchmarks", []):
+    groups.setdefault(b.get("group") or b["name"], []).append(b)
+
+
+def baseline(bs):
+    for key in ("reference", "torchvision", "cpu"):
+        hit = [b for b in bs if key in b["name"].lower()]
+        if hit and len(hit) < len(bs):
+            return hit[0]
+    return None
+
+
+rows = []
+for grp, bs in groups.items():
+    base = baseline(bs)
+    ref = base["stats"]["median"] if base else None
+    for b in [x for x in bs if x is not base] or [None]:
+        fast = b["stats"]["median"] if b else None
+        name = b["name"].replace("test_", "") if b else "-"
+        bname = base["name"].replace("test_", "").split("[")[0] if base else "-"
+        ratio = f"{ref / fast:8.1f}x" if ref and fast else "       -"
+        fmt = lambda v: f"{v * 1e6:12.1f}" if v else "           -"  # noqa: E731
+        rows.append(f"{grp[:44]:44s} {name[:40]:40s} {bname[:22]:22s} {fmt(ref)} {fmt(fast)} {ratio}")
+print(f"{'group':44s} {'variant':40s} {'baseline':22s} {'base med us':>12s} {'med us':>12s} {'ratio':>9s}")
+print("\n".join(rows))
+PY
+}
+want table && print_table
 
 # train.cuda_graph: training steps/s, eager vs one captured CUDA graph per step, at the shapes of
 # synthetic_full (B 16, T 750, 2 x 1024-d; 64 of its videos: a step's cost does not depend on how
 # many are resident), 200 steps each after an untimed 20-step run that warms the caches. The
 # trainer logs the steps' own time (the one evaluation at the end and checkpoints excluded; the
 # graph run's 3 eager warm-up steps and its capture included).
-step cuda_graph_speed 180 python - "$OUT" <<'PY'
+want graph && step cuda_graph_speed 180 python - "$OUT" <<'PY'
 import re, sys
 from case_fast.config import load_config
 from case_fast.trainer import train
@@ -80,29 +129,5 @@ if [ "${FULL_RECIPE:-0}" = "1" ]; then
     grep -E "best evaluation|mAP" "$OUT/full_recipe.log" | tail -3
 fi
 
-python - "$OUT/bench.json" <<'PY' || FAILED+=("table")
-import collections, json, sys
-try:
-    data = json.load(open(sys.argv[1]))
-except Exception as e:
-    sys.exit(f"no benchmark json: {e}")
-groups = collections.OrderedDict()
-for b in data.get("benchmarks", []):
-    groups.setdefault(b.get("group") or b["name"], []).append(b)
-rows = []
-for grp, bs in groups.items():
-    refs = [b for b in bs if "reference" in b["name"].lower()]
-    others = [b for b in bs if "reference" not in b["name"].lower()]
-    ref = refs[0]["stats"]["median"] if refs else None
-    for b in others or [None]:
-        fast = b["stats"]["median"] if b else None
-        name = b["name"].split("[")[-1].rstrip("]") if b else "-"
-        ratio = f"{ref / fast:8.1f}x" if ref and fast else "       -"
-        fmt = lambda v: f"{v * 1e6:12.1f}" if v else "           -"  # noqa: E731
-        rows.append(f"{grp[:58]:58s} {name[:34]:34s} {fmt(ref)} {fmt(fast)} {ratio}")
-print(f"{'group':58s} {'fast variant':34s} {'ref med us':>12s} {'fast med us':>12s} {'ratio':>9s}")
-print("\n".join(rows))
-PY
-
-echo "=== failed parts: ${FAILED[*]:-none}"
+echo "=== total $((SECONDS - T0)) s; failed parts: ${FAILED[*]:-none}"
 [ "${#FAILED[@]}" -eq 0 ]
