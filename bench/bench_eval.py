@@ -4,6 +4,7 @@ torch.ops.case_fast.ap_greedy), side by side.
 
 Run:  pytest bench/bench_eval.py --benchmark-only --benchmark-group-by=group
       python bench/bench_eval.py     # quick: medians (CPU time) and ratios without pytest-benchmark
+      python bench/bench_eval.py --paired [N]   # N full-size reference/C++ pairs, interleaved
 
 Synthetic data (deterministic, seed 0): 210 videos of 60-600 s; each video has 1 action class
 (25 %: 2), 1-60 ground-truth segments per class (~16 per video, ~3.4k in all, like THUMOS14
@@ -187,7 +188,28 @@ def test_cpp_full_plain(benchmark, data):
     _full(benchmark, data, "fast", codes=False)
 
 
-if __name__ == "__main__":
+def _paired_main(pairs: int) -> None:
+    """Full-size reference and C++ evaluation interleaved (wall time): each reference run is
+    followed by 5 C++ runs; prints the medians and the median of the per-pair ratios."""
+    from _paired import paired_ratio
+
+    det, gt = make_thumos_like(0)
+    ref_ap = evaluate(det, gt, THUMOS_TIOU, backend="reference")["ap"]
+    assert np.array_equal(evaluate(det, gt, THUMOS_TIOU, backend="fast")["ap"], ref_ap)
+    r, f, ratio = paired_ratio(lambda: evaluate(det, gt, THUMOS_TIOU, backend="reference"),
+                               lambda: evaluate(det, gt, THUMOS_TIOU, backend="fast"),
+                               pairs=pairs, fast_reps=5, warmup=0)
+    print(f"{len(det)} predictions, {pairs} interleaved pairs (wall): reference {r:.2f} s, "
+          f"C++ {f * 1e3:.1f} ms, paired ratio {ratio:.0f}x (identical APs)")
+
+
+if __name__ == "__main__" and "--paired" in __import__("sys").argv:
+    # python bench/bench_eval.py --paired [N]: N interleaved full-size pairs (default 3, ~10 s each)
+    import sys
+
+    _args = sys.argv[sys.argv.index("--paired") + 1:]
+    _paired_main(int(_args[0]) if _args else 3)
+elif __name__ == "__main__":
     def med(fn, rounds):
         ts = []
         for _ in range(rounds):
