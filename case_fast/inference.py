@@ -52,7 +52,7 @@ def localize_video(cas: np.ndarray, scores: np.ndarray, num_snippets: int, cfg: 
     inf = cfg.infer
     pred = predicted_classes(scores, inf.class_threshold)
     with timer("proposals"):
-            props = generate_proposals(cas[:, pred], pred, scores, int(num_snippets),
+        props = generate_proposals(cas[:, pred], pred, scores, int(num_snippets),
                                    thresholds=np.asarray(inf.act_thresholds, dtype=np.float64),
                                    scale=inf.scale, num_segments=cas.shape[0], fps=cfg.data.fps,
                                    frames_per_snippet=cfg.data.frames_per_snippet,
