@@ -12,6 +12,8 @@ set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu_out}"
 mkdir -p "$OUT"
+# the interpreter that holds torch (GPU images may have python3 only)
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
 export TRITON_INTERPRET=0  # tests/conftest.py only setdefault()s it to 1: real kernels on the GPU
 FAILED=()
 PARTS="${PARTS:-install smoke tests bench table graph}"
@@ -29,13 +31,13 @@ step() {  # step NAME TIMEOUT_S CMD...
     return 0
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" || true
+"$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" || true
 
-want install && step install 300 python -m pip install --no-build-isolation --no-deps -e .
+want install && step install 300 "$PY" -m pip install --no-build-isolation --no-deps -e .
 # The one-launch Sinkhorn uses a grid barrier: smoke-test it alone first (short timeout); if it
 # hangs or is wrong, fall back to the multi-launch path for everything that follows.
 if want smoke; then
-step sinkhorn_grid_smoke 60 env CASE_FAST_SINKHORN_GRID_SYNC=1 python - <<'PY'
+step sinkhorn_grid_smoke 60 env CASE_FAST_SINKHORN_GRID_SYNC=1 "$PY" - <<'PY'
 import torch
 from case_fast.kernels.sinkhorn import _sinkhorn_impl
 from case_fast.ops.sinkhorn import sinkhorn_reference
@@ -53,14 +55,14 @@ else
     export CASE_FAST_SINKHORN_GRID_SYNC=1
 fi
 fi
-want tests && step cuda_tests 420 python -m pytest -q -m cuda tests/ -p no:cacheprovider
-want bench && step bench 420 python -m pytest -q bench/ --benchmark-only -p no:cacheprovider \
+want tests && step cuda_tests 420 "$PY" -m pytest -q -m cuda tests/ -p no:cacheprovider
+want bench && step bench 420 "$PY" -m pytest -q bench/ --benchmark-only -p no:cacheprovider \
     --benchmark-json="$OUT/bench.json" --benchmark-min-rounds=50 --benchmark-warmup=on
 
 # One table of medians and ratios from the benchmark JSON. The baseline of a group is its
 # 'reference' member, else torchvision's, else the CPU extension's (the GPU NMS groups).
 print_table() {
-python - "$OUT/bench.json" <<'PY' || FAILED+=("table")
+"$PY" - "$OUT/bench.json" <<'PY' || FAILED+=("table")
 import collections, json, sys
 try:
     data = json.load(open(sys.argv[1]))
@@ -101,7 +103,7 @@ want table && print_table
 # many are resident), 200 steps each after an untimed 20-step run that warms the caches. The
 # trainer logs the steps' own time (the one evaluation at the end and checkpoints excluded; the
 # graph run's 3 eager warm-up steps and its capture included).
-want graph && step cuda_graph_speed 180 python - "$OUT" <<'PY'
+want graph && step cuda_graph_speed 180 "$PY" - "$OUT" <<'PY'
 import re, sys
 from case_fast.config import load_config
 from case_fast.trainer import train
@@ -124,7 +126,7 @@ PY
 # full-size data, features resident on the GPU) in under 3 minutes. Opt-in (FULL_RECIPE=1): it
 # needs its own device-time budget.
 if [ "${FULL_RECIPE:-0}" = "1" ]; then
-    step full_recipe 590 case-fast train --config synthetic_full --out "$OUT/full_recipe" --restart \
+    step full_recipe 590 "$PY" -m case_fast train --config synthetic_full --out "$OUT/full_recipe" --restart \
         train.device=cuda train.progress=false
     grep -E "best evaluation|mAP" "$OUT/full_recipe.log" | tail -3
 fi
