@@ -15,6 +15,11 @@ TINY = ["data.synthetic_videos=12", "data.synthetic_dim=16", "data.feature_dim=3
         "train.eval_every=3", "train.progress=false"]
 
 
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def _cfg(*extra):
     return load_config("synthetic", TINY + list(extra))
 
@@ -59,7 +64,7 @@ def test_resume_refuses_other_config(tmp_path):
     assert _state(run)["step"] == 3
     steps = [json.loads(x)["step"] for x in open(os.path.join(run, "metrics.jsonl"))]
     assert max(steps) == 3
-    assert json.load(open(os.path.join(run, "summary.json")))["best"]["step"] <= 3
+    assert _read_json(os.path.join(run, "summary.json"))["best"]["step"] <= 3
 
 
 def test_checkpoint_roundtrip_and_cli(tmp_path, capsys):
@@ -71,14 +76,14 @@ def test_checkpoint_roundtrip_and_cli(tmp_path, capsys):
     assert q_c.shape == (16, 2) and cfg.model.stream_dim == 16
     res = str(tmp_path / "det.json")
     assert main(["detect", "--checkpoint", os.path.join(run, "best.pt"), "--out", res]) == 0
-    data = json.load(open(res))
+    data = _read_json(res)
     assert set(data) == {"version", "results", "external_data"}
     # detections written by detect score the same as the trainer's own evaluation of best.pt
-    best = json.load(open(os.path.join(run, "summary.json")))["best"]
+    best = _read_json(os.path.join(run, "summary.json"))["best"]
     gt_args = []
     assert main(["eval", res, "--allow-unknown", "--json", str(tmp_path / "m.json")] + gt_args) == 0
     capsys.readouterr()
-    assert json.load(open(os.path.join(run, "best_results.json")))["results"] == data["results"]
+    assert _read_json(os.path.join(run, "best_results.json"))["results"] == data["results"]
     assert main(["info", "--config", "thumos14"]) == 0
     info = capsys.readouterr().out
     assert "2,137,130" in info and "1.60 G" in info
