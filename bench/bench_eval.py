@@ -127,22 +127,13 @@ def _ratio_msg(name, med):
 
 
 @pytest.mark.benchmark(group="eval-thumos-subset-1/10")
-def test_numpy_subset(benchmark, data):
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("fast", marks=needs_cpp, id="cpp")])
+def test_subset(benchmark, data, backend):
     det, gt, sub = data
-    out = benchmark(lambda: evaluate(sub, gt, THUMOS_TIOU, backend="numpy"))
+    out = benchmark(lambda: evaluate(sub, gt, THUMOS_TIOU, backend=backend))
     if "ap" in _REF:
         assert np.array_equal(out["ap"], _REF["ap"])
-    print(_ratio_msg("numpy", benchmark.stats.stats.median))
-
-
-@needs_cpp
-@pytest.mark.benchmark(group="eval-thumos-subset-1/10")
-def test_cpp_subset(benchmark, data):
-    det, gt, sub = data
-    out = benchmark(lambda: evaluate(sub, gt, THUMOS_TIOU, backend="fast"))
-    if "ap" in _REF:
-        assert np.array_equal(out["ap"], _REF["ap"])
-    print(_ratio_msg("C++", benchmark.stats.stats.median))
+    print(_ratio_msg("C++" if backend == "fast" else backend, benchmark.stats.stats.median))
 
 
 def _full(benchmark, data, backend, codes=True):

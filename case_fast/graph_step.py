@@ -12,7 +12,7 @@ from typing import Dict, NamedTuple, Optional, Sequence
 import torch
 
 from .config import Config
-from .step import case_losses
+from .step import train_step
 
 WARMUP_STEPS = 3
 
@@ -107,10 +107,7 @@ class GraphedStep:
 
     def _run(self) -> GraphStepOutputs:
         """The step itself (the same operations in the warm-up, the capture and every replay)."""
-        out = self.model(self.feats)
-        res = case_losses(out, self.labels, self.q_c, self.cfg)
-        res.loss.backward()
-        self.optim.step()
+        res = train_step(self.model, self.optim, self.feats, self.labels, self.q_c, self.cfg)
         self.q_c.copy_(res.q_c)   # a no-op when CCC is off (res.q_c is then q_c itself)
         return GraphStepOutputs(res.loss.detach(), dict(res.parts), res.q_s)
 

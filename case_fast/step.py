@@ -88,3 +88,14 @@ def case_losses(out, labels: torch.Tensor, q_c: torch.Tensor, cfg: Config,
              "ccc": l_ccc}
     return StepResult(loss, {n: v.detach() for n, v in parts.items()}, new_qc.detach().float(),
                       q_a, q_s, idx)
+
+
+def train_step(model, optim, feats: torch.Tensor, labels: torch.Tensor, q_c: torch.Tensor,
+               cfg: Config) -> StepResult:
+    """Forward, losses, backward and the optimizer update of one training step. The caller zeroes
+    the gradients first (``optim.zero_grad(set_to_none=True)``); the eager trainer and the
+    captured CUDA graph (``graph_step.GraphedStep``) both run exactly this."""
+    res = case_losses(model(feats), labels, q_c, cfg)
+    res.loss.backward()
+    optim.step()
+    return res

@@ -34,7 +34,7 @@ from .graph_step import GraphedStep, require_cuda, set_capturable
 from .inference import forward_videos, localize_video, to_results_dict
 from .model import CaseModel
 from .pseudo_labels import initial_cluster_labels
-from .step import case_losses
+from .step import train_step
 from .utils import Progress, resolve_device, save_json, save_text, save_torch, seed_everything
 
 
@@ -216,19 +216,15 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
         ids = batch_for_step(step, len(train_set), tc.batch_size, tc.seed)
         rng = np.random.default_rng([tc.seed, step, 11])
         idx = [sample_train_indices(int(train_set.num_snippets[v]), t, rng) for v in ids]
+        labels = labels_all[torch.from_numpy(ids).to(device)]
         if graphed is None:
-            feats = bank.gather(ids, idx)
-            labels = labels_all[torch.from_numpy(ids).to(device)]
-            out = model(feats)
-            res = case_losses(out, labels, q_c, cfg)
             optim.zero_grad(set_to_none=True)
-            res.loss.backward()
-            optim.step()
+            res = train_step(model, optim, bank.gather(ids, idx), labels, q_c, cfg)
             q_c = res.q_c
             loss, step_parts, q_s = res.loss.detach(), res.parts, res.q_s
         else:   # the batch into the graph's static inputs, then warm-up / capture / replay
             bank.gather(ids, idx, out=graphed.feats)
-            graphed.labels.copy_(labels_all[torch.from_numpy(ids).to(device)])
+            graphed.labels.copy_(labels)
             loss, step_parts, q_s = graphed.step()   # static outputs: the next replay overwrites
             if graphed.captured_at == graphed.calls - 1:
                 log(f"step {step + 1}: CUDA graph captured after {graphed.warmup} eager warm-up "
