@@ -25,7 +25,7 @@ def _extension():
 
     csrc = os.path.join("csrc")
     sources = [os.path.join(csrc, "register.cpp")] + sorted(glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
-    cxx = ["-O3", "-ffp-contract=off"]
+    cxx = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
     define_macros = []
     ext_cls = cpp_extension.CppExtension
     extra = {"cxx": cxx}

@@ -1,6 +1,6 @@
 """Benchmark: detection mAP on a THUMOS14-sized synthetic results set: the reference backend vs
 the vectorised numpy path (backend='numpy') vs the compiled ops (backend='fast',
-torch.ops.case_fast.ap_greedy), side by side.
+torch.ops.case_fast.ap_group / ap_classes), side by side.
 
 Run:  pytest bench/bench_eval.py --benchmark-only --benchmark-group-by=group
       python bench/bench_eval.py     # quick: medians (CPU time) and ratios without pytest-benchmark
@@ -117,7 +117,7 @@ def test_reference_subset(benchmark, data):
           f"extrapolated full-size reference {_REF['seconds'] * len(det) / len(sub):.1f} s")
 
 
-needs_cpp = pytest.mark.skipif(not extension_available(), reason="case_fast._C without ap_greedy")
+needs_cpp = pytest.mark.skipif(not extension_available(), reason="case_fast._C without the AP ops")
 
 
 def _ratio_msg(name, med):

@@ -121,7 +121,7 @@ def cmd_info(args) -> int:
     print(f"config: {cfg.name} (mode {cfg.train.mode})")
     print(f"model: 2 streams x (D={cfg.model.stream_dim} -> {cfg.model.hidden_dim}), "
           f"G={cfg.model.num_classes} classes, K={cfg.model.num_clusters} clusters")
-    print(f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.2f} M")
+    print(f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.3f} M")
     print(f"MACs per video (T={t}): {macs:,} = {macs / 1e9:.2f} G ({macs // t:,} per snippet)")
     print(f"training: batch {cfg.train.batch_size}, k = T // {cfg.train.k_divisor} = {cfg.k}, "
           f"{cfg.train.num_steps} steps, eval every {cfg.train.eval_every}")

@@ -4,12 +4,14 @@ Three backends compute the same average precisions, bit for bit:
 
 * ``backend="reference"`` — :func:`_evaluate_reference`, the straightforward per-prediction loop.
   It is the specification in executable form; read it first.
-* ``backend="fast"`` (default) — the per-class ranking in NumPy (the same ``np.argsort`` call as
-  the reference, which fixes the tie order), then the compiled op ``torch.ops.case_fast.ap_greedy``
-  (csrc/cpu/ap_cpu.cpp): the greedy matching for all thresholds in one walk per class and the AP
-  summed like the reference (numpy's pairwise summation reproduced); the ambiguous filter by
-  ``torch.ops.case_fast.ambiguous_keep``. Without the compiled extension (or for more than 64
-  thresholds) it runs the NumPy path below.
+* ``backend="fast"`` (default) — the compiled ops (csrc/cpu/ap_cpu.cpp): ``ap_group`` checks
+  the predictions and groups them by class; then, per batch of classes on a few threads, each
+  class is ranked in NumPy (the same ``np.argsort`` call on the same array as the reference,
+  which fixes the tie order) and ``ap_classes`` finds each prediction's candidate GT segments
+  (tIoU and the number of thresholds reached), runs the greedy matching for all thresholds in
+  one walk of the ranking and sums the AP like the reference (numpy's pairwise summation
+  reproduced); the ambiguous filter by ``ambiguous_keep``. Without the compiled extension (or
+  for more than 64 thresholds) it runs the NumPy path below.
 * ``backend="numpy"`` — :func:`_ap_numpy`, vectorised NumPy (same tIoU expression, same 1-D array
   summed for the AP). Outline: rank each class once; find the (prediction, GT) pairs that overlap with a per-group
   grid search; give every pair a "level" (how many thresholds it reaches); then run the greedy
@@ -56,7 +58,7 @@ import os
 import pathlib
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -451,11 +453,13 @@ def _unknown_videos_error(unknown) -> ValueError:
     )
 
 
-def _video_codes(video: np.ndarray, gt: GroundTruth, index=None) -> np.ndarray:
-    """Index of each entry's video in gt.videos; raise on unknown videos.
+def _video_lookup(video: np.ndarray, gt: GroundTruth, index=None):
+    """``(codes, lut)``: entry i's video is ``gt.videos[lut[codes[i]]]`` (``lut`` None: the codes
+    index gt.videos directly); raise on unknown videos.
 
     With ``index`` (``Detections.video_index`` / ``video_names``) only the distinct names are
-    looked up. Otherwise runs of equal consecutive names (results grouped by video) are found
+    looked up (``codes`` is the index itself, ``lut`` one entry per name, -1 for unused unknown
+    names). Otherwise runs of equal consecutive names (results grouped by video) are found
     with one vectorised comparison of neighbours and each run is looked up once.
     """
     vindex = {v: i for i, v in enumerate(gt.videos)}
@@ -467,10 +471,10 @@ def _video_codes(video: np.ndarray, gt: GroundTruth, index=None) -> np.ndarray:
             bad = [v for v, c, u in zip(names, lut.tolist(), used.tolist()) if c < 0 and u]
             if bad:
                 raise _unknown_videos_error(set(bad))
-        return lut[codes]
+        return codes, lut
     n = video.shape[0]
     if n == 0:
-        return np.empty(0, np.int64)
+        return np.empty(0, np.int64), None
     head = np.ones(n, dtype=bool)
     head[1:] = video[1:] != video[:-1]
     starts = np.flatnonzero(head)
@@ -478,15 +482,30 @@ def _video_codes(video: np.ndarray, gt: GroundTruth, index=None) -> np.ndarray:
     codes_h = np.array([vindex.get(v, -1) for v in names], dtype=np.int64)
     if (codes_h < 0).any():
         raise _unknown_videos_error({v for v, c in zip(names, codes_h) if c < 0})
-    return np.repeat(codes_h, np.diff(np.append(starts, n)))
+    return np.repeat(codes_h, np.diff(np.append(starts, n))), None
+
+
+def _video_codes(video: np.ndarray, gt: GroundTruth, index=None) -> np.ndarray:
+    """Index of each entry's video in gt.videos; raise on unknown videos (:func:`_video_lookup`)."""
+    codes, lut = _video_lookup(video, gt, index)
+    return codes if lut is None else lut[codes]
+
+
+_LABEL_RANGE, _NON_FINITE = 1, 2  # the checks of _check_detections (also ap_group's status)
+
+
+def _detections_error(kind: int, n_cls: int) -> ValueError:
+    if kind == _LABEL_RANGE:
+        return ValueError(f"evaluate: prediction label index out of range [0, {n_cls})")
+    return ValueError("evaluate: non-finite score or segment in detections")
 
 
 def _check_detections(det: Detections, gt: GroundTruth) -> None:
     n_cls = gt.n_classes
     if len(det) and (det.label.min() < 0 or det.label.max() >= n_cls):
-        raise ValueError(f"evaluate: prediction label index out of range [0, {n_cls})")
+        raise _detections_error(_LABEL_RANGE, n_cls)
     if not (np.isfinite(det.score).all() and np.isfinite(det.segment).all()):
-        raise ValueError("evaluate: non-finite score or segment in detections")
+        raise _detections_error(_NON_FINITE, n_cls)
 
 
 def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict) -> dict:
@@ -499,9 +518,10 @@ def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict) ->
     }
     for lo, hi in ((0.1, 0.5), (0.3, 0.7)):
         want = np.round(np.arange(lo, hi + 1e-9, 0.1), 10)
-        sel = [np.flatnonzero(np.isclose(thr, w)) for w in want]
-        if all(s.size for s in sel):
-            out[f"avg_{lo}:{hi}"] = float(np.mean([maps[s[0]] for s in sel]))
+        # close[i, j]: np.isclose(thr[j], want[i]) (|a - b| <= atol + rtol * |b|), in one go
+        close = np.abs(thr[None, :] - want[:, None]) <= 1e-8 + 1e-5 * np.abs(want[:, None])
+        if close.any(axis=1).all():
+            out[f"avg_{lo}:{hi}"] = float(np.mean([maps[row.argmax()] for row in close]))
     out["class_names"] = list(gt.class_names)
     out.update(extra)
     return out
@@ -741,11 +761,18 @@ def _overlap_pairs(q_key, q_s, q_e, t_key, t_s, t_e, n_keys, exact=True):
     return (rep if sel is None else sel[rep]), order[ti]
 
 
-def _ap_ops():
-    """(ap_greedy, ambiguous_keep) compiled ops when the extension is built with them, else None."""
+class _ApOps(NamedTuple):
+    group: Any  # torch.ops.case_fast.ap_group
+    classes: Any  # torch.ops.case_fast.ap_classes
+    ambiguous_keep: Any  # torch.ops.case_fast.ambiguous_keep
+
+
+def _ap_ops() -> Optional[_ApOps]:
+    """The compiled AP ops when the extension is built with them, else None."""
     from .ops.nms import compiled_ops
 
-    return compiled_ops("ap_greedy", "ambiguous_keep")
+    ops = compiled_ops("ap_group", "ap_classes", "ambiguous_keep")
+    return None if ops is None else _ApOps(*ops)
 
 
 def extension_available() -> bool:
@@ -753,7 +780,7 @@ def extension_available() -> bool:
     return _ap_ops() is not None
 
 
-def _ambiguous_drop(vid, seg, gt: GroundTruth, ops) -> np.ndarray:
+def _ambiguous_drop(vid, seg, gt: GroundTruth, ops: Optional[_ApOps]) -> np.ndarray:
     """Indices of the predictions that overlap an ambiguous segment of their video."""
     vindex = {v: i for i, v in enumerate(gt.videos)}
     n_vid = len(gt.videos)
@@ -771,8 +798,9 @@ def _ambiguous_drop(vid, seg, gt: GroundTruth, ops) -> np.ndarray:
         o = np.argsort(a_vid, kind="stable")
         a_off = np.zeros(n_vid + 1, np.int64)
         np.cumsum(np.bincount(a_vid, minlength=n_vid), out=a_off[1:])
-        keep = ops[1](torch.from_numpy(np.ascontiguousarray(seg)), torch.from_numpy(vid),
-                      torch.from_numpy(np.ascontiguousarray(a_seg[o])), torch.from_numpy(a_off))
+        keep = ops.ambiguous_keep(
+            torch.from_numpy(np.ascontiguousarray(seg)), torch.from_numpy(vid),
+            torch.from_numpy(np.ascontiguousarray(a_seg[o])), torch.from_numpy(a_off))
         return np.flatnonzero(~keep.numpy())
     s0, s1 = np.ascontiguousarray(seg[:, 0]), np.ascontiguousarray(seg[:, 1])
     qi, _ = _overlap_pairs(vid, s0, s1, a_vid, a_seg[:, 0].copy(), a_seg[:, 1].copy(), n_vid)
@@ -783,10 +811,14 @@ _POOL: dict = {}
 
 
 def _rank_pool():
-    if "pool" not in _POOL:
+    """A few threads for per-class work (numpy's sort and the compiled ops release the GIL); a
+    forked child (whose copy of the pool has no threads) makes its own."""
+    if _POOL.get("pid") != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
-        _POOL["pool"] = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+        _POOL["workers"] = max(1, min(4, os.cpu_count() or 1))
+        _POOL["pool"] = ThreadPoolExecutor(max_workers=_POOL["workers"],
                                            thread_name_prefix="case-fast-rank")
+        _POOL["pid"] = os.getpid()
     return _POOL["pool"]
 
 
@@ -795,29 +827,37 @@ def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_
     """The fast backend: the compiled AP ops when built (and ``compiled``), else NumPy."""
     ops = _ap_ops() if compiled and len(thr) <= 64 else None  # the op keeps 64-bit masks
     index = None if det.video_index is None else (det.video_index, det.video_names)
-    vid = _video_codes(det.video, gt, index)
-    _check_detections(det, gt)
-    n_cls, n_vid, n_thr = gt.n_classes, len(gt.videos), len(thr)
+    codes, lut = _video_lookup(det.video, gt, index)
+    filtering = bool(ambiguous_filter and gt.ambiguous and len(det))
+    if ops is None or filtering or not gt.label.size:
+        _check_detections(det, gt)  # else ap_group checks (same errors, same precedence)
+    n_cls, n_thr = gt.n_classes, len(thr)
     label, score, seg = det.label, det.score, det.segment
     n_dropped = 0
-    if ambiguous_filter and gt.ambiguous and len(det):
+    if filtering:
+        vid = codes if lut is None else lut[codes]
         drop = _ambiguous_drop(vid, seg, gt, ops)
+        codes, lut = vid, None
         if drop.size:
             keep = np.ones(len(det), dtype=bool)
             keep[drop] = False
             n_dropped = int(drop.size)
-            vid, label, score, seg = vid[keep], label[keep], score[keep], seg[keep]
-    n_det = vid.shape[0]
+            codes, label, score, seg = vid[keep], label[keep], score[keep], seg[keep]
+    n_det = codes.shape[0]
     extra = {"n_detections": n_det, "n_ambiguous_dropped": n_dropped}
 
-    n_gt = np.bincount(gt.label, minlength=n_cls)
     ap = np.zeros((n_thr, n_cls))
     if n_det == 0 or gt.label.size == 0:
         return ap, extra
+    g_codes = _video_codes(gt.video, gt, None)
+    if ops is not None:
+        return _ap_compiled(ops, label, score, seg, codes, lut, g_codes, gt, thr), extra
 
     # 1. rank: class-major; inside a class np.argsort(scores)[::-1] of the class's predictions in
     #    input order (the very array the reference sorts, hence the same tie order). Classes without
     #    ground truth have AP 0 and are not ranked.
+    vid = codes if lut is None else lut[codes]
+    n_gt = np.bincount(gt.label, minlength=n_cls)
     lab_small = label.astype(np.uint8 if n_cls <= 256 else (np.uint16 if n_cls <= 65536 else np.int64))
     by_label = np.argsort(lab_small, kind="stable")
     cls_bounds = np.zeros(n_cls + 1, dtype=np.int64)
@@ -832,28 +872,74 @@ def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_
 
     # classes are independent and numpy's sort releases the GIL: rank them on a few threads
     list(_rank_pool().map(rank_class, np.flatnonzero(n_gt > 0)))
-    g_codes = _video_codes(gt.video, gt, None)
-    if ops is not None:
-        return _ap_compiled(ops[0], seg, vid, perm, cls_bounds, g_codes, gt, thr), extra
     # 1-D columns: fancy indexing of an (n, 2) array is several times slower than of 1-D ones
     s0, s1 = np.ascontiguousarray(seg[:, 0]), np.ascontiguousarray(seg[:, 1])
     return _ap_numpy(label, vid, s0, s1, perm, cls_bounds, g_codes, gt, thr, n_gt, ap), extra
 
 
-def _ap_compiled(op, seg, vid, perm, cls_bounds, g_codes, gt: GroundTruth, thr):
-    """AP (n_thr, n_cls) by ``torch.ops.case_fast.ap_greedy`` (csrc/cpu/ap_cpu.cpp)."""
+def _class_batches(sizes: np.ndarray, classes: np.ndarray, n_workers: int) -> list:
+    """``classes`` in batches for the workers: largest first, a class alone when it is big, small
+    ones together (about 8 batches per worker at least; one call per batch)."""
+    order = classes[np.argsort(-sizes[classes], kind="stable")].tolist()
+    target = max(int(sizes[classes].sum()) // (8 * n_workers), 1)
+    batches, cur, acc = [], [], 0
+    for c in order:
+        cur.append(c)
+        acc += int(sizes[c])
+        if acc >= target:
+            batches.append(cur)
+            cur, acc = [], 0
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: GroundTruth, thr):
+    """AP (n_thr, n_cls) by the compiled ops (csrc/cpu/ap_cpu.cpp); prediction i's video is
+    ``lut[codes[i]]`` (``lut`` None: ``codes[i]``).
+
+    ``ap_group`` checks the predictions and groups them by class (input order inside a class).
+    The classes with ground truth and predictions then go in batches to a few threads (numpy's
+    sort and torch ops release the GIL): each class is ranked by ``np.argsort`` of its scores —
+    the very array the reference sorts, hence the same tie order — and ``ap_classes`` walks each
+    ranking reversed and computes the batch's APs.
+    """
     import torch
 
     n_cls, n_vid = gt.n_classes, len(gt.videos)
+    seg = np.ascontiguousarray(seg)
+    status, cls_off_t, cls_order_t, cls_score_t = ops.group(
+        torch.from_numpy(np.ascontiguousarray(label)),
+        torch.from_numpy(np.ascontiguousarray(score)), torch.from_numpy(seg), n_cls)
+    if int(status):
+        raise _detections_error(int(status), n_cls)
+    cls_off, cls_score = cls_off_t.numpy(), cls_score_t.numpy()
+
     g_key = gt.label * n_vid + g_codes
     g_order = np.argsort(g_key, kind="stable")  # by (class, video), GroundTruth order inside
     g_off = np.zeros(n_cls * n_vid + 1, np.int64)
     np.cumsum(np.bincount(g_key, minlength=n_cls * n_vid), out=g_off[1:])
-    ap = op(torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float64)), torch.from_numpy(vid),
-            torch.from_numpy(perm), torch.from_numpy(cls_bounds),
-            torch.from_numpy(np.ascontiguousarray(gt.segment[g_order])), torch.from_numpy(g_off),
-            torch.from_numpy(np.array(thr, dtype=np.float64)))
-    return ap.numpy()
+    rank = np.empty(cls_score.shape[0], np.int64)  # per class: argsort of its scores
+    args = (torch.from_numpy(seg), torch.from_numpy(np.ascontiguousarray(codes)),
+            torch.from_numpy(np.arange(n_vid, dtype=np.int64) if lut is None else lut),
+            cls_order_t, cls_off_t)
+    rest = (torch.from_numpy(rank), torch.from_numpy(np.ascontiguousarray(gt.segment[g_order])),
+            torch.from_numpy(g_off), torch.from_numpy(np.array(thr, dtype=np.float64)))
+
+    def run(batch):
+        for c in batch:
+            a, b = cls_off[c], cls_off[c + 1]
+            rank[a:b] = np.argsort(cls_score[a:b])
+        return ops.classes(*args, torch.tensor(batch, dtype=torch.int64), *rest).numpy()
+
+    sizes = cls_off[1:] - cls_off[:-1]
+    todo = np.flatnonzero((sizes > 0) & (g_off[n_vid::n_vid] > g_off[:-1:n_vid]))
+    pool = _rank_pool()
+    ap = np.zeros((len(thr), n_cls))
+    batches = _class_batches(sizes, todo, _POOL["workers"])
+    for batch, out in zip(batches, pool.map(run, batches)):
+        ap[:, batch] = out.T
+    return ap
 
 
 def _ap_numpy(label, vid, s0, s1, perm, cls_bounds, g_codes, gt: GroundTruth, thr, n_gt, ap):

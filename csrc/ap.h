@@ -4,17 +4,34 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <tuple>
+
 namespace case_fast {
 
-// seg (n, 2) float64 and video (n,) int64 (index into the split's videos, < n_vid) of the
-// predictions; order (n,) int64: class c's predictions in processing order at positions
-// [class_offsets[c], class_offsets[c+1]) (classes without ground truth are not read);
-// gt_seg (n_gt, 2) float64 sorted by group c * n_vid + v, GroundTruth order inside a group, with
-// gt_offsets (n_cls * n_vid + 1,) int64; thresholds (n_thr <= 64,) float64 in (0, 1].
-// Returns ap (n_thr, n_cls) float64.
-at::Tensor ap_greedy_cpu(const at::Tensor& seg, const at::Tensor& video, const at::Tensor& order,
-                         const at::Tensor& class_offsets, const at::Tensor& gt_seg,
-                         const at::Tensor& gt_offsets, const at::Tensor& thresholds);
+// Groups predictions by class: label (n,) int64, score (n,) float64, seg (n, 2) float64.
+// Returns (status, class_offsets, class_order, class_score): status () int64 is 0, or 1 when a
+// label is outside [0, n_cls), or 2 when a score or segment is not finite (then the other
+// outputs are not filled); class c's predictions, in input order, are
+// class_order[class_offsets[c] : class_offsets[c + 1]] (n,) int64, their scores class_score (n,)
+// (the array to rank with np.argsort).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ap_group_cpu(const at::Tensor& label,
+                                                                        const at::Tensor& score,
+                                                                        const at::Tensor& seg,
+                                                                        int64_t n_cls);
+
+// APs of some classes: seg (n, 2) float64 and video (n,) int64 codes of the predictions,
+// video_lut (n_lut,) int64: prediction i's video is video_lut[video[i]] (< n_vid); class_order,
+// class_offsets (n_cls + 1,) from ap_group; classes (k,) int64: the classes to compute; rank
+// (n,) int64: for each of them, rank[a:b] (a, b its class offsets) = np.argsort of its scores
+// (positions in the class, ascending; walked reversed), other entries are not read; gt_seg
+// (n_gt, 2) float64 sorted by group c * n_vid + v, GroundTruth order inside a group, with
+// gt_offsets (n_cls * n_vid + 1,) int64; thresholds (1 <= n_thr <= 64,) float64 in (0, 1].
+// Returns ap (k, n_thr) float64 (0 for a class without ground truth or without predictions).
+at::Tensor ap_classes_cpu(const at::Tensor& seg, const at::Tensor& video,
+                          const at::Tensor& video_lut, const at::Tensor& class_order,
+                          const at::Tensor& class_offsets, const at::Tensor& classes,
+                          const at::Tensor& rank, const at::Tensor& gt_seg,
+                          const at::Tensor& gt_offsets, const at::Tensor& thresholds);
 
 // keep (n,) bool: false where the prediction overlaps (intersection > 0) one of its video's
 // ambiguous segments amb_seg[amb_offsets[v] : amb_offsets[v+1]].

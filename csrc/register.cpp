@@ -26,8 +26,12 @@ TORCH_LIBRARY(case_fast, m) {
       "int scale, float t_factor, float oic_lambda, float oic_gamma, bool drop_zero_run) "
       "-> (Tensor, Tensor)");
   m.def(
-      "ap_greedy(Tensor seg, Tensor video, Tensor order, Tensor class_offsets, Tensor gt_seg, "
-      "Tensor gt_offsets, Tensor thresholds) -> Tensor");
+      "ap_group(Tensor label, Tensor score, Tensor seg, int n_cls) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "ap_classes(Tensor seg, Tensor video, Tensor video_lut, Tensor class_order, "
+      "Tensor class_offsets, Tensor classes, Tensor rank, Tensor gt_seg, Tensor gt_offsets, "
+      "Tensor thresholds) -> Tensor");
   m.def("ambiguous_keep(Tensor seg, Tensor video, Tensor amb_seg, Tensor amb_offsets) -> Tensor");
   m.def("has_cuda() -> bool", &has_cuda);
 }
@@ -35,7 +39,8 @@ TORCH_LIBRARY(case_fast, m) {
 TORCH_LIBRARY_IMPL(case_fast, CPU, m) {
   m.impl("temporal_nms", &temporal_nms_cpu);
   m.impl("oic_proposals", &oic_proposals_cpu);
-  m.impl("ap_greedy", &ap_greedy_cpu);
+  m.impl("ap_group", &ap_group_cpu);
+  m.impl("ap_classes", &ap_classes_cpu);
   m.impl("ambiguous_keep", &ambiguous_keep_cpu);
 }
 

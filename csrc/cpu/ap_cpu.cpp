@@ -1,11 +1,23 @@
 // Detection AP on the CPU (SPEC §6): bitwise the APs of case_fast.evaluation's reference backend.
 //
-// Per class (with ground truth), per prediction in processing order (computed by the caller
-// with numpy, which fixes the tie order), per tIoU threshold: the prediction is a TP iff an
-// unmatched GT segment of its (class, video) group has tIoU >= threshold; it consumes the one
-// with the highest tIoU, ties -> the lowest GroundTruth index (GT rows of a group are in
-// GroundTruth order). tIoU is the reference's float64 expression
-//   inter = min(e, ge) - max(s, ge_s);  tIoU = inter > 0 ? inter / (((e - s) + (ge - gs)) - inter) : 0.
+// Two ops, with numpy's argsort between them (numpy's sort fixes the order of tied scores, so
+// the ranking itself stays numpy's):
+// * ap_group checks the predictions (label range, finite values) and groups them by class with a
+//   stable counting sort: the class offsets, the class-major prediction indices and scores; the
+//   caller ranks each class with np.argsort of its scores (the very array the reference sorts).
+// * ap_classes computes the APs of some classes from their predictions and those argsorts.
+//   Classes are independent: the caller runs batches of them on a few threads (numpy's sort and
+//   torch ops release the GIL). Per class:
+//   1. gather_class / find_candidates, in input order: for each prediction, the GT segments of
+//      its video with tIoU >= the lowest threshold, ordered by tIoU descending, then GT index
+//      ascending, each with its level (the number of thresholds that it reaches); kept inline
+//      when there are at most two (almost always), else in an overflow list;
+//   2. class_match, in ranking order (the argsort reversed): per GT a bitmask of the thresholds
+//      at which it is matched; each threshold goes to the prediction's first candidate that
+//      reaches it and is still free there;
+//   3. the AP of each threshold from its TP ranks.
+// tIoU is the reference's float64 expression
+//   inter = min(e, ge) - max(s, gs);  tIoU = inter > 0 ? inter / (((e - s) + (ge - gs)) - inter) : 0.
 // The AP of (threshold, class) is summed as the reference does: the terms
 // (k / n_gt - (k - 1) / n_gt) * P_k over the TPs (k-th TP at 1-based rank r_k, P_k the running
 // max from the right of k / r_k), plus a 0 term when recall stays below 1, added with numpy's
@@ -14,8 +26,18 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
+#include <future>
+#include <limits>
+#include <memory>
+#include <tuple>
 #include <vector>
+
+#if defined(__SSE2__) && (defined(__x86_64__) || defined(_M_X64))
+#include <emmintrin.h>
+#endif
 
 #include "../ap.h"
 #include "../numpy_sum.h"
@@ -30,10 +52,11 @@ void check_seg(const at::Tensor& t, const char* name) {
               "ap: ", name, " must be a float64 CPU tensor (n, 2)");
 }
 
+// int64 CPU vector; of n entries unless n < 0
 void check_index(const at::Tensor& t, int64_t n, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kLong && t.dim() == 1 &&
-                  t.size(0) == n,
-              "ap: ", name, " must be an int64 CPU tensor (", n, ",)");
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kLong && t.dim() == 1,
+              "ap: ", name, " must be a 1-D int64 CPU tensor");
+  TORCH_CHECK(n < 0 || t.size(0) == n, "ap: ", name, " must have ", n, " entries");
 }
 
 void check_offsets(const int64_t* o, int64_t groups, int64_t n, const char* name) {
@@ -42,26 +65,43 @@ void check_offsets(const int64_t* o, int64_t groups, int64_t n, const char* name
     TORCH_CHECK(o[i] <= o[i + 1], "ap: ", name, " must be non-decreasing");
 }
 
-// First index in [0, n) with v[idx] >= x (or_equal = false) / > x (or_equal = true), else n.
-// Branch-free halving (the conditional compiles to a cmov): groups are short and the outcome
-// of each comparison is unpredictable.
-inline int64_t first_above(const double* v, int64_t n, double x, bool or_equal) {
-  if (n == 0) return 0;
+// Number of leading entries <= x of the non-decreasing v[0, n) (n >= 1). Branch-free halving
+// (the mask keeps the compiler from turning the step into an unpredictable branch).
+inline int64_t count_le(const double* v, int64_t n, double x) {
   const double* base = v;
   while (n > 1) {
-    const int64_t half = n / 2;
-    const bool right = or_equal ? base[half - 1] <= x : base[half - 1] < x;
-    base = right ? base + half : base;
+    const int64_t half = n >> 1;
+    base += (-int64_t(base[half - 1] <= x)) & half;
     n -= half;
   }
-  const bool past = or_equal ? *base <= x : *base < x;
-  return (base - v) + (past ? 1 : 0);
+  return (base - v) + int64_t(*base <= x);
 }
 
-// AP of one (threshold, class) from its TP ranks (1-based, ascending); `terms` is scratch.
-double interpolated_ap(const std::vector<int64_t>& tp_rank, int64_t n_gt,
+// Number of entries <= x of v[0, n) (n a multiple of 4), two lanes at a time.
+inline int64_t count_le_linear(const double* v, int64_t n, double x) {
+#if defined(__GNUC__)
+  typedef double v2d __attribute__((vector_size(16)));
+  typedef int64_t v2i __attribute__((vector_size(16)));
+  const v2d xv = {x, x};
+  v2i acc = {0, 0};
+  for (int64_t q = 0; q < n; q += 4) {
+    v2d a, b;
+    __builtin_memcpy(&a, v + q, sizeof(a));
+    __builtin_memcpy(&b, v + q + 2, sizeof(b));
+    acc += (a <= xv);  // lanes -1 where true
+    acc += (b <= xv);
+  }
+  return -(acc[0] + acc[1]);
+#else
+  int64_t c = 0;
+  for (int64_t q = 0; q < n; ++q) c += v[q] <= x;
+  return c;
+#endif
+}
+
+// AP of one (threshold, class) from its m TP ranks (1-based, ascending); `terms` is scratch.
+double interpolated_ap(const int64_t* tp_rank, int64_t m, int64_t n_gt,
                        std::vector<double>& terms) {
-  const int64_t m = int64_t(tp_rank.size());
   if (m == 0) return 0.0;
   terms.resize(m + 1);
   const double npos = double(n_gt);
@@ -76,156 +116,458 @@ double interpolated_ap(const std::vector<int64_t>& tp_rank, int64_t n_gt,
   return numpy_sum(terms.data(), len);
 }
 
+// level(x) = the number of thresholds <= x, for a tIoU x in (0, 1] (the sorted thresholds).
+// Levels::Table: with kBuckets buckets [b / K, (b + 1) / K) (x * K is exact, K being a power of
+// two), a bucket holding at most one distinct threshold t gives level = lo[b] + (x >= t ?
+// count : 0) without a branch. Levels::Count (thresholds closer than 1 / K) counts. Both give
+// some level for any other x (NaN, negative: levels that the caller masks out).
+struct Levels {
+  static constexpr int64_t kBuckets = 1024;
+
+  struct Table {
+    const int32_t* level;  // (2 * (K + 2),): [2 b] below the bucket's threshold, [2 b + 1] at/above
+    const double* at;      // (K + 2,) the bucket's threshold (+inf: none)
+    inline int32_t operator()(double x) const {
+      const uint64_t b = std::min<uint64_t>(uint64_t(bucket(x * double(kBuckets))), kBuckets + 1);
+      return level[2 * b + uint64_t(x >= at[b])];
+    }
+  };
+  struct Count {
+    const double* thr;
+    int64_t n;
+    inline int32_t operator()(double x) const {
+      int32_t c = 0;
+      for (int64_t u = 0; u < n; ++u) c += x >= thr[u];
+      return c;
+    }
+  };
+
+  explicit Levels(const std::vector<double>& thr_sorted) : thr(thr_sorted) {
+    const int64_t nb = kBuckets + 2;  // bucket K: x == 1; K + 1: anything above (not a tIoU)
+    level.assign(2 * nb, 0);
+    at.assign(nb, std::numeric_limits<double>::infinity());
+    size_t u = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      while (u < thr.size() && thr[u] * kBuckets < double(b)) ++u;
+      size_t w = u;
+      while (w < thr.size() && thr[w] * kBuckets < double(b + 1)) {
+        table &= thr[w] == thr[u];
+        ++w;
+      }
+      level[2 * b] = int32_t(u);
+      level[2 * b + 1] = int32_t(w);
+      if (w > u) at[b] = thr[u];
+    }
+  }
+  Table as_table() const { return Table{level.data(), at.data()}; }
+  Count as_count() const { return Count{thr.data(), int64_t(thr.size())}; }
+
+  // trunc(y) for y in [0, 2^63); any value (also NaN or negative) for other y, without UB
+  static inline int64_t bucket(double y) {
+#if defined(__SSE2__) && (defined(__x86_64__) || defined(_M_X64))
+    return _mm_cvttsd_si64(_mm_set_sd(y));  // INT64_MIN for NaN and out-of-range values
+#else
+    return int64_t(std::min(double(kBuckets + 1), std::max(0.0, y)));
+#endif
+  }
+
+  std::vector<double> thr;
+  std::vector<int32_t> level;
+  std::vector<double> at;
+  bool table = true;
+};
+
+// The ground truth of one class, per video a block of its segments sorted by start (ties:
+// GroundTruth order) with the running max of the ends, padded to a multiple of 4 with at least
+// two pads (start +inf, end -inf, pmax +inf: never counted, never overlapping).
+struct ClassGt {
+  std::vector<int64_t> off;  // (n_vid + 1,) block offsets
+  std::vector<double> start, end, pmax;
+  std::vector<int32_t> index;  // the segment's index in the class (GroundTruth order)
+  int64_t max_block = 0;
+
+  // gs: the class's segments from row 0; video v's at rows [goff[v], goff[v + 1]) - goff[0]
+  void build(const double* gs, const int64_t* goff, int64_t n_vid) {
+    off.resize(n_vid + 1);
+    off[0] = 0;
+    max_block = 0;
+    for (int64_t v = 0; v < n_vid; ++v) {
+      const int64_t n = goff[v + 1] - goff[v];
+      off[v + 1] = off[v] + (n ? (n + 2 + 3) & ~int64_t(3) : 0);
+      max_block = std::max(max_block, off[v + 1] - off[v]);
+    }
+    const int64_t total = off[n_vid];
+    start.assign(total, std::numeric_limits<double>::infinity());
+    end.assign(total, -std::numeric_limits<double>::infinity());
+    pmax.assign(total, std::numeric_limits<double>::infinity());
+    index.assign(total, 0);
+    std::vector<int64_t> rows;
+    for (int64_t v = 0; v < n_vid; ++v) {
+      const int64_t a = goff[v] - goff[0], n = goff[v + 1] - goff[v];
+      if (n == 0) continue;
+      rows.resize(n);
+      for (int64_t j = 0; j < n; ++j) rows[j] = a + j;
+      std::stable_sort(rows.begin(), rows.end(),
+                       [&](int64_t x, int64_t y) { return gs[2 * x] < gs[2 * y]; });
+      double run = 0.0;
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t t = off[v] + j, row = rows[j];
+        start[t] = gs[2 * row];
+        end[t] = gs[2 * row + 1];
+        run = j == 0 ? end[t] : std::max(run, end[t]);
+        pmax[t] = run;
+        index[t] = int32_t(row);
+      }
+    }
+  }
+};
+
+// A candidate: GT index in the class and level (0: none). Per prediction two inline slots; when
+// it has more than two candidates, slot1.level = -(1 + p): ovf[p] = count, then (gt, level) pairs.
+struct Cand {
+  int32_t gt;
+  int32_t level;
+};
+struct Slots {
+  Cand c0, c1;
+};
+
+// Per-thread buffers, reused from call to call (no page faults for fresh memory per class).
+struct Scratch {
+  std::vector<double> seg;    // (m, 2) the class's predictions, class order
+  std::vector<int32_t> vid;   // (m,)
+  std::vector<Slots> slots;   // (m,)
+  std::vector<int32_t> ovf;
+  std::vector<Cand> many;     // candidates of one prediction with more than two
+  std::vector<double> many_iou;
+  std::vector<uint64_t> matched;
+  std::vector<int64_t> tp;    // (n_thr, min(m, n_gt)) TP ranks per threshold
+  std::vector<int64_t> n_tp;
+  std::vector<double> terms;
+  ClassGt gt;
+};
+
+// This thread's buffers (one TLS look-up per call, not one per use in the loops).
+__attribute__((noinline)) Scratch& thread_scratch() {
+  static thread_local Scratch w;
+  return w;
+}
+
+// Gathers (and checks) the segments and videos of the m predictions `order` of one class into
+// w.seg / w.vid (a video index < n_vid).
+void gather_class(const double* seg, const int64_t* video, const int64_t* lut, int64_t n,
+                  int64_t n_lut, int64_t n_vid, const int64_t* order, int64_t m, Scratch& w) {
+  w.seg.resize(2 * m);
+  w.vid.resize(m);
+  double* cs = w.seg.data();
+  int32_t* cv = w.vid.data();
+  for (int64_t k = 0; k < m; ++k) {
+    const int64_t i = order[k];
+    TORCH_CHECK(i >= 0 && i < n, "ap: order index out of range");
+    const int64_t code = video[i];
+    TORCH_CHECK(code >= 0 && code < n_lut, "ap: video code out of range");
+    const int64_t v = lut[code];
+    TORCH_CHECK(v >= 0 && v < n_vid, "ap: video index out of range");
+    cs[2 * k] = seg[2 * i];
+    cs[2 * k + 1] = seg[2 * i + 1];
+    cv[k] = int32_t(v);
+  }
+}
+
+// Step 1: the candidates of the gathered predictions into w.slots / w.ovf. For a prediction
+// [s, e] and its video's block [a, b): from the first entry whose running-max end is > s
+// (nothing before it overlaps), the next two entries are computed branch-free and stored in
+// candidate order; only when a third entry starts before e are all of them collected by
+// insertion (tIoU desc, index asc).
+template <class LevelFn>
+void find_candidates(const ClassGt& g, int64_t m, LevelFn level, double lowest, Scratch& w) {
+  const double* gst = g.start.data();
+  const double* gen = g.end.data();
+  const double* gpm = g.pmax.data();
+  const int32_t* gix = g.index.data();
+  const int64_t* goff = g.off.data();
+  const double* cs = w.seg.data();
+  const int32_t* cv = w.vid.data();
+  w.slots.resize(m);
+  Slots* slots = w.slots.data();
+  w.ovf.clear();
+  w.many.resize(g.max_block);
+  w.many_iou.resize(g.max_block);
+  Cand* many = w.many.data();
+  double* many_iou = w.many_iou.data();
+  const Cand none{0, 0};
+  for (int64_t k = 0; k < m; ++k) {
+    const int64_t v = cv[k], a = goff[v], b = goff[v + 1];
+    if (a == b) {  // no ground truth of this class in this video: FP
+      slots[k] = Slots{none, none};
+      continue;
+    }
+    const double s = cs[2 * k], e = cs[2 * k + 1], len = e - s;
+    int64_t j = a + (b - a <= 64 ? count_le_linear(gpm + a, b - a, s)
+                                 : count_le(gpm + a, b - a, s));
+    double iou[2];
+    bool ok[2];
+    Cand x[2];
+    for (int t = 0; t < 2; ++t) {
+      const double g0 = gst[j + t], g1 = gen[j + t];
+      const double inter = std::min(e, g1) - std::max(s, g0);
+      iou[t] = inter / ((len + (g1 - g0)) - inter);
+      ok[t] = (inter > 0.0) & (iou[t] >= lowest);  // (inter > 0: also g0 < e, not a pad)
+      x[t] = Cand{gix[j + t], level(iou[t]) & -int32_t(ok[t])};
+    }
+    const bool swap =
+        ok[0] & ok[1] & ((iou[1] > iou[0]) | ((iou[1] == iou[0]) & (x[1].gt < x[0].gt)));
+    slots[k].c0 = swap ? x[1] : x[0];
+    slots[k].c1 = swap ? x[0] : x[1];
+    if (!(gst[j + 1] < e) || !(gst[j + 2] < e)) continue;  // (j + 2 <= b: j + 1 starts before e)
+    // a third entry starts before e: collect all candidates
+    int64_t n_many = 0;
+    auto insert = [&](const Cand c, const double u) {
+      int64_t p = n_many++;
+      while (p > 0 && (many_iou[p - 1] < u || (many_iou[p - 1] == u && many[p - 1].gt > c.gt))) {
+        many[p] = many[p - 1];
+        many_iou[p] = many_iou[p - 1];
+        --p;
+      }
+      many[p] = c;
+      many_iou[p] = u;
+    };
+    for (int t = 0; t < 2; ++t)
+      if (ok[t]) insert(x[t], iou[t]);
+    for (j += 2; gst[j] < e; ++j) {  // ends at the pads
+      const double g0 = gst[j], g1 = gen[j];
+      const double inter = std::min(e, g1) - std::max(s, g0);
+      if (!(inter > 0.0)) continue;
+      const double u = inter / ((len + (g1 - g0)) - inter);
+      if (u >= lowest) insert(Cand{gix[j], level(u)}, u);
+    }
+    if (n_many <= 2) {
+      slots[k].c0 = n_many > 0 ? many[0] : none;
+      slots[k].c1 = n_many > 1 ? many[1] : none;
+      continue;
+    }
+    TORCH_CHECK(w.ovf.size() < size_t(std::numeric_limits<int32_t>::max() / 2),
+                "ap: too many candidates");
+    slots[k].c1 = Cand{0, -int32_t(w.ovf.size()) - 1};
+    w.ovf.push_back(int32_t(n_many));
+    for (int64_t q = 0; q < n_many; ++q) {
+      w.ovf.push_back(many[q].gt);
+      w.ovf.push_back(many[q].level);
+    }
+  }
+}
+
+// Steps 2 and 3: the greedy matching in ranking order (rank = ascending argsort, walked
+// reversed), then the APs (ap[t] for original threshold t; t_order[u]: the u-th smallest).
+void class_match(const int64_t* rank, int64_t m, int64_t n_gt, const int64_t* t_order,
+                 int64_t n_thr, double* ap, Scratch& w) {
+  uint64_t reach[65];  // reach[l]: the l lowest thresholds
+  for (int l = 0; l <= 64; ++l) reach[l] = l == 64 ? ~uint64_t(0) : (uint64_t(1) << l) - 1;
+  const int64_t cap = std::min(m, n_gt);  // TPs per threshold: one per rank, one per GT
+  w.matched.assign(n_gt, 0);
+  w.tp.resize(n_thr * cap);
+  w.n_tp.assign(n_thr, 0);
+  uint64_t* matched = w.matched.data();
+  const Slots* slots = w.slots.data();
+  int64_t* tp = w.tp.data();
+  int64_t* n_tp = w.n_tp.data();
+  for (int64_t r = 0; r < m; ++r) {
+    const int64_t k = rank[m - 1 - r];  // np.argsort(...)[::-1]
+    TORCH_CHECK(k >= 0 && k < m, "ap: rank index out of range");
+    const Slots x = slots[k];
+    uint64_t taken = 0;
+    if (x.c1.level >= 0) {  // (an empty slot has level 0: takes nothing)
+      const uint64_t t0 = reach[x.c0.level] & ~matched[x.c0.gt];
+      matched[x.c0.gt] |= t0;
+      const uint64_t t1 = reach[x.c1.level] & ~matched[x.c1.gt] & ~t0;
+      matched[x.c1.gt] |= t1;
+      taken = t0 | t1;
+    } else {
+      const int32_t* o = w.ovf.data() + (-int64_t(x.c1.level) - 1);
+      for (int32_t q = 0; q < o[0]; ++q) {
+        const int32_t gt = o[1 + 2 * q], lev = o[2 + 2 * q];
+        const uint64_t take = reach[lev] & ~matched[gt] & ~taken;
+        matched[gt] |= take;
+        taken |= take;
+      }
+    }
+    while (taken) {
+      const int u = __builtin_ctzll(taken);
+      taken &= taken - 1;
+      tp[u * cap + n_tp[u]++] = r + 1;
+    }
+  }
+  for (int64_t u = 0; u < n_thr; ++u)
+    ap[t_order[u]] = interpolated_ap(tp + u * cap, n_tp[u], n_gt, w.terms);
+}
+
+// Runs f(0), ..., f(parts - 1): part 0 on this thread, the others offered to torch's inter-op
+// threads (which sleep when idle, unlike OpenMP's spinning workers); a part that no inter-op
+// thread has started by the time part 0 is done runs here (no waiting on a busy pool). f must
+// not throw.
+struct PartState {
+  std::atomic<bool> claimed{false};
+  std::promise<void> done;
+};
+
+template <class F>
+void run_parts(int64_t parts, const F& f) {
+  std::vector<std::shared_ptr<PartState>> state;
+  for (int64_t p = 1; p < parts; ++p) {
+    auto st = std::make_shared<PartState>();
+    state.push_back(st);
+    at::launch([st, &f, p] {  // touches f only when it claims the part (f is then alive)
+      if (!st->claimed.exchange(true)) {
+        f(p);
+        st->done.set_value();
+      }
+    });
+  }
+  f(0);
+  for (int64_t p = 1; p < parts; ++p) {
+    PartState& st = *state[p - 1];
+    if (!st.claimed.exchange(true))
+      f(p);
+    else
+      st.done.get_future().wait();
+  }
+}
+
 }  // namespace
 
-at::Tensor ap_greedy_cpu(const at::Tensor& seg, const at::Tensor& video, const at::Tensor& order,
-                         const at::Tensor& class_offsets, const at::Tensor& gt_seg,
-                         const at::Tensor& gt_offsets, const at::Tensor& thresholds) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ap_group_cpu(const at::Tensor& label,
+                                                                        const at::Tensor& score,
+                                                                        const at::Tensor& seg,
+                                                                        int64_t n_cls) {
+  check_index(label, -1, "label");
+  const int64_t n = label.size(0);
+  TORCH_CHECK(score.device().is_cpu() && score.scalar_type() == at::kDouble && score.dim() == 1 &&
+                  score.size(0) == n,
+              "ap: score must be a float64 CPU tensor (", n, ",)");
+  check_seg(seg, "seg");
+  TORCH_CHECK(seg.size(0) == n, "ap: seg must have ", n, " rows");
+  TORCH_CHECK(n_cls >= 1, "ap: n_cls must be positive");
+  const auto lab_c = label.contiguous(), sc_c = score.contiguous(), seg_c = seg.contiguous();
+  const int64_t* pl = lab_c.data_ptr<int64_t>();
+  const double* psc = sc_c.data_ptr<double>();
+  const double* ps = seg_c.data_ptr<double>();
+
+  // the input in `parts` contiguous parts (two for large inputs), each counted, then scattered,
+  // by its own thread: stable (part p's predictions of a class come after part p - 1's)
+  const int64_t parts = n >= (int64_t(1) << 17) ? 2 : 1;
+  std::vector<int64_t> count(parts * n_cls, 0);
+  std::vector<char> bad_label(parts, 0), finite(parts, 1);
+  run_parts(parts, [&](int64_t p) {
+    int64_t* cnt = count.data() + p * n_cls;
+    bool fin = true;
+    for (int64_t i = n * p / parts, end = n * (p + 1) / parts; i < end; ++i) {
+      const int64_t l = pl[i];
+      if (uint64_t(l) >= uint64_t(n_cls)) {
+        bad_label[p] = 1;
+        return;
+      }
+      ++cnt[l];
+      fin &= std::isfinite(psc[i]) & std::isfinite(ps[2 * i]) & std::isfinite(ps[2 * i + 1]);
+    }
+    finite[p] = fin;
+  });
+  auto status_t = at::zeros({}, at::kLong);
+  auto off_t = at::zeros({n_cls + 1}, at::kLong);
+  int64_t* off = off_t.data_ptr<int64_t>();
+  const bool any_bad = std::count(bad_label.begin(), bad_label.end(), 1) > 0;
+  if (any_bad || std::count(finite.begin(), finite.end(), 0) > 0) {
+    status_t.fill_(any_bad ? 1 : 2);
+    return {status_t, off_t, at::empty({0}, at::kLong), at::empty({0}, at::kDouble)};
+  }
+  // start of part p's run of class c: off[c] + counts of the earlier parts
+  std::vector<int64_t> pos(parts * n_cls);
+  for (int64_t c = 0; c < n_cls; ++c) {
+    int64_t next = off[c];
+    for (int64_t p = 0; p < parts; ++p) {
+      pos[p * n_cls + c] = next;
+      next += count[p * n_cls + c];
+    }
+    off[c + 1] = next;
+  }
+  auto order_t = at::empty({n}, at::kLong);
+  auto cscore_t = at::empty({n}, at::kDouble);
+  int64_t* order = order_t.data_ptr<int64_t>();
+  double* cscore = cscore_t.data_ptr<double>();
+  run_parts(parts, [&](int64_t p) {
+    int64_t* q = pos.data() + p * n_cls;
+    for (int64_t i = n * p / parts, end = n * (p + 1) / parts; i < end; ++i) {
+      const int64_t k = q[pl[i]]++;
+      order[k] = i;
+      cscore[k] = psc[i];
+    }
+  });
+  return {status_t, off_t, order_t, cscore_t};
+}
+
+at::Tensor ap_classes_cpu(const at::Tensor& seg, const at::Tensor& video,
+                          const at::Tensor& video_lut, const at::Tensor& class_order,
+                          const at::Tensor& class_offsets, const at::Tensor& classes,
+                          const at::Tensor& rank, const at::Tensor& gt_seg,
+                          const at::Tensor& gt_offsets, const at::Tensor& thresholds) {
   check_seg(seg, "seg");
   check_seg(gt_seg, "gt_seg");
   const int64_t n = seg.size(0), n_gt_all = gt_seg.size(0);
   check_index(video, n, "video");
-  check_index(order, n, "order");
-  TORCH_CHECK(class_offsets.scalar_type() == at::kLong && class_offsets.dim() == 1 &&
-                  class_offsets.size(0) >= 1,
-              "ap: class_offsets must be int64 (n_cls + 1,)");
+  check_index(video_lut, -1, "video_lut");
+  check_index(class_order, n, "class_order");
+  check_index(rank, n, "rank");
+  check_index(class_offsets, -1, "class_offsets");
+  check_index(classes, -1, "classes");
+  check_index(gt_offsets, -1, "gt_offsets");
   const int64_t n_cls = class_offsets.size(0) - 1;
-  TORCH_CHECK(gt_offsets.scalar_type() == at::kLong && gt_offsets.dim() == 1 && n_cls > 0 &&
-                  (gt_offsets.size(0) - 1) % n_cls == 0,
-              "ap: gt_offsets must be int64 (n_cls * n_vid + 1,)");
-  TORCH_CHECK(thresholds.scalar_type() == at::kDouble && thresholds.dim() == 1,
-              "ap: thresholds must be float64 (n_thr,)");
-  const int64_t n_vid = (gt_offsets.size(0) - 1) / n_cls;
-  const int64_t n_thr = thresholds.size(0);
-
-  const auto seg_c = seg.contiguous(), vid_c = video.contiguous(), ord_c = order.contiguous();
-  const auto coff_c = class_offsets.contiguous(), gseg_c = gt_seg.contiguous();
-  const auto goff_c = gt_offsets.contiguous(), thr_c = thresholds.contiguous();
-  const double* ps = seg_c.data_ptr<double>();
-  const int64_t* pv = vid_c.data_ptr<int64_t>();
-  const int64_t* po = ord_c.data_ptr<int64_t>();
+  TORCH_CHECK(n_cls >= 1 && (gt_offsets.size(0) - 1) % n_cls == 0,
+              "ap: class_offsets must be (n_cls + 1,), gt_offsets (n_cls * n_vid + 1,)");
+  TORCH_CHECK(thresholds.device().is_cpu() && thresholds.scalar_type() == at::kDouble &&
+                  thresholds.dim() == 1 && thresholds.size(0) >= 1 && thresholds.size(0) <= 64,
+              "ap: thresholds must be float64 (n_thr,), 1 <= n_thr <= 64");
+  const int64_t n_vid = (gt_offsets.size(0) - 1) / n_cls, n_thr = thresholds.size(0);
+  const auto seg_c = seg.contiguous(), vid_c = video.contiguous(), lut_c = video_lut.contiguous();
+  const auto ord_c = class_order.contiguous(), coff_c = class_offsets.contiguous();
+  const auto cls_c = classes.contiguous(), rank_c = rank.contiguous();
+  const auto gseg_c = gt_seg.contiguous(), goff_c = gt_offsets.contiguous();
+  const auto thr_c = thresholds.contiguous();
   const int64_t* coff = coff_c.data_ptr<int64_t>();
-  const double* gs = gseg_c.data_ptr<double>();
   const int64_t* goff = goff_c.data_ptr<int64_t>();
   const double* thr = thr_c.data_ptr<double>();
   check_offsets(coff, n_cls, n, "class_offsets");
   check_offsets(goff, n_cls * n_vid, n_gt_all, "gt_offsets");
-  TORCH_CHECK(n_thr <= 64, "ap: at most 64 thresholds");
   for (int64_t u = 0; u < n_thr; ++u)
     TORCH_CHECK(thr[u] > 0.0 && thr[u] <= 1.0, "ap: thresholds must lie in (0, 1]");
 
-  for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK(pv[i] >= 0 && pv[i] < n_vid, "ap: video index out of range");
-    TORCH_CHECK(po[i] >= 0 && po[i] < n, "ap: order index out of range");
-  }
-
-  // Each (class, video) group's GT sorted by start (ties: GroundTruth order), with the running
-  // max of the ends: a prediction [s, e] can only overlap the group's entries [lo, hi), hi = the
-  // first start >= e, lo = the first running-max end > s (searched in groups of > 8 only). `gt_rank` is the GT's index in its
-  // class (GroundTruth order; the tie-break), `gt_at` its row of gt_seg.
-  std::vector<int64_t> gt_at(n_gt_all), gt_rank(n_gt_all);
-  std::vector<double> g_start(n_gt_all), g_end(n_gt_all), g_pmax(n_gt_all);
-  for (int64_t grp = 0; grp < n_cls * n_vid; ++grp) {
-    const int64_t a = goff[grp], b = goff[grp + 1];
-    if (a == b) continue;
-    const int64_t base = goff[(grp / n_vid) * n_vid];
-    for (int64_t j = a; j < b; ++j) gt_at[j] = j;
-    std::stable_sort(gt_at.begin() + a, gt_at.begin() + b,
-                     [&](int64_t x, int64_t y) { return gs[2 * x] < gs[2 * y]; });
-    double pmax = 0.0;
-    for (int64_t j = a; j < b; ++j) {
-      const int64_t row = gt_at[j];
-      gt_rank[j] = row - base;
-      g_start[j] = gs[2 * row];
-      g_end[j] = gs[2 * row + 1];
-      pmax = j == a ? g_end[j] : std::max(pmax, g_end[j]);
-      g_pmax[j] = pmax;
-    }
-  }
-
-  // Thresholds in ascending order: a candidate's level is the number it reaches; per GT a
-  // bitmask of the (sorted) thresholds at which it is already matched.
+  // thresholds in ascending order: a candidate's level is the number it reaches
   std::vector<int64_t> t_order(n_thr);
   for (int64_t u = 0; u < n_thr; ++u) t_order[u] = u;
   std::stable_sort(t_order.begin(), t_order.end(),
                    [&](int64_t x, int64_t y) { return thr[x] < thr[y]; });
   std::vector<double> thr_s(n_thr);
   for (int64_t u = 0; u < n_thr; ++u) thr_s[u] = thr[t_order[u]];
+  const Levels level(thr_s);
 
-  auto ap_t = at::zeros({n_thr, n_cls}, at::kDouble);
-  double* ap = ap_t.data_ptr<double>();
-  struct Cand {
-    double iou;
-    int64_t rank;  // GT index in its class
-    uint64_t reach;  // sorted thresholds with thr <= iou
-  };
-  constexpr int64_t kAhead = 16;  // prefetch distance along the (random) processing order
-
-  // Classes are independent: they run in parallel on torch's intra-op threads, each writing its
-  // own column of `ap`, so the result does not depend on the number of threads.
-  at::parallel_for(0, n_cls, 1, [&](int64_t c_begin, int64_t c_end) {
-  std::vector<uint64_t> matched;  // per GT of the class (GroundTruth order)
-  std::vector<std::vector<int64_t>> tp_rank(n_thr);  // by original threshold index
-  std::vector<Cand> cand;
-  std::vector<double> terms;
-  for (int64_t c = c_begin; c < c_end; ++c) {
-    const int64_t g_base = goff[c * n_vid], n_gt = goff[(c + 1) * n_vid] - g_base;
-    const int64_t p0 = coff[c], p1 = coff[c + 1];
-    if (n_gt == 0 || p1 == p0) continue;  // AP 0
-    matched.assign(n_gt, 0);
-    for (auto& v : tp_rank) v.clear();
-    for (int64_t r = 0; r < p1 - p0; ++r) {
-      if (p0 + r + kAhead < p1) {
-        const int64_t ia = po[p0 + r + kAhead];
-        __builtin_prefetch(pv + ia);
-        __builtin_prefetch(ps + 2 * ia);
-      }
-      const int64_t i = po[p0 + r];
-      const int64_t grp = c * n_vid + pv[i];
-      const int64_t a = goff[grp], b = goff[grp + 1];
-      if (a == b) continue;  // no ground truth of this class in this video: FP
-      const double s = ps[2 * i], e = ps[2 * i + 1], len = e - s;
-      // candidates: skip the entries whose running-max end is <= s, stop at the first start >= e
-      int64_t j = a;
-      if (b - a > 8) j += first_above(g_pmax.data() + a, b - a, s, true);
-      cand.clear();
-      for (; j < b && g_start[j] < e; ++j) {
-        const double g0 = g_start[j], g1 = g_end[j];
-        const double inter = std::min(e, g1) - std::max(s, g0);
-        if (inter > 0.0) {
-          const double iou = inter / ((len + (g1 - g0)) - inter);
-          int64_t level = 0;
-          for (int64_t u = 0; u < n_thr; ++u) level += iou >= thr_s[u];
-          if (level == 0) continue;
-          const uint64_t reach = level == 64 ? ~uint64_t(0) : (uint64_t(1) << level) - 1;
-          // keep candidates by tIoU descending, then GT index ascending (insertion; few)
-          Cand x{iou, gt_rank[j], reach};
-          cand.push_back(x);
-          size_t q = cand.size() - 1;
-          while (q > 0 && (cand[q - 1].iou < x.iou ||
-                           (cand[q - 1].iou == x.iou && cand[q - 1].rank > x.rank))) {
-            cand[q] = cand[q - 1];
-            --q;
-          }
-          cand[q] = x;
-        }
-      }
-      // each threshold goes to the first candidate (best tIoU, lowest index) still free there
-      uint64_t taken = 0;
-      for (const Cand& x : cand) {
-        const uint64_t take = x.reach & ~matched[x.rank] & ~taken;
-        matched[x.rank] |= take;
-        taken |= take;
-      }
-      while (taken) {
-        const int u = __builtin_ctzll(taken);
-        taken &= taken - 1;
-        tp_rank[t_order[u]].push_back(r + 1);
-      }
-    }
-    for (int64_t u = 0; u < n_thr; ++u) ap[u * n_cls + c] = interpolated_ap(tp_rank[u], n_gt, terms);
+  const int64_t k_cls = classes.size(0);
+  auto ap_t = at::zeros({k_cls, n_thr}, at::kDouble);
+  Scratch& w = thread_scratch();
+  for (int64_t q = 0; q < k_cls; ++q) {
+    const int64_t c = cls_c.data_ptr<int64_t>()[q];
+    TORCH_CHECK(c >= 0 && c < n_cls, "ap: class index out of range");
+    const int64_t p0 = coff[c], m = coff[c + 1] - p0;
+    const int64_t g0 = goff[c * n_vid], n_gt = goff[(c + 1) * n_vid] - g0;
+    TORCH_CHECK(n_gt <= std::numeric_limits<int32_t>::max(), "ap: too many GT segments");
+    if (m == 0 || n_gt == 0) continue;  // AP 0
+    w.gt.build(gseg_c.data_ptr<double>() + 2 * g0, goff + c * n_vid, n_vid);
+    gather_class(seg_c.data_ptr<double>(), vid_c.data_ptr<int64_t>(), lut_c.data_ptr<int64_t>(),
+                 n, video_lut.size(0), n_vid, ord_c.data_ptr<int64_t>() + p0, m, w);
+    if (level.table)
+      find_candidates(w.gt, m, level.as_table(), thr_s[0], w);
+    else
+      find_candidates(w.gt, m, level.as_count(), thr_s[0], w);
+    class_match(rank_c.data_ptr<int64_t>() + p0, m, n_gt, t_order.data(), n_thr,
+                ap_t.data_ptr<double>() + q * n_thr, w);
   }
-  });
   return ap_t;
 }
 
