@@ -535,8 +535,9 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=THUMOS_TIOU, *, ambig
     "map", "avg_0.1:0.5" / "avg_0.3:0.7" (when those thresholds are all present), "class_names",
     "n_detections" (evaluated, after the ambiguous filter), "n_ambiguous_dropped"}``.
 
-    ``backend``: 'fast' (default) -- the compiled ops ``torch.ops.case_fast.ap_greedy`` /
-    ``ambiguous_keep`` (csrc/cpu/ap_cpu.cpp) when the extension is built, else vectorised NumPy;
+    ``backend``: 'fast' (default) -- the compiled ops ``torch.ops.case_fast.ap_group`` /
+    ``ap_classes`` / ``ambiguous_keep`` (csrc/cpu/ap_cpu.cpp) when the extension is built, else
+    vectorised NumPy;
     'numpy' -- vectorised NumPy; 'reference' -- the per-prediction loop. All give the same APs,
     bit for bit.
     """

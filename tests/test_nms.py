@@ -223,6 +223,38 @@ def test_extension_torch_in_torch_out_and_op():
     assert kk.tolist() == nms_reference(seg, sc, gr, method="hard")[0].tolist()
 
 
+
+@needs_ext
+@pytest.mark.parametrize("alpha", [0.35, 2.0, 1e-2, 1e-3, 1e-4])
+@pytest.mark.parametrize("n", [20, 400])  # the plain scan (< 48 per group) and the buckets
+def test_extension_decayed_scores_to_one_ulp(alpha, n):
+    """The C++ one-pass decay computes exp(-IoU^2 / alpha) with its own vectorised exp: within
+    about 1 ulp of math.exp, including results that underflow to subnormals and to 0 (small
+    alpha); the order is unaffected (no decision depends on a decayed score)."""
+    rng = np.random.default_rng(int(alpha * 1e4) + n)
+    s = rng.uniform(0, n / 4, n)  # dense: most proposals are decayed
+    seg, sc, gr = np.c_[s, s + rng.uniform(0.5, 30, n)], rng.random(n), rng.integers(0, 2, n)
+    k1, v1 = nms_reference(seg, sc, gr, alpha=alpha)
+    k2, v2 = temporal_nms(seg, sc, gr, alpha=alpha, backend="fast")
+    assert (k1 == k2).all()
+    tiny = np.abs(v1) < np.finfo(np.float64).tiny  # subnormals: a few steps of 5e-324
+    np.testing.assert_allclose(v2[~tiny], v1[~tiny], rtol=5e-16, atol=0)
+    np.testing.assert_allclose(v2[tiny], v1[tiny], rtol=0, atol=2e-323)
+    if alpha == 1e-3 and n == 400:  # the underflow path was used: zeros and subnormals
+        assert (v1 == 0).any() and tiny.sum() > (v1 == 0).sum()
+
+
+@pytest.mark.parametrize("method", ["one_pass_decay", "soft_gaussian"])
+@pytest.mark.parametrize("backend", ["reference", "fast"])
+def test_alpha_must_be_positive(method, backend):
+    if backend == "fast" and not extension_available():
+        pytest.skip("case_fast._C not built")
+    seg, sc = np.array([[0.0, 4.0], [0.0, 3.0]]), np.array([0.9, 0.8])
+    for alpha in (0.0, -0.35, float("nan")):
+        with pytest.raises(ValueError, match="alpha"):
+            temporal_nms(seg, sc, method=method, alpha=alpha, backend=backend)
+    temporal_nms(seg, sc, method="hard", alpha=0.0, backend=backend)  # hard NMS ignores alpha
+
 # ----------------------------------------------------------------------------- CUDA
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -78,7 +79,7 @@ struct Scratch {
   std::vector<double> dout;
   Buf<char> alive;
   Buf<int64_t> bstart, bcnt, slot_pos, bid, sup, rank_start, hit_q, hit_r;
-  Buf<double> ss, ee, aa, hit_iou, hit_v, tmp;
+  Buf<double> ss, ee, aa, factor, hit_v, tmp;
   explicit Scratch(int64_t c) : cap(c) {
     dkeep.reserve(cap);
     dout.reserve(cap);
@@ -91,10 +92,61 @@ struct Scratch {
     rank_start.ensure(cap + 1);
     hit_q.ensure(cap + 1);
     hit_r.ensure(cap + 1);
-    for (auto* b : {&ss, &ee, &aa, &hit_iou, &tmp}) b->ensure(cap);
+    for (auto* b : {&ss, &ee, &aa, &factor, &tmp}) b->ensure(cap);
     hit_v.ensure(cap + 1);
   }
 };
+
+// exp(x) for x <= 0 (x = -IoU^2 / alpha, the one-pass decay factor), within 1 ulp of glibc's
+// exp (checked over [-800, 0]; 0 below -745.5, exp(-inf) = 0), branch-free so that a loop of
+// it vectorises: x = n ln2 + r by rounding with the 1.5 * 2^52 trick (ln2 split in two, the high
+// part exact in the product), e^r by its Taylor polynomial of degree 13 (|r| <= ln2 / 2: error
+// below 1e-17), 2^n as two exact power-of-two factors (so results down to the subnormals
+// round once). Only the decayed scores use it; no decision depends on them.
+inline int64_t bits_of(double x) {
+  int64_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+inline double double_of(int64_t b) {
+  double x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+inline double exp_nonpos(double x) {
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  const double xc = x > -745.5 ? x : -745.5;
+  const double t = xc * 1.4426950408889634 + magic;
+  const double fn = t - magic;
+  const int64_t n = bits_of(t) - bits_of(magic);  // fn as an integer, in [-1076, 0]
+  const double r = (xc - fn * 6.93147180369123816490e-01) - fn * 1.90821492927058770002e-10;
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const int64_t n1 = -static_cast<int64_t>(static_cast<uint64_t>(-n) >> 1);  // ceil(n / 2)
+  const int64_t n2 = n - n1;
+  return (p * double_of((n1 + 1023) << 52)) * double_of((n2 + 1023) << 52);
+}
+
+// factor[h] = exp(-(iou[h]^2) / alpha), the decay of one-pass decay, vectorised (see iou_row).
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void decay_factors(const double* __restrict iou, double* __restrict factor, int64_t n,
+                   double alpha) {
+  for (int64_t h = 0; h < n; ++h) factor[h] = exp_nonpos(-(iou[h] * iou[h]) / alpha);
+}
 
 // Faithful one-pass decay / hard NMS of one group, plain form: every pick scans the compacted
 // list of live candidates in walk order. Appends to the outputs.
@@ -117,7 +169,7 @@ void group_one_pass_scan(Live& L, int64_t m, double one, double thr, double alph
       if (iou >= thr) {
         if (decay) {
           W.dkeep.push_back(idx[t]);
-          W.dout.push_back(sc[t] * std::exp(-(iou * iou) / alpha));
+          W.dout.push_back(sc[t] * exp_nonpos(-(iou * iou) / alpha));
         }
       } else {
         s[w] = s[t]; e[w] = e[t]; a[w] = a[t]; sc[w] = sc[t]; idx[w] = idx[t];
@@ -212,7 +264,7 @@ void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double a
   const double back = std::max(0.0, 1.0 / thr - 1.0) * (1.0 + 1e-7);
   const double fwd = std::min(thr, 1.0) * (1.0 - 1e-7);
   int64_t* sup = W.sup.data();
-  double* hit_iou = W.hit_iou.data();
+  double* factor = W.factor.data();  // decay factor by walk position
   int64_t* hit_q = W.hit_q.data();
   int64_t* hit_r = W.hit_r.data();
   double* hit_v = W.hit_v.data();
@@ -261,9 +313,10 @@ void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double a
     }
   }
   if (!decay || ndec == 0) return;
+  decay_factors(hit_v, tmp, ndec, alpha);
   for (int64_t h = 0; h < ndec; ++h) {
     sup[hit_q[h]] = hit_r[h];
-    hit_iou[hit_q[h]] = hit_v[h];
+    factor[hit_q[h]] = tmp[h];
   }
   // decayed ones: stable counting sort of the walk positions by suppressor rank
   int64_t* rank_start = W.rank_start.data();
@@ -277,9 +330,8 @@ void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double a
   for (int64_t q = 0; q < m; ++q) {
     if (sup[q] < 0) continue;
     const int64_t slot = static_cast<int64_t>(base) + rank_start[sup[q]]++;
-    const double v = hit_iou[q];
     keep[slot] = idx[q];
-    out[slot] = sc[q] * std::exp(-(v * v) / alpha);
+    out[slot] = sc[q] * factor[q];
   }
 }
 
@@ -342,6 +394,8 @@ std::tuple<at::Tensor, at::Tensor> temporal_nms_cpu(
     double min_score, bool plus_one) {
   const int m_id = check_nms_args(segments, scores, order, offsets, method);
   TORCH_CHECK(segments.device().is_cpu(), "temporal_nms_cpu: CPU tensors expected");
+  TORCH_CHECK(alpha > 0.0 || (m_id != kOnePassDecay && m_id != kSoftGaussian),
+              "temporal_nms: alpha must be > 0");
   auto seg = segments.contiguous();
   auto scr = scores.contiguous();
   auto ord = order.contiguous();
