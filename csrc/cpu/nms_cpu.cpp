@@ -253,10 +253,13 @@ void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double a
   double* ee = W.ee.data();
   double* aa = W.aa.data();
   int64_t* slot_pos = W.slot_pos.data();
-  for (int64_t p = 0; p < m; ++p) {
+  for (int64_t p = 0; p < m; ++p) {  // one scattered store per candidate, then a gather
     const int64_t b = bid[p];
-    const int64_t k = bstart[b] + bcnt[b]++;
-    ss[k] = s[p]; ee[k] = e[p]; aa[k] = a[p]; slot_pos[k] = p;
+    slot_pos[bstart[b] + bcnt[b]++] = p;
+  }
+  for (int64_t k = 0; k < m; ++k) {
+    const int64_t p = slot_pos[k];
+    ss[k] = s[p]; ee[k] = e[p]; aa[k] = a[p];
   }
   char* alive = W.alive.data();
   std::fill(alive, alive + m, 1);
