@@ -99,10 +99,10 @@ struct Scratch {
 
 // exp(x) for x <= 0 (x = -IoU^2 / alpha, the one-pass decay factor), within 1 ulp of glibc's
 // exp (measured on 2M points of [-800, 0] when written; tests/test_nms.py checks the decayed
-// scores to 5e-16, subnormals included; 0 below -745.5, exp(-inf) = 0), branch-free so that a
-// loop of it vectorises: x = n ln2 + r by rounding with the 1.5 * 2^52 trick (ln2 split in two, the high
-// part exact in the product), e^r by its Taylor polynomial of degree 13 (|r| <= ln2 / 2: error
-// below 1e-17), 2^n as two exact power-of-two factors (so results down to the subnormals
+// scores to 5e-16, subnormals included; 0 below -745.5, exp(-inf) = 0). Branch-free, so that a
+// loop of it vectorises: x = n ln2 + r by rounding with the 1.5 * 2^52 trick (ln2 split in two,
+// the high part exact in the product), e^r by its Taylor polynomial of degree 13 (|r| <= ln2 / 2:
+// error below 1e-17), 2^n as two exact power-of-two factors (so results down to the subnormals
 // round once). Only the decayed scores use it; no decision depends on them.
 inline int64_t bits_of(double x) {
   int64_t b;
