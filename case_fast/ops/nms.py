@@ -71,7 +71,7 @@ _DEFAULT_PLUS_ONE = {"one_pass_decay": True, "hard": True, "soft_gaussian": Fals
 # ----------------------------------------------------------------------------------------------
 # inputs
 
-def _check_method(method: str, alpha: float = 1.0) -> None:
+def _check_method(method: str, alpha: float) -> None:
     if method not in NMS_METHODS:
         raise ValueError(f"method must be one of {NMS_METHODS}, got {method!r}")
     if method in ("one_pass_decay", "soft_gaussian") and not alpha > 0:
@@ -117,10 +117,10 @@ def processing_order(scores, groups=None) -> Tuple[np.ndarray, np.ndarray]:
     """
     sc = _to_numpy(scores, np.float64).reshape(-1)
     n = sc.shape[0]
-    gr = np.zeros(n, np.int64) if groups is None else _to_numpy(groups, np.int64).reshape(-1)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(1, np.int64)
-    if gr[0] == gr.min() == gr.max():  # one group: the released rule directly
+    gr = None if groups is None else _to_numpy(groups, np.int64).reshape(-1)
+    if gr is None or gr[0] == gr.min() == gr.max():  # one group: the released rule directly
         return np.argsort(sc)[::-1].astype(np.int64), np.array([0, n], np.int64)
     by_group = np.argsort(gr, kind="stable")  # each group's members in input order
     g_sorted = gr[by_group]
@@ -295,10 +295,7 @@ def _fast(segments, scores, groups, method, iou_threshold, alpha, min_score, plu
         order_t = torch.from_numpy(order).to(device)
     else:
         seg, sc, gr = _as_numpy_inputs(segments, scores, groups)
-        if groups is None and sc.shape[0]:  # one group: processing_order's rule, minus its checks
-            order, offsets = np.argsort(sc)[::-1].copy(), np.array([0, sc.shape[0]], np.int64)
-        else:
-            order, offsets = processing_order(sc, gr)
+        order, offsets = processing_order(sc, None if groups is None else gr)
         seg_t, sc_t, order_t = torch.from_numpy(seg), torch.from_numpy(sc), torch.from_numpy(order)
     keep, new = torch.ops.case_fast.temporal_nms(
         seg_t, sc_t, order_t, torch.from_numpy(offsets), method, float(iou_threshold),
