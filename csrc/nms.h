@@ -1,9 +1,10 @@
-// Temporal NMS (SPEC §5) shared declarations: the IoU both devices use, the method ids, the raw
-// CUDA launcher (plain pointers, no torch), and the torch-level entry points.
+// Temporal NMS (SPEC §5) shared declarations: the IoU and the decay exp both devices use, the
+// method ids, the raw CUDA launcher (plain pointers, no torch), and the torch-level entry points.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define CASE_FAST_HD __host__ __device__ __forceinline__
@@ -30,6 +31,61 @@ CASE_FAST_HD double seg_iou(double s0, double e0, double a0, double s, double e,
   const double uni = (a0 + a) - inter;
   const double q = inter / (uni > 0.0 ? uni : 1.0);
   return uni > 0.0 ? q : 0.0;
+}
+
+// Bit casts usable on the host and on the device.
+CASE_FAST_HD int64_t f64_bits(double x) {
+#if defined(__CUDA_ARCH__)
+  return __double_as_longlong(x);
+#else
+  int64_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+#endif
+}
+CASE_FAST_HD double f64_from_bits(int64_t b) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(b);
+#else
+  double x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+#endif
+}
+
+// exp(x) for x <= 0: every decay factor exp(-IoU^2 / alpha) of every backend (one-pass decay
+// and Gaussian Soft-NMS; C++, CUDA, and case_fast.ops.nms.exp_nonpos in numpy). The same IEEE
+// operations everywhere (no FMA: -ffp-contract=off, nvcc --fmad=false, numpy never fuses), so
+// all backends get the same bits and Soft-NMS picks the same proposal even when current scores
+// tie. Within 1 ulp of glibc's exp (2M points of [-800, 0]); 0 below -745.5 (and for -inf or
+// NaN). Branch-free, so a loop of it vectorises: x = n ln2 + r by rounding with the 1.5 * 2^52
+// trick (ln2 split in two, the high part exact in the product), e^r by its Taylor polynomial of
+// degree 13 (|r| <= ln2 / 2: error below 1e-17), 2^n as two exact power-of-two factors (so
+// results down to the subnormals round once).
+CASE_FAST_HD double exp_nonpos(double x) {
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  const double xc = x > -745.5 ? x : -745.5;
+  const double t = xc * 1.4426950408889634 + magic;
+  const double fn = t - magic;
+  const int64_t n = f64_bits(t) - f64_bits(magic);  // fn as an integer, in [-1076, 0]
+  const double r = (xc - fn * 6.93147180369123816490e-01) - fn * 1.90821492927058770002e-10;
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const int64_t n1 = -static_cast<int64_t>(static_cast<uint64_t>(-n) >> 1);  // ceil(n / 2)
+  const int64_t n2 = n - n1;
+  return (p * f64_from_bits((n1 + 1023) << 52)) * f64_from_bits((n2 + 1023) << 52);
 }
 
 // CUDA (csrc/cuda/nms_cuda.cu), methods kOnePassDecay and kHard. Inputs are already in walk

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from case_fast.ops import NMS_METHODS, extension_available, nms_reference, temporal_nms
-from case_fast.ops.nms import cuda_extension_available, processing_order
+from case_fast.ops import nms as nms_mod
+from case_fast.ops.nms import cuda_extension_available, exp_nonpos, processing_order
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REF = REPO / "tests" / "reference" / "nms_small.npz"
@@ -44,6 +45,53 @@ def test_reference_reproduces_released_code(name, method, key):
                               backend="fast")
         assert (k2 == keep).all()
         np.testing.assert_allclose(n2, new, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- walk order
+
+def _released_order(sc):
+    return np.argsort(sc)[::-1]
+
+
+@pytest.mark.parametrize("n", [1023, 1024, 3000, 6000, 16384, 16385])
+def test_processing_order_is_numpys_argsort_reversed(n):
+    """One group of >= 1024 scores is sorted through packed float64 keys when that is certain
+    to give numpy's order; every other case must fall back to np.argsort and agree too."""
+    rng = np.random.default_rng(n)
+    x = rng.random(n)
+    cases = {
+        "distinct": x,
+        "negative and positive": x - 0.5,
+        "ties": np.round(x, 2),
+        "one tie": np.r_[x[:-1], x[0]],
+        "zero signs": np.r_[x[:-2], 0.0, -0.0],
+        "one ulp apart": np.r_[x[:-1], np.nextafter(x[0], 2.0)],
+        "subnormal": np.r_[x[:-3], 5e-324, 1e-320, 0.0],
+        "huge": x * 1e300,
+        "nan": np.r_[x[:-1], np.nan],
+        "inf": np.r_[x[:-2], np.inf, -np.inf],
+    }
+    for name, sc in cases.items():
+        order, offsets = processing_order(sc)
+        assert order.dtype == np.int64 and order.flags.c_contiguous
+        assert order.tolist() == _released_order(sc).tolist(), name
+        assert offsets.tolist() == [0, n]
+    packed = nms_mod._distinct_desc_order
+    fast = 1024 <= n <= 16384
+    assert (packed(x) is not None) == fast and (packed(x - 0.5) is not None) == fast
+    for name in ("ties", "one tie", "zero signs", "one ulp apart", "nan", "inf"):
+        assert packed(cases[name]) is None, name
+
+
+def test_processing_order_groups():
+    rng = np.random.default_rng(3)
+    for sc in (rng.random(5000), np.round(rng.random(5000), 1)):
+        gr = rng.integers(0, 7, 5000) * 3
+        order, offsets = processing_order(sc, gr)
+        assert offsets.tolist() == [0] + np.cumsum(np.bincount(gr)[::3]).tolist()
+        for g, a, b in zip(np.unique(gr), offsets[:-1], offsets[1:]):
+            members = np.flatnonzero(gr == g)
+            assert order[a:b].tolist() == members[_released_order(sc[members])].tolist()
 
 
 # ----------------------------------------------------------------------------- semantics
@@ -242,6 +290,42 @@ def test_extension_decayed_scores_to_one_ulp(alpha, n):
     np.testing.assert_allclose(v2[tiny], v1[tiny], rtol=0, atol=2e-323)
     if alpha == 1e-3 and n == 400:  # the underflow path was used: zeros and subnormals
         assert (v1 == 0).any() and tiny.sum() > (v1 == 0).sum()
+
+
+def _grid_set(rng, n, n_groups):
+    """Integer starts, a few lengths, scores rounded to 0.1: equal IoUs and equal scores, so
+    Soft-NMS meets exact ties of *current* (decayed) scores."""
+    s = np.round(rng.uniform(0, 50, n))
+    seg = np.c_[s, s + rng.choice([0.0, 0.5, 1.0, 3.0, 10.0], n)]
+    return seg, np.round(rng.random(n), 1), rng.integers(0, n_groups, n)
+
+
+@needs_ext
+@pytest.mark.parametrize("seed", range(6))
+def test_extension_soft_nms_current_score_ties(seed):
+    # the reference's Gaussian factors once came from np.exp (numpy's SIMD exp), the C++ ones
+    # from libm: an ulp apart on ~5% of inputs, enough to swap two tied picks (seed 0 did).
+    # Both now use exp_nonpos: same picks, same bits.
+    rng = np.random.default_rng(seed)
+    seg, sc, gr = _grid_set(rng, int(rng.integers(300, 560)), 1 + seed % 3)
+    for method in NMS_METHODS:
+        for po in (None, True):
+            k1, v1 = nms_reference(seg, sc, gr, method=method, plus_one=po)
+            k2, v2 = temporal_nms(seg, sc, gr, method=method, plus_one=po, backend="fast")
+            assert k1.tolist() == k2.tolist(), (method, po)
+            if method != "one_pass_decay":  # one-pass reference: math.exp (5e-16, see above)
+                assert v1.tolist() == v2.tolist(), (method, po)
+
+
+def test_exp_nonpos_within_one_ulp_of_math_exp():
+    x = -np.r_[np.linspace(0.0, 800.0, 200001), 1e-300, 708.39, 745.1, 745.5, np.inf]
+    y = exp_nonpos(x)
+    want = np.array([math.exp(t) for t in x])
+    normal = want >= np.finfo(np.float64).tiny
+    assert (np.abs(y - want)[normal] <= np.spacing(want[normal])).all()
+    assert (np.abs(y - want)[~normal] <= 5e-324).all()  # subnormals and 0: one rounding
+    assert exp_nonpos(0.0) == 1.0 and exp_nonpos(-np.inf) == 0.0 and exp_nonpos(np.nan) == 0.0
+    assert exp_nonpos(np.zeros((2, 3))).shape == (2, 3)
 
 
 @pytest.mark.parametrize("method", ["one_pass_decay", "soft_gaussian"])

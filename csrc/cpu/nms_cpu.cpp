@@ -61,6 +61,18 @@ struct Buf {
   T& operator[](int64_t i) { return p[i]; }
 };
 
+// The op's outputs, written in place: (input index, score) pairs; never more than n of them.
+struct Sink {
+  int64_t* keep;
+  double* score;
+  int64_t len = 0;
+  void push(int64_t i, double v) {
+    keep[len] = i;
+    score[len] = v;
+    ++len;
+  }
+};
+
 // Live candidates of one group, in walk order, structure-of-arrays.
 struct Live {
   Buf<double> s, e, a, sc;
@@ -78,71 +90,29 @@ struct Scratch {
   std::vector<int64_t> dkeep;
   std::vector<double> dout;
   Buf<char> alive;
-  Buf<int64_t> bstart, bcnt, slot_pos, bid, sup, rank_start, hit_q, hit_r;
-  Buf<double> ss, ee, aa, factor, hit_v, tmp;
+  Buf<int32_t> bid;
+  Buf<int64_t> bstart, bcnt, slot_pos, hit_of, rank_start, hit_q;
+  Buf<double> ss, ee, aa, hit_v, tmp;
   explicit Scratch(int64_t c) : cap(c) {
     dkeep.reserve(cap);
     dout.reserve(cap);
   }
   void ensure_buckets() {
     alive.ensure(cap);
+    bid.ensure(cap);
     bstart.ensure(cap + 2);
     bcnt.ensure(cap + 1);
-    for (auto* b : {&slot_pos, &bid, &sup}) b->ensure(cap);
+    for (auto* b : {&slot_pos, &hit_of}) b->ensure(cap);
     rank_start.ensure(cap + 1);
     hit_q.ensure(cap + 1);
-    hit_r.ensure(cap + 1);
-    for (auto* b : {&ss, &ee, &aa, &factor, &tmp}) b->ensure(cap);
+    for (auto* b : {&ss, &ee, &aa, &tmp}) b->ensure(cap);
     hit_v.ensure(cap + 1);
   }
 };
 
-// exp(x) for x <= 0 (x = -IoU^2 / alpha, the one-pass decay factor), within 1 ulp of glibc's
-// exp (measured on 2M points of [-800, 0] when written; tests/test_nms.py checks the decayed
-// scores to 5e-16, subnormals included; 0 below -745.5, exp(-inf) = 0). Branch-free, so that a
-// loop of it vectorises: x = n ln2 + r by rounding with the 1.5 * 2^52 trick (ln2 split in two,
-// the high part exact in the product), e^r by its Taylor polynomial of degree 13 (|r| <= ln2 / 2:
-// error below 1e-17), 2^n as two exact power-of-two factors (so results down to the subnormals
-// round once). Only the decayed scores use it; no decision depends on them.
-inline int64_t bits_of(double x) {
-  int64_t b;
-  std::memcpy(&b, &x, sizeof b);
-  return b;
-}
-inline double double_of(int64_t b) {
-  double x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-}
-inline double exp_nonpos(double x) {
-  const double magic = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
-  const double xc = x > -745.5 ? x : -745.5;
-  const double t = xc * 1.4426950408889634 + magic;
-  const double fn = t - magic;
-  const int64_t n = bits_of(t) - bits_of(magic);  // fn as an integer, in [-1076, 0]
-  const double r = (xc - fn * 6.93147180369123816490e-01) - fn * 1.90821492927058770002e-10;
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  const int64_t n1 = -static_cast<int64_t>(static_cast<uint64_t>(-n) >> 1);  // ceil(n / 2)
-  const int64_t n2 = n - n1;
-  return (p * double_of((n1 + 1023) << 52)) * double_of((n2 + 1023) << 52);
-}
-
 // factor[h] = exp(-(iou[h]^2) / alpha), the decay of one-pass decay, vectorised (see iou_row).
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target_clones("avx2", "default")))
+__attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 void decay_factors(const double* __restrict iou, double* __restrict factor, int64_t n,
                    double alpha) {
@@ -152,7 +122,7 @@ void decay_factors(const double* __restrict iou, double* __restrict factor, int6
 // Faithful one-pass decay / hard NMS of one group, plain form: every pick scans the compacted
 // list of live candidates in walk order. Appends to the outputs.
 void group_one_pass_scan(Live& L, int64_t m, double one, double thr, double alpha, bool decay,
-                         Scratch& W, std::vector<int64_t>& keep, std::vector<double>& out) {
+                         Scratch& W, Sink& out) {
   double* s = L.s.data();
   double* e = L.e.data();
   double* a = L.a.data();
@@ -162,8 +132,7 @@ void group_one_pass_scan(Live& L, int64_t m, double one, double thr, double alph
   W.dout.clear();
   while (m > 0) {
     const double s0 = s[0], e0 = e[0], a0 = a[0];
-    keep.push_back(idx[0]);
-    out.push_back(sc[0]);
+    out.push(idx[0], sc[0]);
     int64_t w = 0;
     for (int64_t t = 1; t < m; ++t) {
       const double iou = seg_iou(s0, e0, a0, s[t], e[t], a[t], one);
@@ -179,8 +148,7 @@ void group_one_pass_scan(Live& L, int64_t m, double one, double thr, double alph
     }
     m = w;
   }
-  keep.insert(keep.end(), W.dkeep.begin(), W.dkeep.end());
-  out.insert(out.end(), W.dout.begin(), W.dout.end());
+  for (size_t h = 0; h < W.dkeep.size(); ++h) out.push(W.dkeep[h], W.dout[h]);
 }
 
 // IoUs of [s0, e0] (area a0) with the n segments (s, e, a) into iou; returns how many are >= thr.
@@ -202,6 +170,79 @@ int64_t iou_row(double s0, double e0, double a0, double one, double thr,
   return n_hit;
 }
 
+// What the bucket walk needs to know of a group, in one pass: the range of starts, the largest
+// and the summed areas, and whether every start and end is finite and every area positive and
+// finite (else the plain scan runs). Four lanes at a time (GCC vector extensions; the finite
+// test on the exponent bits), so no loop-carried latency; the order of the sum does not matter
+// (it only sizes the buckets).
+struct GroupStats {
+  double smin, smax, amax, asum;
+  bool ok;
+};
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+GroupStats group_stats(const double* __restrict s, const double* __restrict e,
+                       const double* __restrict a, int64_t m) {
+  typedef double v4d __attribute__((vector_size(32)));
+  typedef int64_t v4i __attribute__((vector_size(32)));
+  const int64_t kExp = 0x7ff0000000000000LL;  // all exponent bits set: inf or NaN
+  v4d lo, hi, am, su;
+  v4i bad = {0, 0, 0, 0};
+  for (int k = 0; k < 4; ++k) {
+    lo[k] = hi[k] = s[0];
+    am[k] = a[0];
+    su[k] = 0.0;
+  }
+  int64_t p = 0;
+  for (; p + 4 <= m; p += 4) {
+    v4d sv, ev, av;
+    std::memcpy(&sv, s + p, sizeof sv);
+    std::memcpy(&ev, e + p, sizeof ev);
+    std::memcpy(&av, a + p, sizeof av);
+    lo = sv < lo ? sv : lo;
+    hi = sv > hi ? sv : hi;
+    am = av > am ? av : am;
+    su += av;
+    v4i sb, eb, ab;
+    std::memcpy(&sb, &sv, sizeof sb);
+    std::memcpy(&eb, &ev, sizeof eb);
+    std::memcpy(&ab, &av, sizeof ab);
+    bad |= ((sb & kExp) == kExp) | ((eb & kExp) == kExp) | ((ab & kExp) == kExp) | ~(av > 0.0);
+  }
+  GroupStats g{lo[0], hi[0], am[0], su[0], true};
+  for (int k = 1; k < 4; ++k) {
+    g.smin = std::min(g.smin, lo[k]);
+    g.smax = std::max(g.smax, hi[k]);
+    g.amax = std::max(g.amax, am[k]);
+    g.asum += su[k];
+  }
+  bool ok = (bad[0] | bad[1] | bad[2] | bad[3]) == 0;
+  for (; p < m; ++p) {
+    g.smin = std::min(g.smin, s[p]);
+    g.smax = std::max(g.smax, s[p]);
+    g.amax = std::max(g.amax, a[p]);
+    g.asum += a[p];
+    ok = ok && std::isfinite(s[p]) && std::isfinite(e[p]) && std::isfinite(a[p]) && a[p] > 0.0;
+  }
+  g.ok = ok;
+  return g;
+}
+
+// bid[p] = min(floor((s[p] - smin) * inv_width), top), the bucket of each start (s >= smin, so
+// never negative; top = number of buckets - 1 < 2^31), vectorised.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void bucket_ids(const double* __restrict s, int32_t* __restrict bid, int64_t m, double smin,
+                double inv_width, double top) {
+  for (int64_t p = 0; p < m; ++p) {
+    const double f = (s[p] - smin) * inv_width;
+    bid[p] = static_cast<int32_t>(f < top ? f : top);
+  }
+}
+
 // Same result, fast form: the live candidates also sit in buckets of start time, and a pick only
 // visits the buckets whose starts can reach IoU >= thr with it. Needs thr > 0, positive finite
 // areas and finite times (checked by the caller). Why the window is safe, for pick i = [s0, e0]
@@ -209,25 +250,18 @@ int64_t iou_row(double s0, double e0, double a0, double one, double thr,
 // IoU >= thr needs s_j <= e0 + one - thr a0; j starting at s_j < s0 has union >= a0 + (s0 - s_j)
 // and inter <= a_j - (s0 - s_j), so it needs s0 - s_j <= a0 (1/thr - 1) and
 // s0 - s_j <= (min(max a, a0/thr) - thr a0) / (1 + thr). The bounds get a relative slack far
-// above rounding error; every visited candidate is then decided by the exact seg_iou. Each
-// decayed one records its suppressor's rank; a final counting sort on (rank, walk position)
-// gives the released output order.
-void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double alpha,
-                            bool decay, Scratch& W, std::vector<int64_t>& keep,
-                            std::vector<double>& out) {
+// above rounding error; every visited candidate is then decided by the exact seg_iou. The hits
+// (decayed ones) are listed pick by pick; a final pass over the walk positions puts each into
+// its pick's block of the output, which gives the released order (by pick, then walk order).
+void group_one_pass_buckets(Live& L, int64_t m, const GroupStats& st, double one, double thr,
+                            double alpha, bool decay, Scratch& W, Sink& out) {
   W.ensure_buckets();
   const double* s = L.s.data();
   const double* e = L.e.data();
   const double* a = L.a.data();
   const double* sc = L.sc.data();
   const int64_t* idx = L.idx.data();
-  double smin = s[0], smax = s[0], asum = 0.0, amax = a[0];
-  for (int64_t p = 0; p < m; ++p) {
-    smin = std::min(smin, s[p]);
-    smax = std::max(smax, s[p]);
-    amax = std::max(amax, a[p]);
-    asum += a[p];
-  }
+  const double smin = st.smin, smax = st.smax, asum = st.asum, amax = st.amax;
   const double range = smax - smin;
   double width = std::max(0.125 * asum / static_cast<double>(m), 2.0 * range / static_cast<double>(m));
   if (!(width > 0.0)) width = 1.0;
@@ -242,11 +276,9 @@ void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double a
   int64_t* bstart = W.bstart.data();
   int64_t* bcnt = W.bcnt.data();
   std::fill(bcnt, bcnt + nb, 0);
-  int64_t* bid = W.bid.data();
-  for (int64_t p = 0; p < m; ++p) {
-    bid[p] = bucket_of(s[p]);
-    ++bcnt[bid[p]];
-  }
+  int32_t* bid = W.bid.data();
+  bucket_ids(s, bid, m, smin, inv_width, static_cast<double>(nb - 1));
+  for (int64_t p = 0; p < m; ++p) ++bcnt[bid[p]];
   bstart[0] = 0;
   for (int64_t b = 0; b < nb; ++b) bstart[b + 1] = bstart[b] + bcnt[b];
   std::fill(bcnt, bcnt + nb, 0);
@@ -264,13 +296,10 @@ void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double a
   }
   char* alive = W.alive.data();
   std::fill(alive, alive + m, 1);
-  std::fill(W.sup.data(), W.sup.data() + m, int64_t(-1));
   const double back = std::max(0.0, 1.0 / thr - 1.0) * (1.0 + 1e-7);
   const double fwd = std::min(thr, 1.0) * (1.0 - 1e-7);
-  int64_t* sup = W.sup.data();
-  double* factor = W.factor.data();  // decay factor by walk position
+  int64_t* rank_start = W.rank_start.data();  // the first hit of each rank
   int64_t* hit_q = W.hit_q.data();
-  int64_t* hit_r = W.hit_r.data();
   double* hit_v = W.hit_v.data();
   double* tmp = W.tmp.data();
   int64_t nkept = 0, ndec = 0;
@@ -278,8 +307,7 @@ void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double a
     if (!alive[i]) continue;
     alive[i] = 0;
     const double s0 = s[i], e0 = e[i], a0 = a[i];
-    keep.push_back(idx[i]);
-    out.push_back(sc[i]);
+    out.push(idx[i], sc[i]);
     const double tol = 1e-7 * (std::fabs(s0) + std::fabs(e0) + a0 + 1.0);
     // left reach: d = s0 - s_j <= min(a0 (1/thr - 1), (min(amax, a0/thr) - thr a0) / (1 + thr))
     const double reach = std::min(a0 * back, std::max(0.0, (std::min(amax, a0 / thr) - thr * a0) /
@@ -287,10 +315,12 @@ void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double a
     const int64_t b_lo = bucket_of(s0 - reach - tol);
     const int64_t b_hi = bucket_of(e0 + one - fwd * a0 + tol);
     const int64_t rank = nkept++;
+    rank_start[rank] = ndec;
     // visit the live candidates of the window's buckets, compacting each bucket in place;
     // branch-free (the hit test is unpredictable): every candidate is rewritten, hits (and the
     // pick itself, whose bucket is always in its window) are not counted in the new size, hits
-    // are appended to a list (rank, walk position, IoU)
+    // are appended to a list (walk position, IoU); this pick's hits are the list from
+    // rank_start[rank] on
     for (int64_t b = b_lo; b <= b_hi; ++b) {
       const int64_t k0 = bstart[b], k1 = bstart[b] + bcnt[b];
       // pass 1: the IoUs, independent of each other (vectorised divisions)
@@ -308,54 +338,49 @@ void group_one_pass_buckets(Live& L, int64_t m, double one, double thr, double a
         ss[w] = sk; ee[w] = ek; aa[w] = ak; slot_pos[w] = q;
         hit_q[ndec] = q;
         hit_v[ndec] = iou;
-        hit_r[ndec] = rank;
-        alive[q] &= static_cast<char>(!hit);
         w += !gone;
         ndec += hit;
       }
       bcnt[b] = w - k0;
     }
+    for (int64_t h = rank_start[rank]; h < ndec; ++h) alive[hit_q[h]] = 0;
   }
+  rank_start[nkept] = ndec;
   if (!decay || ndec == 0) return;
   decay_factors(hit_v, tmp, ndec, alpha);
-  for (int64_t h = 0; h < ndec; ++h) {
-    sup[hit_q[h]] = hit_r[h];
-    factor[hit_q[h]] = tmp[h];
-  }
-  // decayed ones: stable counting sort of the walk positions by suppressor rank
-  int64_t* rank_start = W.rank_start.data();
-  std::fill(rank_start, rank_start + nkept + 1, 0);
-  for (int64_t q = 0; q < m; ++q)
-    if (sup[q] >= 0) ++rank_start[sup[q] + 1];
-  for (int64_t r = 0; r < nkept; ++r) rank_start[r + 1] += rank_start[r];
-  const size_t base = keep.size();
-  keep.resize(base + ndec);
-  out.resize(base + ndec);
+  // decayed ones: the hits are grouped by rank already (rank_start); within a rank, walk order:
+  // visit the walk positions in order and send each decayed one to its rank's next slot
+  // (hit_of[q] = rank << 32 | hit; ranks and hits are < 2^31)
+  int64_t* hit_of = W.hit_of.data();
+  std::fill(hit_of, hit_of + m, int64_t(-1));
+  for (int64_t r = 0; r < nkept; ++r)
+    for (int64_t h = rank_start[r]; h < rank_start[r + 1]; ++h) hit_of[hit_q[h]] = (r << 32) | h;
+  int64_t* const ok = out.keep + out.len;
+  double* const ov = out.score + out.len;
   for (int64_t q = 0; q < m; ++q) {
-    if (sup[q] < 0) continue;
-    const int64_t slot = static_cast<int64_t>(base) + rank_start[sup[q]]++;
-    keep[slot] = idx[q];
-    out[slot] = sc[q] * factor[q];
+    const int64_t rh = hit_of[q];
+    if (rh < 0) continue;
+    const int64_t slot = rank_start[rh >> 32]++;
+    ok[slot] = idx[q];
+    ov[slot] = sc[q] * tmp[rh & 0xffffffff];
   }
+  out.len += ndec;
 }
 
 constexpr int64_t kBucketMin = 48;  // below this a plain scan is as fast
 
 void group_one_pass(Live& L, int64_t m, double one, double thr, double alpha, bool decay,
-                    Scratch& W, std::vector<int64_t>& keep, std::vector<double>& out) {
-  bool buckets = m >= kBucketMin && thr > 0.0 && !std::isnan(thr);
-  for (int64_t p = 0; buckets && p < m; ++p)
-    buckets = std::isfinite(L.s[p]) && std::isfinite(L.e[p]) && L.a[p] > 0.0 &&
-              std::isfinite(L.a[p]);
-  if (buckets)
-    group_one_pass_buckets(L, m, one, thr, alpha, decay, W, keep, out);
-  else
-    group_one_pass_scan(L, m, one, thr, alpha, decay, W, keep, out);
+                    Scratch& W, Sink& out) {
+  if (m >= kBucketMin && thr > 0.0 && !std::isnan(thr)) {
+    const GroupStats st = group_stats(L.s.data(), L.e.data(), L.a.data(), m);
+    if (st.ok) return group_one_pass_buckets(L, m, st, one, thr, alpha, decay, W, out);
+  }
+  group_one_pass_scan(L, m, one, thr, alpha, decay, W, out);
 }
 
 // Iterative Soft-NMS of one group (candidates already pruned to score >= min_score).
 void group_soft(Live& L, int64_t m, double one, double thr, double alpha, double min_score,
-                bool linear, std::vector<int64_t>& keep, std::vector<double>& out) {
+                bool linear, Sink& out) {
   double* s = L.s.data();
   double* e = L.e.data();
   double* a = L.a.data();
@@ -366,8 +391,7 @@ void group_soft(Live& L, int64_t m, double one, double thr, double alpha, double
     if (sc[t] > sc[best]) best = t;
   while (m > 0) {
     const double s0 = s[best], e0 = e[best], a0 = a[best];
-    keep.push_back(idx[best]);
-    out.push_back(sc[best]);
+    out.push(idx[best], sc[best]);
     const int64_t skip = best;
     int64_t w = 0;
     best = -1;
@@ -378,7 +402,7 @@ void group_soft(Live& L, int64_t m, double one, double thr, double alpha, double
       if (linear) {
         if (iou >= thr) v = v * (1.0 - iou);
       } else if (iou != 0.0) {
-        v = v * std::exp(-(iou * iou) / alpha);
+        v = v * exp_nonpos(-(iou * iou) / alpha);
       }
       if (v >= min_score) {
         s[w] = s[t]; e[w] = e[t]; a[w] = a[t]; sc[w] = v; idx[w] = idx[t];
@@ -414,12 +438,16 @@ std::tuple<at::Tensor, at::Tensor> temporal_nms_cpu(
 
   int64_t cap = 0;
   for (int64_t g = 0; g < G; ++g) cap = std::max(cap, offp[g + 1] - offp[g]);
+  // group sizes fit in 31 bits: bucket ids are int32, and a decayed one's (rank, hit) is packed
+  // into one int64
+  TORCH_CHECK(cap < (int64_t(1) << 31), "temporal_nms: a group has ", cap,
+              " proposals; at most 2^31 - 1 per group");
   Live L(cap);
   Scratch W(cap);
-  std::vector<int64_t> keep;
-  std::vector<double> out;
-  keep.reserve(n);
-  out.reserve(n);
+  // every method returns at most n entries (one-pass decay exactly n): written in place
+  auto keep_t = at::empty({n}, seg.options().dtype(at::kLong));
+  auto out_t = at::empty({n}, seg.options());
+  Sink out{keep_t.data_ptr<int64_t>(), out_t.data_ptr<double>()};
 
   for (int64_t g = 0; g < G; ++g) {
     int64_t m = 0;
@@ -436,18 +464,12 @@ std::tuple<at::Tensor, at::Tensor> temporal_nms_cpu(
       ++m;
     }
     if (m_id == kOnePassDecay || m_id == kHard)
-      group_one_pass(L, m, one, iou_threshold, alpha, m_id == kOnePassDecay, W, keep, out);
+      group_one_pass(L, m, one, iou_threshold, alpha, m_id == kOnePassDecay, W, out);
     else
-      group_soft(L, m, one, iou_threshold, alpha, min_score, m_id == kSoftLinear, keep, out);
+      group_soft(L, m, one, iou_threshold, alpha, min_score, m_id == kSoftLinear, out);
   }
-  const int64_t k = static_cast<int64_t>(keep.size());
-  auto keep_t = at::empty({k}, seg.options().dtype(at::kLong));
-  auto out_t = at::empty({k}, seg.options());
-  if (k) {
-    std::copy(keep.begin(), keep.end(), keep_t.data_ptr<int64_t>());
-    std::copy(out.begin(), out.end(), out_t.data_ptr<double>());
-  }
-  return {keep_t, out_t};
+  if (out.len == n) return {keep_t, out_t};
+  return {keep_t.narrow(0, 0, out.len), out_t.narrow(0, 0, out.len)};
 }
 
 }  // namespace case_fast

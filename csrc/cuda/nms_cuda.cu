@@ -305,7 +305,7 @@ __global__ void decay_kernel(const double* __restrict__ s, const double* __restr
       const int64_t q = p0 + w * kTile + k;
       const double v = seg_iou(s0, e0, a0, s[q], e[q], (e[q] - s[q]) + one, one);
       out_keep[at] = order[q];
-      out_score[at] = score[q] * exp(-(v * v) / alpha);
+      out_score[at] = score[q] * exp_nonpos(-(v * v) / alpha);
       ++at;
     }
     slot += __shfl_sync(0xffffffffu, incl, 31);
@@ -416,7 +416,7 @@ soft_kernel(const double* __restrict__ s, const double* __restrict__ e,
       if (kLinear) {
         if (iou >= thr) C[i] = v = v * (1.0 - iou);
       } else if (iou != 0.0) {
-        C[i] = v = v * exp(-(iou * iou) / alpha);
+        C[i] = v = v * exp_nonpos(-(iou * iou) / alpha);
       }
       if (v >= min_score && soft_better(v, i, bv, bp)) {
         bv = v;
