@@ -83,15 +83,30 @@ def test_processing_order_is_numpys_argsort_reversed(n):
         assert packed(cases[name]) is None, name
 
 
-def test_processing_order_groups():
-    rng = np.random.default_rng(3)
-    for sc in (rng.random(5000), np.round(rng.random(5000), 1)):
-        gr = rng.integers(0, 7, 5000) * 3
+@pytest.mark.parametrize("n", [500, 5000])
+@pytest.mark.parametrize("ids", ["dense", "sparse", "huge span"])
+def test_processing_order_groups(n, ids):
+    rng = np.random.default_rng(n)
+    for sc in (rng.random(n), np.round(rng.random(n), 1), np.r_[rng.random(n - 1), np.nan]):
+        gr = rng.integers(0, 7, n)
+        gr = {"dense": gr, "sparse": gr * 3 - 4, "huge span": gr * 10**15 - 2**62}[ids]
         order, offsets = processing_order(sc, gr)
-        assert offsets.tolist() == [0] + np.cumsum(np.bincount(gr)[::3]).tolist()
-        for g, a, b in zip(np.unique(gr), offsets[:-1], offsets[1:]):
+        groups = np.unique(gr)
+        assert offsets.tolist() == [0] + np.cumsum([(gr == g).sum() for g in groups]).tolist()
+        for g, a, b in zip(groups, offsets[:-1], offsets[1:]):
             members = np.flatnonzero(gr == g)
             assert order[a:b].tolist() == members[_released_order(sc[members])].tolist()
+
+
+def test_processing_order_more_than_65536_groups():
+    rng = np.random.default_rng(0)
+    n = 70000
+    gr = rng.permutation(n) * 5 + 7  # one proposal per group but a few pairs
+    gr[:100] = gr[100:200]
+    sc = rng.random(n)
+    order, offsets = processing_order(sc, gr)
+    assert order.tolist() == np.lexsort((-sc, gr)).tolist()
+    assert offsets.size == np.unique(gr).size + 1 and offsets[-1] == n
 
 
 # ----------------------------------------------------------------------------- semantics

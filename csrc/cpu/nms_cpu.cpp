@@ -263,7 +263,7 @@ void group_one_pass_buckets(Live& L, int64_t m, const GroupStats& st, double one
   const int64_t* idx = L.idx.data();
   const double smin = st.smin, smax = st.smax, asum = st.asum, amax = st.amax;
   const double range = smax - smin;
-  double width = std::max(0.125 * asum / static_cast<double>(m), 2.0 * range / static_cast<double>(m));
+  double width = std::max(0.25 * asum / static_cast<double>(m), 2.0 * range / static_cast<double>(m));
   if (!(width > 0.0)) width = 1.0;
   int64_t nb = std::min<int64_t>(static_cast<int64_t>(range / width) + 1, m);
   const double inv_width = 1.0 / width;
