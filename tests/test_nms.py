@@ -271,6 +271,22 @@ def test_extension_window_bounds_stress():
 
 
 @needs_ext
+@pytest.mark.parametrize("scale,length", [(1e-300, 0.5), (1e300, 0.5), (1e307, 0.5), (1.7e308, 0.01)])
+def test_extension_extreme_magnitudes(scale, length):
+    # at 1e307 the sum of areas overflows, at 1.7e308 the range of starts too: the C++ walk must
+    # not size buckets from an infinite width (it takes the plain scan), and still agree
+    rng = np.random.default_rng(int(np.log10(scale)) + 400)
+    s = rng.uniform(-0.9, 0.9, 300) * scale
+    seg, sc = np.c_[s, s + rng.uniform(0, length, 300) * scale], rng.random(300)
+    assert np.isfinite(seg).all()
+    for method in ("one_pass_decay", "hard"):
+        for po in (True, False):
+            k1, v1 = nms_reference(seg, sc, method=method, plus_one=po)
+            k2, v2 = temporal_nms(seg, sc, method=method, plus_one=po, backend="fast")
+            assert (k1 == k2).all() and np.allclose(v1, v2, rtol=5e-16, atol=0), (method, po)
+
+
+@needs_ext
 def test_extension_torch_in_torch_out_and_op():
     rng = np.random.default_rng(0)
     seg, sc, gr = _random_set(rng, 300, 3, "plain")

@@ -239,9 +239,9 @@ def exp_nonpos(x) -> np.ndarray:
 def _iou(s0: float, e0: float, s: np.ndarray, e: np.ndarray, plus_one: bool) -> np.ndarray:
     """IoU of segment (s0, e0) with each (s, e); float64, the operation order the C++ uses."""
     one = 1.0 if plus_one else 0.0
-    inter = np.maximum(0.0, np.minimum(e0, e) - np.maximum(s0, s) + one)
-    union = ((e0 - s0 + one) + (e - s + one)) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # IEEE, like the C++
+        inter = np.maximum(0.0, np.minimum(e0, e) - np.maximum(s0, s) + one)
+        union = ((e0 - s0 + one) + (e - s + one)) - inter
         iou = inter / union
     return np.where(union > 0.0, iou, 0.0)
 

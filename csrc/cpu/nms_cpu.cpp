@@ -226,7 +226,8 @@ GroupStats group_stats(const double* __restrict s, const double* __restrict e,
     g.asum += a[p];
     ok = ok && std::isfinite(s[p]) && std::isfinite(e[p]) && std::isfinite(a[p]) && a[p] > 0.0;
   }
-  g.ok = ok;
+  // a range or an area sum that overflows would make the bucket width meaningless
+  g.ok = ok && std::isfinite(g.smax - g.smin) && std::isfinite(g.asum);
   return g;
 }
 
