@@ -92,7 +92,7 @@ struct Scratch {
   Buf<char> alive;
   Buf<int32_t> bid;
   Buf<int64_t> bstart, bcnt, slot_pos, hit_of, rank_start, hit_q;
-  Buf<double> ss, ee, aa, hit_v, tmp;
+  Buf<double> ss, ee, hit_v, tmp;
   explicit Scratch(int64_t c) : cap(c) {
     dkeep.reserve(cap);
     dout.reserve(cap);
@@ -105,7 +105,7 @@ struct Scratch {
     for (auto* b : {&slot_pos, &hit_of}) b->ensure(cap);
     rank_start.ensure(cap + 1);
     hit_q.ensure(cap + 1);
-    for (auto* b : {&ss, &ee, &aa, &tmp}) b->ensure(cap);
+    for (auto* b : {&ss, &ee, &tmp}) b->ensure(cap);
     hit_v.ensure(cap + 1);
   }
 };
@@ -151,7 +151,9 @@ void group_one_pass_scan(Live& L, int64_t m, double one, double thr, double alph
   for (size_t h = 0; h < W.dkeep.size(); ++h) out.push(W.dkeep[h], W.dout[h]);
 }
 
-// IoUs of [s0, e0] (area a0) with the n segments (s, e, a) into iou; returns how many are >= thr.
+// IoUs of [s0, e0] (area a0) with the n segments (s, e) into iou; returns how many are >= thr.
+// Their areas (e - s) + one are recomputed here (the same value as everywhere else; one load
+// and one store fewer per candidate in the walk than keeping an area array in the buckets).
 // A loop the compiler vectorises (no aliasing, branch-free seg_iou, -fno-trapping-math): 4 lanes
 // where the CPU has AVX2 (the clone is chosen at load time), the plain loop elsewhere. Each lane
 // does the scalar IEEE operations, so the values are the same either way.
@@ -160,10 +162,10 @@ __attribute__((target_clones("avx2", "default")))
 #endif
 int64_t iou_row(double s0, double e0, double a0, double one, double thr,
                 const double* __restrict s, const double* __restrict e,
-                const double* __restrict a, double* __restrict iou, int64_t n) {
+                double* __restrict iou, int64_t n) {
   int64_t n_hit = 0;
   for (int64_t k = 0; k < n; ++k) {
-    const double v = seg_iou(s0, e0, a0, s[k], e[k], a[k], one);
+    const double v = seg_iou(s0, e0, a0, s[k], e[k], (e[k] - s[k]) + one, one);
     iou[k] = v;
     n_hit += v >= thr;
   }
@@ -285,7 +287,6 @@ void group_one_pass_buckets(Live& L, int64_t m, const GroupStats& st, double one
   std::fill(bcnt, bcnt + nb, 0);
   double* ss = W.ss.data();
   double* ee = W.ee.data();
-  double* aa = W.aa.data();
   int64_t* slot_pos = W.slot_pos.data();
   for (int64_t p = 0; p < m; ++p) {  // one scattered store per candidate, then a gather
     const int64_t b = bid[p];
@@ -293,7 +294,7 @@ void group_one_pass_buckets(Live& L, int64_t m, const GroupStats& st, double one
   }
   for (int64_t k = 0; k < m; ++k) {
     const int64_t p = slot_pos[k];
-    ss[k] = s[p]; ee[k] = e[p]; aa[k] = a[p];
+    ss[k] = s[p]; ee[k] = e[p];
   }
   char* alive = W.alive.data();
   std::fill(alive, alive + m, 1);
@@ -325,18 +326,18 @@ void group_one_pass_buckets(Live& L, int64_t m, const GroupStats& st, double one
     for (int64_t b = b_lo; b <= b_hi; ++b) {
       const int64_t k0 = bstart[b], k1 = bstart[b] + bcnt[b];
       // pass 1: the IoUs, independent of each other (vectorised divisions)
-      const int64_t n_hit = iou_row(s0, e0, a0, one, thr, ss + k0, ee + k0, aa + k0, tmp, k1 - k0);
+      const int64_t n_hit = iou_row(s0, e0, a0, one, thr, ss + k0, ee + k0, tmp, k1 - k0);
       if (n_hit == 0 && b != bid[i]) continue;  // nothing leaves this bucket
       // pass 2: compaction, whose only loop-carried state is two counters
       int64_t w = k0;
       for (int64_t k = k0; k < k1; ++k) {
         const double iou = tmp[k - k0];
-        const double sk = ss[k], ek = ee[k], ak = aa[k];
+        const double sk = ss[k], ek = ee[k];
         const int64_t q = slot_pos[k];
         const bool self = q == i;
         const bool hit = (iou >= thr) & !self;
         const bool gone = hit | self;
-        ss[w] = sk; ee[w] = ek; aa[w] = ak; slot_pos[w] = q;
+        ss[w] = sk; ee[w] = ek; slot_pos[w] = q;
         hit_q[ndec] = q;
         hit_v[ndec] = iou;
         w += !gone;
