@@ -271,7 +271,8 @@ def test_extension_window_bounds_stress():
 
 
 @needs_ext
-@pytest.mark.parametrize("scale,length", [(1e-300, 0.5), (1e300, 0.5), (1e307, 0.5), (1.7e308, 0.01)])
+@pytest.mark.parametrize("scale,length",
+                         [(1e-300, 0.5), (1e300, 0.5), (1e307, 0.5), (1.7e308, 0.01)])
 def test_extension_extreme_magnitudes(scale, length):
     # at 1e307 the sum of areas overflows, at 1.7e308 the range of starts too: the C++ walk must
     # not size buckets from an infinite width (it takes the plain scan), and still agree

@@ -1,6 +1,6 @@
 // Temporal NMS on the CPU: one call runs every group. Each group is walked on contiguous,
-// compacted arrays (start, end, area, input index) so the inner loops touch only live candidates
-// and allocate nothing.
+// compacted arrays (start, end, score, input index; areas are recomputed) so the inner loops touch
+// only live candidates and allocate nothing.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -27,7 +27,8 @@ int nms_method_id(const std::string& method) {
 
 int check_nms_args(const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& order,
                    const at::Tensor& offsets, const std::string& method) {
-  TORCH_CHECK(segments.dim() == 2 && segments.size(1) == 2, "temporal_nms: segments must be (n, 2)");
+  TORCH_CHECK(segments.dim() == 2 && segments.size(1) == 2,
+              "temporal_nms: segments must be (n, 2)");
   const int64_t n = segments.size(0);
   TORCH_CHECK(scores.dim() == 1 && scores.size(0) == n, "temporal_nms: scores must be (n,)");
   TORCH_CHECK(order.dim() == 1 && order.size(0) == n, "temporal_nms: order must be (n,)");
@@ -75,10 +76,10 @@ struct Sink {
 
 // Live candidates of one group, in walk order, structure-of-arrays.
 struct Live {
-  Buf<double> s, e, a, sc;
+  Buf<double> s, e, sc, a;  // a (areas): Soft-NMS only, filled by group_soft
   Buf<int64_t> idx;
   explicit Live(int64_t cap) {
-    for (auto* b : {&s, &e, &a, &sc}) b->ensure(cap);
+    for (auto* b : {&s, &e, &sc, &a}) b->ensure(cap);
     idx.ensure(cap);
   }
 };
@@ -125,24 +126,23 @@ void group_one_pass_scan(Live& L, int64_t m, double one, double thr, double alph
                          Scratch& W, Sink& out) {
   double* s = L.s.data();
   double* e = L.e.data();
-  double* a = L.a.data();
   double* sc = L.sc.data();
   int64_t* idx = L.idx.data();
   W.dkeep.clear();
   W.dout.clear();
   while (m > 0) {
-    const double s0 = s[0], e0 = e[0], a0 = a[0];
+    const double s0 = s[0], e0 = e[0], a0 = (e0 - s0) + one;
     out.push(idx[0], sc[0]);
     int64_t w = 0;
     for (int64_t t = 1; t < m; ++t) {
-      const double iou = seg_iou(s0, e0, a0, s[t], e[t], a[t], one);
+      const double iou = seg_iou(s0, e0, a0, s[t], e[t], (e[t] - s[t]) + one, one);
       if (iou >= thr) {
         if (decay) {
           W.dkeep.push_back(idx[t]);
           W.dout.push_back(sc[t] * exp_nonpos(-(iou * iou) / alpha));
         }
       } else {
-        s[w] = s[t]; e[w] = e[t]; a[w] = a[t]; sc[w] = sc[t]; idx[w] = idx[t];
+        s[w] = s[t]; e[w] = e[t]; sc[w] = sc[t]; idx[w] = idx[t];
         ++w;
       }
     }
@@ -185,8 +185,8 @@ struct GroupStats {
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-GroupStats group_stats(const double* __restrict s, const double* __restrict e,
-                       const double* __restrict a, int64_t m) {
+GroupStats group_stats(const double* __restrict s, const double* __restrict e, int64_t m,
+                       double one) {
   typedef double v4d __attribute__((vector_size(32)));
   typedef int64_t v4i __attribute__((vector_size(32)));
   const int64_t kExp = 0x7ff0000000000000LL;  // all exponent bits set: inf or NaN
@@ -194,15 +194,15 @@ GroupStats group_stats(const double* __restrict s, const double* __restrict e,
   v4i bad = {0, 0, 0, 0};
   for (int k = 0; k < 4; ++k) {
     lo[k] = hi[k] = s[0];
-    am[k] = a[0];
+    am[k] = (e[0] - s[0]) + one;
     su[k] = 0.0;
   }
   int64_t p = 0;
   for (; p + 4 <= m; p += 4) {
-    v4d sv, ev, av;
+    v4d sv, ev;
     std::memcpy(&sv, s + p, sizeof sv);
     std::memcpy(&ev, e + p, sizeof ev);
-    std::memcpy(&av, a + p, sizeof av);
+    const v4d av = (ev - sv) + one;
     lo = sv < lo ? sv : lo;
     hi = sv > hi ? sv : hi;
     am = av > am ? av : am;
@@ -222,11 +222,12 @@ GroupStats group_stats(const double* __restrict s, const double* __restrict e,
   }
   bool ok = (bad[0] | bad[1] | bad[2] | bad[3]) == 0;
   for (; p < m; ++p) {
+    const double ap = (e[p] - s[p]) + one;
     g.smin = std::min(g.smin, s[p]);
     g.smax = std::max(g.smax, s[p]);
-    g.amax = std::max(g.amax, a[p]);
-    g.asum += a[p];
-    ok = ok && std::isfinite(s[p]) && std::isfinite(e[p]) && std::isfinite(a[p]) && a[p] > 0.0;
+    g.amax = std::max(g.amax, ap);
+    g.asum += ap;
+    ok = ok && std::isfinite(s[p]) && std::isfinite(e[p]) && std::isfinite(ap) && ap > 0.0;
   }
   // a range or an area sum that overflows would make the bucket width meaningless
   g.ok = ok && std::isfinite(g.smax - g.smin) && std::isfinite(g.asum);
@@ -261,12 +262,12 @@ void group_one_pass_buckets(Live& L, int64_t m, const GroupStats& st, double one
   W.ensure_buckets();
   const double* s = L.s.data();
   const double* e = L.e.data();
-  const double* a = L.a.data();
   const double* sc = L.sc.data();
   const int64_t* idx = L.idx.data();
   const double smin = st.smin, smax = st.smax, asum = st.asum, amax = st.amax;
   const double range = smax - smin;
-  double width = std::max(0.25 * asum / static_cast<double>(m), 2.0 * range / static_cast<double>(m));
+  const double md = static_cast<double>(m);
+  double width = std::max(0.25 * asum / md, 2.0 * range / md);
   if (!(width > 0.0)) width = 1.0;
   int64_t nb = std::min<int64_t>(static_cast<int64_t>(range / width) + 1, m);
   const double inv_width = 1.0 / width;
@@ -308,7 +309,7 @@ void group_one_pass_buckets(Live& L, int64_t m, const GroupStats& st, double one
   for (int64_t i = 0; i < m; ++i) {
     if (!alive[i]) continue;
     alive[i] = 0;
-    const double s0 = s[i], e0 = e[i], a0 = a[i];
+    const double s0 = s[i], e0 = e[i], a0 = (e0 - s0) + one;
     out.push(idx[i], sc[i]);
     const double tol = 1e-7 * (std::fabs(s0) + std::fabs(e0) + a0 + 1.0);
     // left reach: d = s0 - s_j <= min(a0 (1/thr - 1), (min(amax, a0/thr) - thr a0) / (1 + thr))
@@ -328,9 +329,12 @@ void group_one_pass_buckets(Live& L, int64_t m, const GroupStats& st, double one
       // pass 1: the IoUs, independent of each other (vectorised divisions)
       const int64_t n_hit = iou_row(s0, e0, a0, one, thr, ss + k0, ee + k0, tmp, k1 - k0);
       if (n_hit == 0 && b != bid[i]) continue;  // nothing leaves this bucket
-      // pass 2: compaction, whose only loop-carried state is two counters
-      int64_t w = k0;
-      for (int64_t k = k0; k < k1; ++k) {
+      // pass 2: compaction from the first candidate that leaves, whose only loop-carried state
+      // is two counters
+      int64_t k = k0;
+      while (k < k1 && !(tmp[k - k0] >= thr) && slot_pos[k] != i) ++k;
+      int64_t w = k;
+      for (; k < k1; ++k) {
         const double iou = tmp[k - k0];
         const double sk = ss[k], ek = ee[k];
         const int64_t q = slot_pos[k];
@@ -374,13 +378,17 @@ constexpr int64_t kBucketMin = 48;  // below this a plain scan is as fast
 void group_one_pass(Live& L, int64_t m, double one, double thr, double alpha, bool decay,
                     Scratch& W, Sink& out) {
   if (m >= kBucketMin && thr > 0.0 && !std::isnan(thr)) {
-    const GroupStats st = group_stats(L.s.data(), L.e.data(), L.a.data(), m);
+    const GroupStats st = group_stats(L.s.data(), L.e.data(), m, one);
     if (st.ok) return group_one_pass_buckets(L, m, st, one, thr, alpha, decay, W, out);
   }
   group_one_pass_scan(L, m, one, thr, alpha, decay, W, out);
 }
 
-// Iterative Soft-NMS of one group (candidates already pruned to score >= min_score).
+// Iterative Soft-NMS of one group (candidates already pruned to score >= min_score), on its own
+// area array. Kept out of the op's body: inlined there, its loop ran 5% slower.
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
 void group_soft(Live& L, int64_t m, double one, double thr, double alpha, double min_score,
                 bool linear, Sink& out) {
   double* s = L.s.data();
@@ -388,6 +396,7 @@ void group_soft(Live& L, int64_t m, double one, double thr, double alpha, double
   double* a = L.a.data();
   double* sc = L.sc.data();
   int64_t* idx = L.idx.data();
+  for (int64_t t = 0; t < m; ++t) a[t] = (e[t] - s[t]) + one;
   int64_t best = 0;  // first maximum among the live candidates
   for (int64_t t = 1; t < m; ++t)
     if (sc[t] > sc[best]) best = t;
@@ -451,18 +460,22 @@ std::tuple<at::Tensor, at::Tensor> temporal_nms_cpu(
   auto out_t = at::empty({n}, seg.options());
   Sink out{keep_t.data_ptr<int64_t>(), out_t.data_ptr<double>()};
 
+  const bool soft = m_id == kSoftGaussian || m_id == kSoftLinear;
+  double* const ls = L.s.data();
+  double* const le = L.e.data();
+  double* const lsc = L.sc.data();
+  int64_t* const lidx = L.idx.data();
   for (int64_t g = 0; g < G; ++g) {
     int64_t m = 0;
-    for (int64_t p = offp[g]; p < offp[g + 1]; ++p) {
+    for (int64_t p = offp[g]; p < offp[g + 1]; ++p) {  // the group in walk order
       const int64_t i = op[p];
       TORCH_CHECK(i >= 0 && i < n, "temporal_nms: order index out of range");
       const double v = scp[i];
-      if ((m_id == kSoftGaussian || m_id == kSoftLinear) && !(v >= min_score)) continue;
-      L.s[m] = sp[2 * i];
-      L.e[m] = sp[2 * i + 1];
-      L.a[m] = (L.e[m] - L.s[m]) + one;
-      L.sc[m] = v;
-      L.idx[m] = i;
+      if (soft && !(v >= min_score)) continue;
+      ls[m] = sp[2 * i];
+      le[m] = sp[2 * i + 1];
+      lsc[m] = v;
+      lidx[m] = i;
       ++m;
     }
     if (m_id == kOnePassDecay || m_id == kHard)
