@@ -25,10 +25,11 @@ def thumos_like(n, seed=0):
 
 
 def _rounds(method, n):
-    # the reference at 20k (and Soft-NMS at 6k+) is slow: few rounds
+    # the reference at 20k (and Soft-NMS at 6k+) is slow: few rounds; at 1k and 6k, rounds over
+    # about a quarter of a second, so that the median outlasts a short slow spell of the machine
     if n >= 20000:
         return 1 if method.startswith("soft") else 3
-    return 3 if (method.startswith("soft") and n >= 6000) else 10
+    return 3 if method.startswith("soft") and n >= 6000 else 30
 
 
 @pytest.mark.parametrize("n", SIZES)
