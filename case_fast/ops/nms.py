@@ -40,7 +40,7 @@ reversed — as the released code does. Among equal scores this is not a reverse
 Python with numpy (on the host, also for CUDA tensors) and handed to the extension, so every
 backend walks the same order. When the scores are finite and pairwise distinct, every sort gives
 that order: ``processing_order`` then sorts float64 keys carrying the indices in their low bits
-(1024 to 16384 scores; numpy sorts about 3x faster than it argsorts) and puts the groups in
+(1024 to 65536 scores; numpy sorts about 3x faster than it argsorts) and puts the groups in
 order with a radix sort of 16-bit group ids; a group with ties or NaN is argsorted on its own.
 
 Backends: the C++ CPU kernels run every method (one-pass decay and hard NMS visit only the
@@ -113,7 +113,7 @@ def _as_numpy_inputs(segments, scores, groups):
     return seg, sc, gr
 
 
-_PACK_MAX_BITS = 14  # up to 16384 scores: every temporary below glibc's 128 KiB mmap threshold
+_PACK_MAX_BITS = 16  # up to 65536 scores: beyond, distinct scores too often share the kept bits
 _PACK_INDEX = np.arange(1 << _PACK_MAX_BITS, dtype=np.int64)
 
 
@@ -124,7 +124,7 @@ def _distinct_desc_order(sc: np.ndarray) -> Optional[np.ndarray]:
     are sorted as float64. Keys of different scores keep the scores' order unless the scores
     agree in all their other bits; that is checked, and then (ties included, and -0.0 with 0.0,
     made equal by the + 0.0) the answer is None, as for a non-finite score (its key sorts to an
-    end as inf or NaN), fewer than 1024 scores (the argsort is as fast) or more than 2^14 (the
+    end as inf or NaN), fewer than 1024 scores (the argsort is as fast) or more than 2^16 (the
     caller argsorts instead)."""
     n = sc.shape[0]
     k = max(1, (n - 1).bit_length())
