@@ -29,12 +29,7 @@ def _extension():
     define_macros = []
     ext_cls = cpp_extension.CppExtension
     extra = {"cxx": cxx}
-    link = []
-    if torch.backends.openmp.is_available() and os.name == "posix":
-        # at::parallel_for (per-class AP matching) runs on torch's OpenMP pool only when the
-        # extension itself is compiled with OpenMP; results do not depend on the thread count.
-        cxx.append("-fopenmp")
-        link.append("-fopenmp")
+    link = []  # no OpenMP: the ops are single-threaded (the mAP's thread pool is in Python)
     with_cuda = (torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
                  and os.environ.get("CASE_FAST_NO_CUDA", "0") != "1")
     if with_cuda:
