@@ -33,24 +33,14 @@ CASE_FAST_HD double seg_iou(double s0, double e0, double a0, double s, double e,
   return uni > 0.0 ? q : 0.0;
 }
 
-// Bit casts usable on the host and on the device.
-CASE_FAST_HD int64_t f64_bits(double x) {
-#if defined(__CUDA_ARCH__)
-  return __double_as_longlong(x);
-#else
-  int64_t b;
-  std::memcpy(&b, &x, sizeof b);
-  return b;
-#endif
-}
-CASE_FAST_HD double f64_from_bits(int64_t b) {
-#if defined(__CUDA_ARCH__)
-  return __longlong_as_double(b);
-#else
-  double x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-#endif
+// The bits of x as a To of the same size (int64_t <-> double), on the host and on the device
+// (memcpy is a device function too; both compile it to a register move).
+template <typename To, typename From>
+CASE_FAST_HD To bit_cast_hd(From x) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast_hd: sizes differ");
+  To y;
+  memcpy(&y, &x, sizeof y);
+  return y;
 }
 
 // exp(x) for x <= 0: every decay factor exp(-IoU^2 / alpha) of every backend (one-pass decay
@@ -67,7 +57,8 @@ CASE_FAST_HD double exp_nonpos(double x) {
   const double xc = x > -745.5 ? x : -745.5;
   const double t = xc * 1.4426950408889634 + magic;
   const double fn = t - magic;
-  const int64_t n = f64_bits(t) - f64_bits(magic);  // fn as an integer, in [-1076, 0]
+  // fn as an integer, in [-1076, 0]
+  const int64_t n = bit_cast_hd<int64_t>(t) - bit_cast_hd<int64_t>(magic);
   const double r = (xc - fn * 6.93147180369123816490e-01) - fn * 1.90821492927058770002e-10;
   double p = 1.0 / 6227020800.0;
   p = p * r + 1.0 / 479001600.0;
@@ -85,7 +76,7 @@ CASE_FAST_HD double exp_nonpos(double x) {
   p = p * r + 1.0;
   const int64_t n1 = -static_cast<int64_t>(static_cast<uint64_t>(-n) >> 1);  // ceil(n / 2)
   const int64_t n2 = n - n1;
-  return (p * f64_from_bits((n1 + 1023) << 52)) * f64_from_bits((n2 + 1023) << 52);
+  return (p * bit_cast_hd<double>((n1 + 1023) << 52)) * bit_cast_hd<double>((n2 + 1023) << 52);
 }
 
 // CUDA (csrc/cuda/nms_cuda.cu), methods kOnePassDecay and kHard. Inputs are already in walk
