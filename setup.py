@@ -29,7 +29,6 @@ def _extension():
     define_macros = []
     ext_cls = cpp_extension.CppExtension
     extra = {"cxx": cxx}
-    link = []  # no OpenMP: the ops are single-threaded (the mAP's thread pool is in Python)
     with_cuda = (torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
                  and os.environ.get("CASE_FAST_NO_CUDA", "0") != "1")
     if with_cuda:
@@ -39,7 +38,7 @@ def _extension():
         define_macros.append(("CASE_FAST_WITH_CUDA", None))
         extra["nvcc"] = ["-O3", "--fmad=false"]
     ext = ext_cls("case_fast._C", sources, include_dirs=[os.path.join(ROOT, csrc)],
-                  define_macros=define_macros, extra_compile_args=extra, extra_link_args=link)
+                  define_macros=define_macros, extra_compile_args=extra)
 
     class BuildExt(cpp_extension.BuildExtension):
         """Build the extension, but never fail the install over it."""
