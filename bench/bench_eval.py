@@ -194,13 +194,8 @@ def _paired_main(pairs: int) -> None:
           f"C++ {f * 1e3:.1f} ms, paired ratio {ratio:.0f}x (identical APs)")
 
 
-if __name__ == "__main__" and "--paired" in __import__("sys").argv:
-    # python bench/bench_eval.py --paired [N]: N interleaved full-size pairs (default 3, ~10 s each)
-    import sys
-
-    _args = sys.argv[sys.argv.index("--paired") + 1:]
-    _paired_main(int(_args[0]) if _args else 3)
-elif __name__ == "__main__":
+def _quick_main() -> None:
+    """CPU-time medians: the reference on the 1/10 subset (extrapolated), numpy and C++ in full."""
     def med(fn, rounds):
         ts = []
         for _ in range(rounds):
@@ -224,3 +219,13 @@ elif __name__ == "__main__":
           f"-> {r_full:.1f} s extrapolated; numpy {n_full * 1e3:.1f} ms ({r_full / n_full:.0f}x); "
           f"C++ {c_full * 1e3:.1f} ms ({r_full / c_full:.0f}x); C++ without video_index "
           f"{c_plain * 1e3:.1f} ms ({r_full / c_plain:.0f}x)")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "--paired" in sys.argv:  # --paired [N]: N interleaved full-size pairs (default 3, ~10 s each)
+        _args = sys.argv[sys.argv.index("--paired") + 1:]
+        _paired_main(int(_args[0]) if _args else 3)
+    else:
+        _quick_main()
