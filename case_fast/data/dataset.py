@@ -18,6 +18,9 @@ for ``data_cfg.layout`` in
   with per-video ``<id>.npy`` or ``v_<id>.npy`` feature files (T_v, 2D) in ``data_cfg.feature_dir``
   (default ``root/features``). Classes: sorted unique labels of the whole JSON.
 
+Only the splits asked for are read: ``load_splits(cfg, G, k, ("test",))`` (``case-fast detect``)
+touches neither the training split file nor the training features.
+
 Subset names. A configured subset name that appears in the files is used as is. Otherwise the
 defaults are mapped: for ``anet_json`` 'train' -> 'training' and 'test' -> 'validation'; for ``wtalc``
 'train' -> 'training' if present else 'validation' (THUMOS14: the validation videos are the training
@@ -26,10 +29,12 @@ set) and 'test' -> 'validation' (ActivityNet1.2, which has no 'test' subset).
 Validation and errors. Every problem raises :class:`DataError` (a ``ValueError``) whose message names
 the file and/or the video. What is checked, and when:
 
-* at load time (``load_datasets``), before anything is trained or written: missing/unreadable
-  annotation files, malformed JSON, a split file naming a video absent from ``gt.json``, labels not in
-  the class list, malformed segments (not two finite numbers, or end < start), a class count other than
-  ``num_classes``, k outside [1, T]; and for the feature files, from their ``.npy`` headers: a missing
+* at load time (``load_datasets`` / ``load_splits``), before anything is trained or written: the
+  annotation files through the parsers of :mod:`case_fast.data.annotations` (shared with
+  ``case-fast eval``: missing/empty/unreadable files, malformed JSON, a key named twice, wrong JSON
+  types, malformed segments - not two finite numbers with 0 <= start <= end -, a video named twice),
+  a split file naming a video absent from ``gt.json``, a video in both splits, labels not in
+  the class list, a class count other than ``num_classes``, k outside [1, T]; and for the feature files, from their ``.npy`` headers: a missing
   file, a corrupt/unreadable/truncated file, a width other than ``data_cfg.feature_dim`` (per stream
   ``feature_dim/2`` for 'basnet'), zero snippets, RGB and flow of different lengths;
 * NaN/inf values need the data itself: by default ``load_datasets(..., validate=True)`` reads every
@@ -45,22 +50,20 @@ videos with T_v < 93. What must hold is 1 <= k <= T (checked).
 """
 from __future__ import annotations
 
-import json
-import math
 import os
 import pathlib
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["DataError", "VideoDataset", "load_datasets", "DEFAULT_CACHE_BYTES"]
+from .annotations import (DataError, VideoEntry, check_disjoint, parse_segment, read_ambiguous,  # noqa: F401
+                          read_class_list, read_database_json, read_video_list, read_wtalc_annotations,
+                          select_subset)
+
+__all__ = ["DataError", "VideoDataset", "load_datasets", "load_splits", "DEFAULT_CACHE_BYTES"]
 
 DEFAULT_CACHE_BYTES = 8 << 30   # cache all features in memory when the whole split fits in this
 _MAX_LISTED = 8                 # missing files listed by name in one error message
-
-
-class DataError(ValueError):
-    """A dataset is missing, malformed or inconsistent; the message names the file and/or video."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,105 +189,16 @@ class VideoDataset:
 
 
 # ----------------------------------------------------------------------------------------------
-# shared parsing helpers
+# shared parsing helpers (the annotation formats themselves: annotations.py, shared with eval)
 
-def _decode(x) -> str:
-    if isinstance(x, bytes):
-        return x.decode("utf-8")
-    if isinstance(x, np.ndarray) and x.ndim == 0:
-        return _decode(x.item())
-    return str(x)
-
-
-def _require_file(path: pathlib.Path, what: str) -> pathlib.Path:
-    if not path.is_file():
-        raise DataError(f"missing {what}: {path}")
-    return path
-
-
-def _read_json(path: pathlib.Path, what: str) -> dict:
-    _require_file(path, what)
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot parse {what} {path}: {e}") from e
+def read_gt_json(path: pathlib.Path) -> Dict[str, VideoEntry]:
+    """BaS-Net/ActivityNet-style JSON -> {video: VideoEntry(subset, duration, annotations [(label,
+    start, end)])}, every field validated (:func:`annotations.read_database_json`)."""
+    return read_database_json(path)
 
 
 def _read_split(path: pathlib.Path) -> List[str]:
-    _require_file(path, "split file")
-    try:
-        lines = path.read_text().split()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read split file {path}: {e}") from e
-    seen, out = set(), []
-    for v in lines:
-        if v in seen:
-            raise DataError(f"split file {path} names video {v!r} twice")
-        seen.add(v)
-        out.append(v)
-    if not out:
-        raise DataError(f"split file {path} is empty")
-    return out
-
-
-def parse_segment(seg, where: str) -> Tuple[float, float]:
-    """Two finite numbers (numbers or numeric strings), end >= start; DataError naming ``where``."""
-    if isinstance(seg, (str, bytes)) or not hasattr(seg, "__len__") or len(seg) != 2:
-        raise DataError(f"{where}: malformed segment {seg!r} (expected [start, end])")
-    try:
-        s, e = float(seg[0]), float(seg[1])
-    except (TypeError, ValueError) as err:
-        raise DataError(f"{where}: non-numeric segment {list(seg)!r}") from err
-    if not (math.isfinite(s) and math.isfinite(e)):
-        raise DataError(f"{where}: non-finite segment {list(seg)!r}")
-    if e < s:
-        raise DataError(f"{where}: segment ends before it starts {list(seg)!r}")
-    return s, e
-
-
-def read_gt_json(path: pathlib.Path) -> Dict[str, dict]:
-    """BaS-Net/ActivityNet-style JSON -> {video: {'subset', 'duration' (float or None),
-    'annotations': [(label, start, end)]}}, every segment validated."""
-    raw = _read_json(path, "annotation file")
-    db = raw.get("database") if isinstance(raw, dict) else None
-    if not isinstance(db, dict):
-        raise DataError(f"annotation file {path}: expected {{'database': {{video: ...}}}}")
-    out = {}
-    for vid, entry in db.items():
-        where = f"{path}: video {vid!r}"
-        if not isinstance(entry, dict):
-            raise DataError(f"{where}: entry is not an object")
-        anns = []
-        for j, a in enumerate(entry.get("annotations") or []):
-            if not isinstance(a, dict) or "segment" not in a or "label" not in a:
-                raise DataError(f"{where}: annotation {j} needs 'segment' and 'label'")
-            if not isinstance(a["label"], str):
-                raise DataError(f"{where}: annotation {j} has a non-string label {a['label']!r}")
-            s, e = parse_segment(a["segment"], f"{where}, annotation {j}")
-            anns.append((a["label"], s, e))
-        dur = entry.get("duration")
-        try:
-            dur = None if dur is None else float(dur)
-        except (TypeError, ValueError) as err:
-            raise DataError(f"{where}: non-numeric duration {dur!r}") from err
-        out[str(vid)] = dict(subset=str(entry.get("subset", "")), duration=dur, annotations=anns)
-    return out
-
-
-def read_ambiguous(path: pathlib.Path) -> Dict[str, np.ndarray]:
-    """``video start end`` per line -> {video: (m, 2) float64}."""
-    _require_file(path, "ambiguous-segment file")
-    amb: Dict[str, list] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 3:
-            raise DataError(f"{path}:{n}: expected 'video start end', got {line!r}")
-        s, e = parse_segment(parts[1:], f"{path}:{n} (video {parts[0]!r})")
-        amb.setdefault(parts[0], []).append((s, e))
-    return {k: np.asarray(v, dtype=np.float64).reshape(-1, 2) for k, v in amb.items()}
+    return read_video_list(path, "split file")
 
 
 def _class_list(names: Iterable[str], num_classes: int, source: str) -> List[str]:
@@ -354,6 +268,8 @@ def _root(data_cfg, required: bool = True) -> Optional[pathlib.Path]:
             raise DataError(f"data.root must be set for layout {data_cfg.layout!r}")
         return None
     root = pathlib.Path(os.path.expanduser(str(data_cfg.root)))
+    if not root.exists():
+        raise DataError(f"data.root {root} does not exist")
     if not root.is_dir():
         raise DataError(f"data.root {root} is not a directory")
     return root
@@ -374,33 +290,53 @@ def _cache_fits(num_snippets: np.ndarray, width: int, cache_bytes: int) -> bool:
 # ----------------------------------------------------------------------------------------------
 # basnet layout
 
-def load_basnet(data_cfg, num_classes: int, cache_bytes: int = DEFAULT_CACHE_BYTES
-                ) -> Tuple[VideoDataset, VideoDataset]:
+ROLES = ("train", "test")
+
+
+def _roles(roles: Sequence[str]) -> Tuple[str, ...]:
+    roles = tuple(roles)
+    bad = [r for r in roles if r not in ROLES]
+    if bad or not roles:
+        raise ValueError(f"roles must be a non-empty subset of {ROLES}, got {roles}")
+    return roles
+
+
+def load_basnet(data_cfg, num_classes: int, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                roles: Sequence[str] = ROLES) -> List[VideoDataset]:
+    """One dataset per role in ``roles``; only those roles' split files and features are read."""
+    roles = _roles(roles)
     root = _root(data_cfg)
     gt_path = root / "gt.json"
     db = read_gt_json(gt_path)
     cl_path = root / "classlist.txt"
-    if cl_path.is_file():
-        classes = _class_list([c for c in cl_path.read_text().split("\n") if c.strip()],
-                              num_classes, str(cl_path))
+    if cl_path.exists():
+        classes = _class_list(read_class_list(cl_path), num_classes, str(cl_path))
     else:
         classes = _class_list(sorted({a[0] for e in db.values() for a in e["annotations"]}),
                               num_classes, str(gt_path))
     cidx = {c: i for i, c in enumerate(classes)}
     amb_path = root / "Ambiguous_test.txt"
-    ambiguous = read_ambiguous(amb_path) if amb_path.is_file() else {}
+    ambiguous = read_ambiguous(amb_path) if amb_path.exists() else {}
     d = int(data_cfg.feature_dim)
     if d % 2:
         raise DataError(f"data.feature_dim = {d} must be even (RGB + flow halves)")
     half = d // 2
-    out = []
-    for role, subset in (("train", data_cfg.train_subset), ("test", data_cfg.test_subset)):
-        split_path = root / f"split_{subset}.txt"
+    subsets = {"train": data_cfg.train_subset, "test": data_cfg.test_subset}
+    splits = {}
+    for role in roles:
+        split_path = root / f"split_{subsets[role]}.txt"
         vids = _read_split(split_path)
-        name = f"thumos14-{role}" if subset in ("train", "test") else f"{root.name}-{subset}"
         for v in vids:
             if v not in db:
                 raise DataError(f"split file {split_path} names video {v!r}, which is absent from {gt_path}")
+        splits[role] = (split_path, vids)
+    if len(splits) == 2:
+        check_disjoint(splits["train"][1], splits["test"][1], splits["train"][0], splits["test"][0])
+    out = []
+    for role in roles:
+        subset = subsets[role]
+        split_path, vids = splits[role]
+        name = f"thumos14-{role}" if subset in ("train", "test") else f"{root.name}-{subset}"
         lens, srcs, missing, label_sets = [], [], [], []
         gv, gl, gs = [], [], []
         for v in vids:
@@ -441,7 +377,7 @@ def load_basnet(data_cfg, num_classes: int, cache_bytes: int = DEFAULT_CACHE_BYT
             gt=(gv, gl, gs),
             ambiguous={v: a for v, a in ambiguous.items() if v in set(vids)} if role == "test" else None,
             cache=_cache_fits(lens, d, cache_bytes)))
-    return out[0], out[1]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -458,60 +394,48 @@ def _load_npy_obj(path: pathlib.Path, what: str, required: bool = True):
         raise DataError(f"corrupt or unreadable {what}: {path} ({type(e).__name__}: {e})") from e
 
 
-def load_wtalc(data_cfg, num_classes: int) -> Tuple[VideoDataset, VideoDataset]:
+def load_wtalc(data_cfg, num_classes: int, roles: Sequence[str] = ROLES) -> List[VideoDataset]:
+    roles = _roles(roles)
     root = _root(data_cfg)
     prefix = str(data_cfg.dataset_name)
-    ann = root / f"{prefix}-Annotations"
-    if not ann.is_dir():
-        raise DataError(f"missing annotation folder {ann} (data.dataset_name = {prefix!r})")
-    names = [_decode(x) for x in np.ravel(_load_npy_obj(ann / "videoname.npy", "video-name file"))]
-    subsets = [_decode(x) for x in np.ravel(_load_npy_obj(ann / "subset.npy", "subset file"))]
-    segments = _load_npy_obj(ann / "segments.npy", "segment file")
-    seg_labels = _load_npy_obj(ann / "labels.npy", "segment-label file")
-    labels_all = _load_npy_obj(ann / "labels_all.npy", "video-label file", required=False)
-    cl_path = ann / "classlist.npy"
-    classes = _class_list([_decode(x) for x in np.ravel(_load_npy_obj(cl_path, "class-list file"))],
-                          num_classes, str(cl_path))
+    ann_dir = root / f"{prefix}-Annotations"
+    if not ann_dir.is_dir():
+        raise DataError(f"missing annotation folder {ann_dir} (data.dataset_name = {prefix!r})")
+    ann = read_wtalc_annotations(ann_dir)
+    cl_path = ann_dir / "classlist.npy"
+    classes = _class_list(ann.classes, num_classes, str(cl_path))
     cidx = {c: i for i, c in enumerate(classes)}
-    n = len(names)
-    for what, arr in (("subset.npy", subsets), ("segments.npy", segments), ("labels.npy", seg_labels),
-                      ("labels_all.npy", labels_all)):
-        if arr is not None and len(arr) != n:
-            raise DataError(f"{ann / what} has {len(arr)} entries but videoname.npy has {n}")
-    amb_path = ann / "Ambiguous_test.txt"
-    ambiguous = read_ambiguous(amb_path) if amb_path.is_file() else {}
+    n = len(ann.names)
 
-    aliases_train = {"train": ["training", "validation"]}
-    aliases_test = {"test": ["validation"]}
-    tr = _resolve_subset(str(data_cfg.train_subset), subsets, aliases_train, str(ann / "subset.npy"))
-    te = _resolve_subset(str(data_cfg.test_subset), subsets, aliases_test, str(ann / "subset.npy"))
+    aliases = {"train": {"train": ["training", "validation"]}, "test": {"test": ["validation"]}}
+    requested = {"train": str(data_cfg.train_subset), "test": str(data_cfg.test_subset)}
+    subset_of = {r: _resolve_subset(requested[r], ann.subsets, aliases[r], str(ann_dir / "subset.npy"))
+                 for r in ROLES}
+    if subset_of["train"] == subset_of["test"] and len(roles) == 2:
+        raise DataError(f"{ann_dir / 'subset.npy'}: data.train_subset and data.test_subset both select "
+                        f"subset {subset_of['train']!r}: the training and test videos would be the same")
 
     feat_path = root / f"{prefix}-I3D-JOINTFeatures.npy"
     feats = _load_npy_obj(feat_path, "feature file")
     if feats.ndim == 0 or len(feats) != n:
         raise DataError(f"{feat_path} holds {len(feats) if feats.ndim else 0} videos but "
-                        f"{ann / 'videoname.npy'} names {n}")
+                        f"{ann_dir / 'videoname.npy'} names {n}")
     d = int(data_cfg.feature_dim)
     out = []
-    for role, subset in (("train", tr), ("test", te)):
-        rows = [j for j in range(n) if subsets[j] == subset]
+    for role in roles:
+        subset = subset_of[role]
+        rows = ann.rows(subset)
         name = f"{prefix}-{role}"
         vids, lens, label_sets, arrays = [], [], [], []
         gv, gl, gs = [], [], []
         for j in rows:
-            v = names[j]
-            where = f"{ann}: video {v!r}"
-            segs = list(segments[j]) if segments[j] is not None else []
-            labs = [_decode(x) for x in (seg_labels[j] if seg_labels[j] is not None else [])]
-            if len(segs) != len(labs):
-                raise DataError(f"{where}: {len(segs)} segments but {len(labs)} segment labels")
-            lab_idx = [_check_label(l, cidx, where) for l in labs]
-            for s_, c in zip(segs, lab_idx):
-                s, e = parse_segment(s_, where)
+            v = ann.names[j]
+            where = f"{ann_dir}: video {v!r}"
+            lab_idx = [_check_label(l, cidx, where) for l in ann.seg_labels[j]]
+            for (s, e), c in zip(ann.segments[j], lab_idx):
                 gv.append(v); gl.append(c); gs.append((s, e))
-            if labels_all is not None:
-                vl = [_check_label(_decode(x), cidx, where) for x in np.ravel(np.asarray(
-                    labels_all[j], dtype=object))] if labels_all[j] is not None else []
+            if ann.labels_all is not None:
+                vl = [_check_label(x, cidx, where) for x in ann.labels_all[j]]
             else:
                 vl = lab_idx
             label_sets.append(sorted(set(vl)))
@@ -524,18 +448,18 @@ def load_wtalc(data_cfg, num_classes: int) -> Tuple[VideoDataset, VideoDataset]:
             _check_2d(f.shape, d, v, feat_path)
             vids.append(v); lens.append(f.shape[0]); arrays.append(f)
         if not vids:
-            raise DataError(f"{ann / 'subset.npy'}: no video in subset {subset!r}")
+            raise DataError(f"{ann_dir / 'subset.npy'}: no video in subset {subset!r}")
         lens = np.asarray(lens, np.int64)
         ds = VideoDataset(name, classes, vids, _multi_hot(label_sets, len(classes)), lens, data_cfg.fps,
                           data_cfg.frames_per_snippet, d, lambda i, _a=arrays: _a[i],
                           sources=[f"{feat_path}[{j}]" for j in rows],
                           gt=(gv, gl, gs),
-                          ambiguous={v: a for v, a in ambiguous.items() if v in set(vids)}
+                          ambiguous={v: a for v, a in ann.ambiguous.items() if v in set(vids)}
                           if role == "test" else None, cache=True)
         ds.validate()       # all in memory already: check and convert now, keep only the float32 copies
         arrays[:] = [ds.features(i) for i in range(len(vids))]
         out.append(ds)
-    return out[0], out[1]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -548,13 +472,16 @@ def _feature_candidates(feat_dir: pathlib.Path, vid: str) -> List[pathlib.Path]:
     return [feat_dir / f"{n}.npy" for n in names]
 
 
-def load_anet_json(data_cfg, num_classes: int, cache_bytes: int = DEFAULT_CACHE_BYTES
-                   ) -> Tuple[VideoDataset, VideoDataset]:
+def _user_path(p) -> pathlib.Path:
+    return pathlib.Path(os.path.expanduser(str(p)))
+
+
+def load_anet_json(data_cfg, num_classes: int, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                   roles: Sequence[str] = ROLES) -> List[VideoDataset]:
+    roles = _roles(roles)
     root = _root(data_cfg, required=data_cfg.annotation_file is None or data_cfg.feature_dir is None)
-    ann_path = pathlib.Path(os.path.expanduser(data_cfg.annotation_file)) if data_cfg.annotation_file \
-        else root / "annotations.json"
-    feat_dir = pathlib.Path(os.path.expanduser(data_cfg.feature_dir)) if data_cfg.feature_dir \
-        else root / "features"
+    ann_path = _user_path(data_cfg.annotation_file) if data_cfg.annotation_file else root / "annotations.json"
+    feat_dir = _user_path(data_cfg.feature_dir) if data_cfg.feature_dir else root / "features"
     db = read_gt_json(ann_path)
     if not feat_dir.is_dir():
         raise DataError(f"feature folder {feat_dir} is not a directory")
@@ -564,13 +491,15 @@ def load_anet_json(data_cfg, num_classes: int, cache_bytes: int = DEFAULT_CACHE_
     present = {e["subset"] for e in db.values()}
     tr = _resolve_subset(str(data_cfg.train_subset), present, {"train": ["training"]}, str(ann_path))
     te = _resolve_subset(str(data_cfg.test_subset), present, {"test": ["validation"]}, str(ann_path))
+    if tr == te and len(roles) == 2:
+        raise DataError(f"{ann_path}: data.train_subset and data.test_subset both select subset {tr!r}: "
+                        "the training and test videos would be the same")
     d = int(data_cfg.feature_dim)
     stem = ann_path.stem
     out = []
-    for role, subset in (("train", tr), ("test", te)):
-        vids = [v for v, e in db.items() if e["subset"] == subset]
-        if not vids:
-            raise DataError(f"{ann_path}: no video in subset {subset!r}")
+    for role in roles:
+        subset = tr if role == "train" else te
+        vids = select_subset(db, subset, ann_path)
         name = f"{stem}-{role}"
         paths, missing = [], []
         for v in vids:
@@ -594,7 +523,7 @@ def load_anet_json(data_cfg, num_classes: int, cache_bytes: int = DEFAULT_CACHE_
             data_cfg.frames_per_snippet, d, lambda i, _p=paths: np.load(_p[i], allow_pickle=False),
             sources=[str(p) for p in paths], gt=(gv, gl, gs),
             cache=_cache_fits(lens, d, cache_bytes)))
-    return out[0], out[1]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -602,10 +531,12 @@ def load_anet_json(data_cfg, num_classes: int, cache_bytes: int = DEFAULT_CACHE_
 LAYOUTS = ("synthetic", "basnet", "wtalc", "anet_json")
 
 
-def load_datasets(data_cfg, num_classes: int, k: int, *, validate: bool = True,
-                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> Tuple[VideoDataset, VideoDataset]:
-    """(train, test) datasets of ``data_cfg.layout``; every data problem raises DataError here
-    (with ``validate=True``, also NaN/inf in feature files), before any training."""
+def load_splits(data_cfg, num_classes: int, k: int, roles: Sequence[str] = ROLES, *,
+                validate: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES) -> List[VideoDataset]:
+    """The datasets of ``roles`` ('train' and/or 'test', in that order) of ``data_cfg.layout``;
+    only those splits' files are read. Every data problem raises DataError here (with
+    ``validate=True``, also NaN/inf in feature files), before any training."""
+    roles = _roles(roles)
     T = int(data_cfg.num_segments)
     if T < 1:
         raise DataError(f"data.num_segments must be positive, got {T}")
@@ -614,16 +545,24 @@ def load_datasets(data_cfg, num_classes: int, k: int, *, validate: bool = True,
     layout = str(data_cfg.layout)
     if layout == "synthetic":
         from .synthetic import load_synthetic
-        return load_synthetic(data_cfg, num_classes)
+        both = dict(zip(ROLES, load_synthetic(data_cfg, num_classes)))
+        return [both[r] for r in roles]
     if layout == "basnet":
-        train, test = load_basnet(data_cfg, num_classes, cache_bytes)
+        out = load_basnet(data_cfg, num_classes, cache_bytes, roles)
     elif layout == "wtalc":
-        train, test = load_wtalc(data_cfg, num_classes)
+        out = load_wtalc(data_cfg, num_classes, roles)
     elif layout == "anet_json":
-        train, test = load_anet_json(data_cfg, num_classes, cache_bytes)
+        out = load_anet_json(data_cfg, num_classes, cache_bytes, roles)
     else:
         raise DataError(f"unknown data.layout {layout!r} (expected one of {LAYOUTS})")
     if validate:
-        train.validate()
-        test.validate()
+        for ds in out:
+            ds.validate()
+    return out
+
+
+def load_datasets(data_cfg, num_classes: int, k: int, *, validate: bool = True,
+                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> Tuple[VideoDataset, VideoDataset]:
+    """(train, test) datasets of ``data_cfg.layout`` (:func:`load_splits` of both roles)."""
+    train, test = load_splits(data_cfg, num_classes, k, ROLES, validate=validate, cache_bytes=cache_bytes)
     return train, test
