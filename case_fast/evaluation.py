@@ -188,133 +188,117 @@ class GroundTruth:
 
 
 # --------------------------------------------------------------------------------------------
-# Ground-truth loaders
+# Ground-truth loaders (the file formats are parsed by case_fast.data.annotations, shared with
+# training, so that eval and training read a file the same way and refuse the same mistakes)
 # --------------------------------------------------------------------------------------------
-
-
-def _read_lines(path) -> list:
-    with open(path, "r", encoding="utf-8") as f:
-        return [ln.strip() for ln in f if ln.strip()]
 
 
 def _build_gt(rows, videos, class_names, ambiguous=None, source="") -> GroundTruth:
     """rows: iterable of (video, label_name, start, end)."""
+    from .data.annotations import DataError
+
     index = {c: i for i, c in enumerate(class_names)}
     vid, lab, seg = [], [], []
     for v, name, s, e in rows:
         if name not in index:
-            raise ValueError(f"{source}: video {v!r}: label {name!r} is not in class_names")
+            raise DataError(f"{source}: video {v!r}: label {name!r} is not in the class list")
         vid.append(v)
         lab.append(index[name])
         seg.append((float(s), float(e)))
+    keep = set(videos)
     return GroundTruth(
         video=np.array(vid, dtype=object),
         label=np.array(lab, dtype=np.int64),
         segment=np.array(seg, dtype=np.float64).reshape(-1, 2),
         videos=list(videos),
         class_names=list(class_names),
-        ambiguous=ambiguous or {},
+        ambiguous={k: v for k, v in (ambiguous or {}).items() if k in keep},
     )
 
 
-def _gt_from_database(db: dict, videos, class_names, source: str) -> GroundTruth:
-    """GroundTruth of ``videos`` from an ActivityNet-style database mapping; ``class_names``
-    defaults to the sorted labels found in the whole database."""
-    if class_names is None:
-        class_names = sorted({a["label"] for d in db.values() for a in d.get("annotations", [])})
-    rows = (
-        (v, a["label"], a["segment"][0], a["segment"][1])
-        for v in videos
-        for a in db[v].get("annotations", [])
-    )
-    return _build_gt(rows, videos, class_names, source=source)
+def _select_videos(known: Sequence[str], subsets: Mapping[str, str], split_file, subset, source):
+    """The evaluated videos: the split file's (in its order; each must be known) when given, else
+    those of ``subset`` (sorted; ``None``: all). Zero videos is an error."""
+    from .data import annotations as A
 
-
-def ground_truth_from_gt_json(path, split_file=None, class_names=None, subset="test") -> GroundTruth:
-    """BaS-Net-style ``gt.json`` (``{"database": {video: {"subset", "annotations": [{"segment":
-    [s, e] (numbers or strings), "label"}]}}}``).
-
-    Videos: those whose ``subset`` equals ``subset`` (``None``: all); with ``split_file`` (one name
-    per line, e.g. ``split_test.txt``) exactly the listed videos, in that order (each must be in
-    the database). ``class_names`` defaults to the sorted labels found in the whole database.
-    """
-    with open(path, "r", encoding="utf-8") as f:
-        db = json.load(f)
-    db = db.get("database", db)
     if split_file is not None:
-        videos = _read_lines(split_file)
-        missing = [v for v in videos if v not in db]
-        if missing:
-            raise ValueError(f"{split_file}: videos not in {path}: {missing[:5]}")
-    else:
-        videos = sorted(v for v, d in db.items() if subset is None or d.get("subset") == subset)
-    return _gt_from_database(db, videos, class_names, str(path))
+        names = A.read_video_list(split_file)
+        return A.videos_from_list(names, known, split_file, source)
+    if subset is None:
+        return sorted(known)
+    videos = sorted(v for v in known if subsets[v] == subset)
+    if not videos:
+        raise A.DataError(f"{source}: no video in subset {subset!r} (subsets present: "
+                          f"{sorted(set(subsets.values()))})")
+    return videos
+
+
+def _gt_from_json(path, split_file, subset, class_names, class_list_file, ambiguous_file) -> GroundTruth:
+    from .data import annotations as A
+
+    db = A.read_database_json(path, "ground-truth file")
+    if class_names is None:
+        if class_list_file is not None:
+            class_names = A.read_class_list(class_list_file)
+        else:
+            class_names = sorted({a[0] for e in db.values() for a in e.annotations})
+    videos = _select_videos(list(db), {v: e.subset for v, e in db.items()}, split_file, subset, path)
+    rows = ((v, lab, s, e) for v in videos for lab, s, e in db[v].annotations)
+    ambiguous = A.read_ambiguous(ambiguous_file) if ambiguous_file is not None else None
+    return _build_gt(rows, videos, class_names, ambiguous, source=str(path))
+
+
+def ground_truth_from_gt_json(path, split_file=None, class_names=None, subset="test", *,
+                              class_list_file=None, ambiguous_file=None) -> GroundTruth:
+    """BaS-Net-style ``gt.json`` (``{"database": {video: {"subset", "annotations": [{"segment":
+    [s, e] (numbers or strings), "label"}]}}}``), read by
+    :func:`case_fast.data.annotations.read_database_json` (the training loader's parser).
+
+    Videos: with ``split_file`` (one name per line, e.g. ``split_test.txt``) exactly the listed
+    videos, in that order (each must be in the database), whatever the entries carry; otherwise
+    those whose ``subset`` equals ``subset`` (``None``: all; none at all is an error).
+    ``class_names`` defaults to ``class_list_file`` (one class per line) if given, else the sorted
+    labels found in the whole database. ``ambiguous_file``: ``Ambiguous_test.txt`` lines attached
+    as ``GroundTruth.ambiguous``.
+    """
+    return _gt_from_json(path, split_file, subset, class_names, class_list_file, ambiguous_file)
+
+
+def ground_truth_from_anet_json(path, subset="validation", class_names=None, *, split_file=None,
+                                class_list_file=None, ambiguous_file=None) -> GroundTruth:
+    """ActivityNet json (``{"database": {video: {"subset", "duration", "annotations": [{"segment",
+    "label"}]}}}``): the same parser and rules as :func:`ground_truth_from_gt_json`, default subset
+    ``validation``. Video ids are used as written in the file. ``class_names`` defaults to the
+    sorted labels of the whole database (pass the model's class list to be sure the indices agree)."""
+    return _gt_from_json(path, split_file, subset, class_names, class_list_file, ambiguous_file)
 
 
 def _as_str(x) -> str:
     return x.decode("utf-8") if isinstance(x, (bytes, np.bytes_)) else str(x)
 
 
-def ground_truth_from_wtalc(annotation_dir, prefix="Thumos14reduced", subset="test") -> GroundTruth:
+def ground_truth_from_wtalc(annotation_dir, prefix="Thumos14reduced", subset="test", *,
+                            split_file=None) -> GroundTruth:
     """W-TALC layout: ``videoname.npy``, ``subset.npy``, ``segments.npy``, ``labels.npy`` (one label
-    per segment), ``classlist.npy`` and optionally ``Ambiguous_test.txt`` (lines ``video start end``).
+    per segment), ``classlist.npy`` and optionally ``Ambiguous_test.txt`` (lines ``video start end``),
+    read by :func:`case_fast.data.annotations.read_wtalc_annotations` (the training loader's parser).
 
     ``annotation_dir`` may be the folder holding these files or one containing
     ``<prefix>-Annotations/``. ``subset`` (str or bytes) selects the videos (``test``: 212 for
-    THUMOS14). The ambiguous segments (looked for in the annotation folder, then its parent) are
-    attached to ``GroundTruth.ambiguous`` when evaluating the ``test`` subset.
+    THUMOS14); ``split_file`` (one name per line) instead selects exactly the listed videos. The
+    ambiguous segments (looked for in the annotation folder, then its parent) of the selected
+    videos are attached to ``GroundTruth.ambiguous``.
     """
-    root = pathlib.Path(annotation_dir)
-    if not (root / "videoname.npy").is_file():
-        cand = root / f"{prefix}-Annotations"
-        if (cand / "videoname.npy").is_file():
-            root = cand
-        else:
-            raise FileNotFoundError(
-                f"{annotation_dir}: no videoname.npy here nor in {prefix}-Annotations/"
-            )
+    from .data import annotations as A
 
-    def load(name):
-        return np.load(root / f"{name}.npy", allow_pickle=True)
-
-    names = [_as_str(v) for v in load("videoname")]
-    subsets = [_as_str(s) for s in load("subset")]
-    segments = load("segments")
-    labels = load("labels")
-    class_names = [_as_str(c) for c in load("classlist")]
-    want = _as_str(subset)
-    keep = [i for i, s in enumerate(subsets) if s == want]
-    videos = [names[i] for i in keep]
-    rows = []
-    for i in keep:
-        segs, labs = list(segments[i]), list(labels[i])
-        if len(segs) != len(labs):
-            raise ValueError(f"{root}: video {names[i]!r}: {len(segs)} segments but {len(labs)} labels")
-        rows.extend((names[i], _as_str(l), s[0], s[1]) for s, l in zip(segs, labs))
-    ambiguous = {}
-    if want == "test":
-        for p in (root / "Ambiguous_test.txt", root.parent / "Ambiguous_test.txt"):
-            if p.is_file():
-                acc: dict = {}
-                for ln in _read_lines(p):
-                    parts = ln.split()
-                    if len(parts) < 3:
-                        raise ValueError(f"{p}: malformed line {ln!r}")
-                    acc.setdefault(parts[0], []).append((float(parts[1]), float(parts[2])))
-                ambiguous = {k: np.array(v, dtype=np.float64) for k, v in acc.items()}
-                break
-    return _build_gt(rows, videos, class_names, ambiguous, source=str(root))
-
-
-def ground_truth_from_anet_json(path, subset="validation", class_names=None) -> GroundTruth:
-    """ActivityNet json (``{"database": {video: {"subset", "annotations": [{"segment", "label"}]}}}``).
-    Video ids are used as written in the file. ``class_names`` defaults to the sorted labels of the
-    whole database (pass the model's class list to be sure the indices agree)."""
-    with open(path, "r", encoding="utf-8") as f:
-        db = json.load(f)
-    db = db.get("database", db)
-    videos = sorted(v for v, d in db.items() if subset is None or d.get("subset") == subset)
-    return _gt_from_database(db, videos, class_names, str(path))
+    ann = A.read_wtalc_annotations(A.find_wtalc_annotations(annotation_dir, prefix))
+    subsets = dict(zip(ann.names, ann.subsets))
+    want = None if subset is None else _as_str(subset)
+    videos = _select_videos(ann.names, subsets, split_file, want, ann.folder / "subset.npy")
+    row = {v: j for j, v in enumerate(ann.names)}
+    rows = ((v, lab, s, e) for v in videos
+            for lab, (s, e) in zip(ann.seg_labels[row[v]], ann.segments[row[v]]))
+    return _build_gt(rows, videos, ann.classes, ann.ambiguous, source=str(ann.folder))
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,55 +325,94 @@ def _is_real(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def _finite(x) -> Optional[float]:
+    """``float(x)`` for a finite real number (not a bool), else None (also for ints too large for a
+    float)."""
+    if not _is_real(x):
+        return None
+    try:
+        v = float(x)
+    except (OverflowError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
 def detections_from_results(
-    results: Any, class_names: Sequence[str], known_videos=None, source: str = "<results>"
+    results: Any, class_names: Sequence[str], known_videos=None, source: str = "<results>",
+    on_unknown=None,
 ) -> Detections:
     """Validate an ActivityNet-style results dict and flatten it into :class:`Detections`.
 
-    Raises ``ValueError`` naming ``source`` and the video for: results not a mapping, a video not in
-    ``known_videos`` (when given), a prediction that is not a mapping, a label not in
-    ``class_names``, a score that is not a finite number, a segment that is not two finite
-    numbers with end >= start.
+    Raises ``ValueError`` (:class:`~case_fast.data.annotations.DataError`) naming ``source`` and
+    the video for: results not a mapping, no ``results`` mapping or an empty one, a video not in
+    ``known_videos`` (when given and ``on_unknown`` is None), an empty video name, predictions that
+    are not a list, a prediction that is not a mapping, a label not in ``class_names``, a score that
+    is not a finite number, a segment that is not two finite numbers with 0 <= start <= end.
+    Numbers too large for a float count as not finite.
+
+    ``on_unknown``: a callable; predictions on videos not in ``known_videos`` are then dropped
+    (after being validated like the others) and it is called once with ``{video: number of
+    predictions dropped}`` (only when there are some).
     """
+    from .data.annotations import DataError
+
     if not isinstance(results, Mapping):
-        raise ValueError(f"{source}: results file must be a JSON object, got {type(results).__name__}")
+        raise DataError(f"{source}: results file must be a JSON object, got {type(results).__name__}")
+    if "results" not in results:
+        raise DataError(f"{source}: no 'results' key (expected {{\"results\": {{video: [predictions]}}}})")
     res = results.get("results")
     if not isinstance(res, Mapping):
-        raise ValueError(f"{source}: 'results' must be a mapping video -> list of predictions")
+        raise DataError(f"{source}: 'results' must be a mapping video -> list of predictions, got "
+                        f"{type(res).__name__}")
+    if not res:
+        raise DataError(f"{source}: 'results' holds no video")
     index = {c: i for i, c in enumerate(class_names)}
     known = None if known_videos is None else set(known_videos)
     names, counts, labels, scores, segs = [], [], [], [], []
+    dropped = {}
     for video, preds in res.items():
         where = f"{source}: video {video!r}"
         if not isinstance(video, str):
-            raise ValueError(f"{where}: video id must be a string")
-        if known is not None and video not in known:
-            raise ValueError(f"{where}: unknown video (not in the evaluated split)")
+            raise DataError(f"{where}: video id must be a string")
+        if not video.strip():
+            raise DataError(f"{where}: empty video id")
+        if known is not None and video not in known and on_unknown is None:
+            raise DataError(f"{where}: unknown video (not in the evaluated split; --allow-unknown "
+                            "drops such videos)")
         if not isinstance(preds, (list, tuple)):
-            raise ValueError(f"{where}: predictions must be a list")
+            raise DataError(f"{where}: predictions must be a list, got {type(preds).__name__}")
+        v_lab, v_sc, v_seg = [], [], []
         for k, p in enumerate(preds):
             if not isinstance(p, Mapping):
-                raise ValueError(f"{where}, prediction {k}: not an object")
+                raise DataError(f"{where}, prediction {k}: not an object")
             lab = p.get("label")
             if not isinstance(lab, str) or lab not in index:
-                raise ValueError(f"{where}, prediction {k}: label {lab!r} is not in class_names")
-            sc = p.get("score")
-            if not _is_real(sc) or not math.isfinite(sc):
-                raise ValueError(f"{where}, prediction {k}: score {sc!r} is not a finite number")
+                raise DataError(f"{where}, prediction {k}: label {lab!r} is not in class_names")
+            sc = _finite(p.get("score"))
+            if sc is None:
+                raise DataError(f"{where}, prediction {k}: score {p.get('score')!r} is not a finite number")
             seg = p.get("segment")
-            if (
-                not isinstance(seg, (list, tuple))
-                or len(seg) != 2
-                or not all(_is_real(x) and math.isfinite(x) for x in seg)
-            ):
-                raise ValueError(f"{where}, prediction {k}: malformed segment {seg!r} (need [start, end])")
-            if seg[1] < seg[0]:
-                raise ValueError(f"{where}, prediction {k}: segment {list(seg)} ends before it starts")
-            labels.append(index[lab])
-            scores.append(sc)
-            segs.append(seg)
+            pair = [_finite(x) for x in seg] if isinstance(seg, (list, tuple)) and len(seg) == 2 else None
+            if pair is None or None in pair:
+                raise DataError(f"{where}, prediction {k}: malformed segment {seg!r} "
+                                "(need [start, end], finite numbers)")
+            if pair[1] < pair[0]:
+                raise DataError(f"{where}, prediction {k}: segment {list(seg)} ends before it starts")
+            if pair[0] < 0:
+                raise DataError(f"{where}, prediction {k}: segment {list(seg)} starts before 0 s")
+            v_lab.append(index[lab])
+            v_sc.append(sc)
+            v_seg.append(pair)
+        if known is not None and video not in known:
+            dropped[video] = len(preds)
+            continue
+        labels += v_lab
+        scores += v_sc
+        segs += v_seg
         names.append(video)
         counts.append(len(preds))
+    if dropped and on_unknown is not None:
+        on_unknown(dropped)
     index = np.repeat(np.arange(len(names), dtype=np.int64), np.array(counts, dtype=np.int64))
     video_arr = np.array(names, dtype=object)[index]
     return Detections(
@@ -402,14 +425,14 @@ def detections_from_results(
     )
 
 
-def read_results(path, class_names, known_videos=None) -> Detections:
-    """Read and validate a results JSON file (see :func:`detections_from_results`)."""
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
-    return detections_from_results(data, class_names, known_videos, source=str(path))
+def read_results(path, class_names, known_videos=None, on_unknown=None) -> Detections:
+    """Read and validate a results JSON file (see :func:`detections_from_results`). The file is read
+    strictly (:func:`case_fast.data.annotations.load_json`): a video named twice, ``NaN`` or
+    ``Infinity``, an empty file or a folder are refused with the path in the message."""
+    from .data.annotations import load_json
+
+    data = load_json(path, "results file")
+    return detections_from_results(data, class_names, known_videos, source=str(path), on_unknown=on_unknown)
 
 
 def write_results(path, results_dict: Mapping) -> None:
