@@ -7,7 +7,12 @@ resolves a bundled name (``case_fast/configs/<name>.yaml``) or a path.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import os
 import pathlib
+import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -120,105 +125,401 @@ class Config:
         return 0.15 if self.train.mode == "faithful" else 0.25
 
     def validate(self) -> "Config":
-        if self.train.mode not in MODES:
-            raise ValueError(f"train.mode must be one of {MODES}, got {self.train.mode!r}")
+        """Every field's type and range (the key named in the message), then the cross-field rules;
+        raises :class:`ConfigError`. Run by every loader before anything is written."""
+        for sec in _SECTIONS:
+            section = getattr(self, sec)
+            for f in dataclasses.fields(section):
+                key = f"{sec}.{f.name}"
+                setattr(section, f.name, _coerce(key, getattr(section, f.name), _field_type(sec, f.name)))
+        if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name or "\0" in self.name:
+            raise ConfigError(f"config key name: expected a non-empty name without '/', got {self.name!r}")
+        for key, rule in _RULES.items():
+            sec, fld = key.split(".")
+            if not hasattr(getattr(self, sec), fld):   # a rule for a field this version lacks
+                continue
+            _check_rule(key, getattr(getattr(self, sec), fld), rule)
         if self.data.feature_dim != 2 * self.model.stream_dim:
-            raise ValueError(f"data.feature_dim ({self.data.feature_dim}) must be 2 x model.stream_dim "
-                             f"({self.model.stream_dim}): RGB and flow halves")
-        if self.infer.nms not in ("one_pass_decay", "hard", "soft_gaussian", "soft_linear"):
-            raise ValueError(f"infer.nms: unknown method {self.infer.nms!r}")
-        if self.infer.fg_score not in ("PM", "PA", "PT"):
-            raise ValueError(f"infer.fg_score must be PM, PA or PT, got {self.infer.fg_score!r}")
-        if self.train.scc_labels not in ("ot_soft", "ot_hard", "soft", "hard"):
-            raise ValueError(f"train.scc_labels: unknown {self.train.scc_labels!r}")
-        if self.train.ccc_marginal not in ("empirical", "uniform"):
-            raise ValueError(f"train.ccc_marginal: unknown {self.train.ccc_marginal!r}")
-        if self.data.num_segments < 1 or self.train.batch_size < 1:
-            raise ValueError("data.num_segments and train.batch_size must be positive")
+            raise ConfigError(f"data.feature_dim ({self.data.feature_dim}) must be 2 x model.stream_dim "
+                              f"({self.model.stream_dim}): RGB and flow halves")
         return self
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range; the message names the key."""
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "infer": InferConfig}
 
+# Range rules, checked by Config.validate. A rule is a tuple of checks:
+#   ("choice", values) | (">", x) | (">=", x) | ("<=", x) | ("<", x) | ("nonempty",)
+#   ("each", rule)  (every element of a list) | ("device",)
+# Every float must also be finite (checked for all floats).
+_RULES = {
+    "data.layout": (("choice", ("synthetic", "basnet", "wtalc", "anet_json")),),
+    "data.dataset_name": (("nonempty",),),
+    "data.train_subset": (("nonempty",),),
+    "data.test_subset": (("nonempty",),),
+    "data.num_segments": ((">=", 1),),
+    "data.feature_dim": ((">=", 2),),
+    "data.fps": ((">", 0),),
+    "data.frames_per_snippet": ((">=", 1),),
+    "data.protocol": (("choice", ("basnet210", "wtalc212", "all")),),
+    "data.synthetic_size": (("choice", ("small", "full")),),
+    "data.synthetic_seed": ((">=", 0),),
+    "data.synthetic_dim": ((">=", 1),),
+    "data.synthetic_max_len": ((">=", 0),),
+    "data.synthetic_videos": ((">=", 0),),
+    "model.num_classes": ((">=", 1),),
+    "model.stream_dim": ((">=", 1),),
+    "model.hidden_dim": ((">=", 1),),
+    "model.num_clusters": ((">=", 1),),
+    "model.temperature": ((">", 0),),
+    "train.mode": (("choice", MODES),),
+    "train.seed": ((">=", 0),),
+    "train.batch_size": ((">=", 1),),
+    "train.lr": ((">", 0),),
+    "train.weight_decay": ((">=", 0),),
+    "train.num_steps": ((">=", 1),),
+    "train.eval_every": ((">=", 1),),
+    "train.k_divisor": ((">=", 1),),
+    "train.gce_q": ((">", 0), ("<=", 1)),
+    "train.prior_sigma": ((">", 0),),
+    "train.lambda_s": ((">=", 0),),
+    "train.lambda_c": ((">=", 0),),
+    "train.sinkhorn_iters": ((">=", 1),),
+    "train.sinkhorn_epsilon": ((">", 0),),
+    "train.scc_labels": (("choice", ("ot_soft", "ot_hard", "soft", "hard")),),
+    "train.ccc_marginal": (("choice", ("empirical", "uniform")),),
+    "train.device": (("device",),),
+    "train.backend": (("choice", ("auto", "reference", "fast")),),
+    "train.num_threads": ((">=", 0),),
+    "infer.fg_score": (("choice", ("PM", "PA", "PT")),),
+    "infer.class_threshold": ((">=", 0), ("<=", 1)),
+    "infer.act_thresholds": (("nonempty",), ("each", ((">=", 0), ("<=", 1)))),
+    "infer.scale": ((">=", 1),),
+    "infer.oic_lambda": ((">=", 0),),
+    "infer.oic_gamma": ((">=", 0),),
+    "infer.nms": (("choice", ("one_pass_decay", "hard", "soft_gaussian", "soft_linear")),),
+    "infer.nms_threshold": ((">=", 0), ("<=", 1)),
+    "infer.nms_alpha": ((">", 0),),
+    "infer.soft_min_score": ((">=", 0), ("<", 1)),
+    "infer.max_per_video": ((">=", 0),),
+    "infer.tiou": (("nonempty",), ("each", ((">", 0), ("<=", 1)))),
+}
 
-def _coerce(key: str, value: Any, current: Any) -> Any:
-    """The override parsed as YAML and checked against the type of the field's current value."""
-    if isinstance(value, str):
-        value = yaml.safe_load(value)
-    if current is None or value is None:
-        return value
-    expect = type(current)
-    if isinstance(current, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(current, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(current, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(current, list):
-        value = value if isinstance(value, list) else [value]
-        ok = True
-    else:
-        ok = isinstance(value, expect)
-    if not ok:
-        raise ValueError(f"config key {key}: expected {expect.__name__}, got {value!r}")
+# One line per field for `case-fast info --fields` (the default comes from the dataclass).
+FIELD_DOCS = {
+    "name": "run name (default run directory runs/<name>-seed<seed>)",
+    "data.layout": "synthetic | basnet (THUMOS14 BaS-Net layout) | wtalc (W-TALC .npy) | anet_json",
+    "data.root": "dataset folder (required unless layout=synthetic)",
+    "data.dataset_name": "W-TALC file prefix (<prefix>-Annotations/, <prefix>-I3D-JOINTFeatures.npy)",
+    "data.feature_dir": "anet_json: folder of <video>.npy features (default root/features)",
+    "data.annotation_file": "anet_json: the annotation JSON (default root/annotations.json)",
+    "data.train_subset": "training subset name as in the files (basnet: split_<name>.txt)",
+    "data.test_subset": "test subset name as in the files (basnet: split_<name>.txt)",
+    "data.num_segments": "T, snippets sampled per video (> 0)",
+    "data.feature_dim": "feature width, RGB + flow (= 2 x model.stream_dim)",
+    "data.fps": "frame rate the features were extracted at (> 0)",
+    "data.frames_per_snippet": "frames per feature snippet (> 0)",
+    "data.protocol": "evaluation ground truth: basnet210 | wtalc212 (drops ambiguous overlaps) | all",
+    "data.synthetic_size": "synthetic set: small (synthetic_dim channels) | full (1024 channels)",
+    "data.synthetic_seed": "synthetic set: seed of the rendered features (>= 0)",
+    "data.synthetic_dim": "synthetic set, small: channels per stream",
+    "data.synthetic_max_len": "synthetic set: cap on T_v, longer videos are time-compressed (0: none)",
+    "data.synthetic_videos": "synthetic set: first n videos of each split (0: all)",
+    "data.synthetic_version": "synthetic set: version of the feature renderer",
+    "model.num_classes": "G, action classes (must match the data)",
+    "model.stream_dim": "D, feature width per stream",
+    "model.hidden_dim": "H, embedding width",
+    "model.num_clusters": "K, snippet clusters (>= 1)",
+    "model.temperature": "cosine classifier scale (> 0)",
+    "train.mode": "faithful (released code) | paper",
+    "train.seed": "seed of initialisation, batches and sampling (>= 0)",
+    "train.batch_size": "videos per step (>= 1, at most the training videos)",
+    "train.lr": "Adam learning rate (> 0; 1e-4 and 0.0001 both accepted)",
+    "train.weight_decay": "Adam weight decay (>= 0)",
+    "train.num_steps": "training steps (>= 1)",
+    "train.eval_every": "evaluate and checkpoint every n steps (>= 1)",
+    "train.k_divisor": "top-k size k = T // k_divisor (>= 1; THUMOS14 8, ActivityNet 2)",
+    "train.gce_q": "generalised cross-entropy q, in (0, 1]",
+    "train.prior_sigma": "rank prior sigma of the snippet clustering (> 0)",
+    "train.lambda_s": "weight of the snippet clustering loss (>= 0)",
+    "train.lambda_c": "weight of the cluster classification loss (>= 0)",
+    "train.sinkhorn_iters": "Sinkhorn iterations (>= 1)",
+    "train.sinkhorn_epsilon": "Sinkhorn entropy epsilon (> 0)",
+    "train.use_scc": "snippet clustering component on/off",
+    "train.use_ccc": "cluster classification component on/off",
+    "train.scc_labels": "ot_soft | ot_hard | soft | hard (paper Table 5)",
+    "train.scc_prior": "rank prior in the clustering objective (false: plain equipartition)",
+    "train.ccc_marginal": "empirical | uniform cluster marginal (Eq. 9)",
+    "train.device": "auto | cpu | cuda | cuda:N",
+    "train.backend": "ops backend: auto | reference | fast",
+    "train.num_threads": "torch CPU threads (0: torch default)",
+    "train.cuda_graph": "CUDA only: capture the training step as a CUDA graph",
+    "train.progress": "progress bar on stderr",
+    "infer.use_cat": "clustering-assisted testing (P^T terms)",
+    "infer.fg_score": "PM (P^A and P^T) | PA | PT (paper Table 7)",
+    "infer.class_threshold": "video-level class score threshold, in [0, 1]",
+    "infer.act_thresholds": "T-CAS thresholds of the proposals (non-empty list, each in [0, 1])",
+    "infer.scale": "T-CAS upsampling factor (>= 1)",
+    "infer.oic_lambda": "outer-inner-contrast weight (null: 0.15 faithful / 0.25 paper)",
+    "infer.oic_gamma": "weight of the video score in the proposal score (>= 0)",
+    "infer.nms": "one_pass_decay | hard | soft_gaussian | soft_linear",
+    "infer.nms_threshold": "NMS IoU threshold, in [0, 1]",
+    "infer.nms_alpha": "one-pass decay exp(-IoU^2 / alpha) (> 0)",
+    "infer.soft_min_score": "Soft-NMS score floor, in [0, 1)",
+    "infer.max_per_video": "keep the n best proposals per video (0: all)",
+    "infer.tiou": "tIoU thresholds of the mAP table (non-empty list, each in (0, 1])",
+}
+
+
+def _field_type(section: str, name: str):
+    return typing.get_type_hints(_SECTIONS[section])[name]
+
+
+def _describe(tp) -> str:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is typing.Union and type(None) in args:
+        inner = [a for a in args if a is not type(None)][0]
+        return f"{_describe(inner)} or null"
+    if typing.get_origin(tp) in (list, List):
+        return f"list of {_describe(args[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _parse_value(key: str, text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config key {key}: cannot parse the value {text!r} "
+                          f"({' '.join(str(getattr(e, 'problem', '') or e).split())})") from e
+
+
+def _coerce(key: str, value: Any, tp) -> Any:
+    """``value`` (YAML-parsed, or a string still to parse) as a value of type ``tp`` (the field's
+    annotation), or ConfigError naming ``key``. Floats accept ints and decimal strings such as
+    ``1e-3`` (YAML 1.1 reads that as a string); ints accept integral floats (``3600.0``)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union and type(None) in args:
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip() in ("null", "~", "None", ""):
+            return None
+        return _coerce(key, value, [a for a in args if a is not type(None)][0])
+    if origin in (list, List):
+        if isinstance(value, str):
+            value = _parse_value(key, value)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            value = [value]
+        return [_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    want = getattr(tp, "__name__", str(tp))
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key {key}: expected a string, got {value!r}")
+    if tp is bool:
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("true", "yes", "on"):
+                return True
+            if low in ("false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key}: expected true or false, got {value!r}")
+    if tp is int:
+        v = value
+        if isinstance(v, str):
+            try:
+                v = float(v) if any(c in v for c in ".eE") and not v.strip().lower().startswith(
+                    ("0x", "0o", "0b")) else int(v.strip().replace("_", ""), 0)
+            except ValueError:
+                raise ConfigError(f"config key {key}: expected an integer, got {value!r}") from None
+        if isinstance(v, float) and not isinstance(v, bool) and math.isfinite(v) and v.is_integer():
+            v = int(v)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        raise ConfigError(f"config key {key}: expected an integer, got {value!r}")
+    if tp is float:
+        v = value
+        if isinstance(v, str):
+            try:
+                v = float(v.strip().replace("_", ""))
+            except ValueError:
+                raise ConfigError(f"config key {key}: expected a number, got {value!r}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"config key {key}: expected a number, got {value!r}")
+        try:
+            v = float(v)
+        except OverflowError:
+            raise ConfigError(f"config key {key}: {value!r} is too large") from None
+        if not math.isfinite(v):
+            raise ConfigError(f"config key {key}: expected a finite number, got {value!r}")
+        return v
+    if not isinstance(value, tp):   # pragma: no cover - no other field types today
+        raise ConfigError(f"config key {key}: expected {want}, got {value!r}")
     return value
 
 
-def _apply(cfg: Config, key: str, value: Any) -> None:
+def _check_rule(key: str, value: Any, rule) -> None:
+    if value is None:
+        return
+    for check in rule:
+        op = check[0]
+        if op == "choice":
+            if value not in check[1]:
+                raise ConfigError(f"config key {key}: must be one of {', '.join(map(str, check[1]))}; "
+                                  f"got {value!r}")
+        elif op == "nonempty":
+            if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
+                raise ConfigError(f"config key {key}: must not be empty")
+        elif op == "each":
+            for i, v in enumerate(value):
+                _check_rule(f"{key}[{i}]", v, check[1])
+        elif op == "device":
+            if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(value)):
+                raise ConfigError(f"config key {key}: must be auto, cpu, cuda or cuda:N; got {value!r}")
+        else:
+            bound = check[1]
+            ok = {">": value > bound, ">=": value >= bound, "<": value < bound, "<=": value <= bound}[op]
+            if not ok:
+                raise ConfigError(f"config key {key}: must be {op} {bound}, got {value!r}")
+
+
+def field_table() -> List[tuple]:
+    """(key, type, default, meaning) of every configuration field, for ``case-fast info --fields``."""
+    rows = [("name", "str", Config().name, FIELD_DOCS["name"])]
+    defaults = Config()
+    for sec in _SECTIONS:
+        for f in dataclasses.fields(_SECTIONS[sec]):
+            key = f"{sec}.{f.name}"
+            default = getattr(getattr(defaults, sec), f.name)
+            if isinstance(default, list):
+                default = [round(x, 6) if isinstance(x, float) else x for x in default]
+            rows.append((key, _describe(_field_type(sec, f.name)), default, FIELD_DOCS.get(key, "")))
+    return rows
+
+
+def _apply(cfg: Config, key: str, value: Any, source: str = "") -> None:
     parts = key.split(".")
+    where = f"{source}: " if source else ""
     if len(parts) == 1 and parts[0] == "name":
+        if isinstance(value, str) and source == "":
+            value = _parse_value(key, value)
+        if value is None or isinstance(value, (bool, list, dict)):
+            raise ConfigError(f"{where}config key name: expected a string, got {value!r}")
         cfg.name = str(value)
         return
     if len(parts) != 2 or parts[0] not in _SECTIONS:
-        raise KeyError(f"unknown config key {key!r}: use section.field with section in {sorted(_SECTIONS)}")
+        raise ConfigError(f"{where}unknown config key {key!r}: use section.field with section in "
+                          f"{', '.join(_SECTIONS)}")
     section = getattr(cfg, parts[0])
-    names = {f.name for f in dataclasses.fields(section)}
+    names = [f.name for f in dataclasses.fields(section)]
     if parts[1] not in names:
-        raise KeyError(f"unknown config key {key!r}; {parts[0]} has {sorted(names)}")
-    setattr(section, parts[1], _coerce(key, value, getattr(section, parts[1])))
+        close = difflib.get_close_matches(parts[1], names, n=1)
+        hint = f" (did you mean {parts[0]}.{close[0]}?)" if close else ""
+        raise ConfigError(f"{where}unknown config key {key!r}{hint}; `case-fast info --fields` lists them all")
+    if isinstance(value, str) and source == "":   # a command-line value: YAML text
+        value = _parse_value(key, value)
+    try:
+        setattr(section, parts[1], _coerce(key, value, _field_type(parts[0], parts[1])))
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e}") from None
 
 
 def available_configs() -> List[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
+def _yaml_error(path, e: yaml.YAMLError) -> ConfigError:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+    what = " ".join(str(getattr(e, "problem", None) or e).split())
+    return ConfigError(f"{where}: YAML syntax error: {what}")
+
+
+def read_config_file(path) -> dict:
+    """The mapping of a YAML config file; ConfigError naming the file (and line) otherwise."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a directory, expected a YAML file")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config {path} is not UTF-8 text") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from e
+    if not text.strip():
+        raise ConfigError(f"config {path} is empty (a config is a mapping of sections data, model, "
+                          "train, infer; use --config synthetic for the defaults)")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise _yaml_error(path, e) from e
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path}: a config must be a mapping of sections (data, model, train, "
+                          f"infer), got {type(raw).__name__}")
+    return raw
+
+
 def load_config(name_or_path: Optional[str] = None, overrides: Optional[List[str]] = None) -> Config:
-    """Bundled config name or YAML path (default 'synthetic'), then 'section.key=value' overrides."""
+    """Bundled config name or YAML path (default 'synthetic'), then 'section.key=value' overrides;
+    validated (:class:`ConfigError` naming the key or file)."""
     cfg = Config()
     name_or_path = name_or_path or "synthetic"
-    path = pathlib.Path(name_or_path)
-    if not path.is_file():
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise FileNotFoundError(f"no config file {name_or_path!r} and no bundled config of that name "
-                                    f"(bundled: {', '.join(available_configs())})")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a config must be a mapping of sections")
-    cfg.name = str(raw.pop("name", path.stem))
+    path = pathlib.Path(os.path.expanduser(str(name_or_path)))
+    if not path.exists():
+        bundled = CONFIG_DIR / f"{name_or_path}.yaml"
+        if "/" in str(name_or_path) or not bundled.is_file():
+            raise ConfigError(f"no config file {str(name_or_path)!r} and no bundled config of that name "
+                              f"(bundled: {', '.join(available_configs())})")
+        path = bundled
+    raw = read_config_file(path)
+    name = raw.pop("name", path.stem)
+    _apply(cfg, "name", name, str(path))
     for sec, values in raw.items():
-        if sec not in _SECTIONS or not isinstance(values, dict):
-            raise KeyError(f"{path}: unknown section {sec!r} (expected {sorted(_SECTIONS)})")
+        if sec not in _SECTIONS:
+            raise ConfigError(f"{path}: unknown section {sec!r} (expected name, {', '.join(_SECTIONS)})")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: section {sec!r} must be a mapping of keys, got {values!r}")
         for k, v in values.items():
-            _apply(cfg, f"{sec}.{k}", v)
-    return apply_overrides(cfg, overrides)
+            _apply(cfg, f"{sec}.{k}", v, str(path))
+    try:
+        return apply_overrides(cfg, overrides)
+    except ConfigError as e:
+        if overrides:
+            raise
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def apply_overrides(cfg: Config, overrides: Optional[List[str]]) -> Config:
     """Apply 'section.key=value' strings (values parsed as YAML) and re-validate."""
     for ov in overrides or []:
         if "=" not in ov:
-            raise ValueError(f"override {ov!r} must look like section.key=value")
+            raise ConfigError(f"override {ov!r} must look like section.key=value")
         k, v = ov.split("=", 1)
         _apply(cfg, k.strip(), v)
     return cfg.validate()
 
 
 def config_from_dict(d: dict) -> Config:
-    cfg = Config(name=d.get("name", "custom"))
+    if not isinstance(d, dict):
+        raise ConfigError(f"a configuration must be a mapping, got {type(d).__name__}")
+    cfg = Config()
+    _apply(cfg, "name", d.get("name", "custom"), "config")
     for sec in _SECTIONS:
-        for k, v in (d.get(sec) or {}).items():
-            _apply(cfg, f"{sec}.{k}", v)
+        values = d.get(sec) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {sec!r} must be a mapping, got {type(values).__name__}")
+        for k, v in values.items():
+            _apply(cfg, f"{sec}.{k}", v, "config")
     return cfg.validate()
