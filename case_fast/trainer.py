@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -35,7 +36,8 @@ from .inference import forward_videos, localize_video, to_results_dict
 from .model import CaseModel
 from .pseudo_labels import initial_cluster_labels
 from .step import train_step
-from .utils import Progress, resolve_device, save_json, save_text, save_torch, seed_everything
+from .utils import (DirLock, OutputError, Progress, check_writable_dir, remove_stale_temps, resolve_device,
+                    save_json, save_text, save_torch, seed_everything)
 
 
 RUN_FILES = ("last.pt", "best.pt", "best_results.json", "best_table.txt", "metrics.jsonl",
@@ -117,16 +119,146 @@ def _summary(metrics: dict) -> dict:
 
 
 def _config_for_compare(d: dict) -> dict:
-    d = json.loads(json.dumps(d))
+    d = json.loads(json.dumps(d)) if isinstance(d, dict) else {}
     for key in ("num_steps", "progress", "device", "num_threads", "backend", "cuda_graph"):
-        d["train"].pop(key, None)
+        if isinstance(d.get("train"), dict):
+            d["train"].pop(key, None)
     return d
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in (d.items() if isinstance(d, dict) else ()):
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _config_difference(old: dict, new: dict, n: int = 3) -> str:
+    a, b = _flat(_config_for_compare(old)), _flat(_config_for_compare(new))
+    keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
+    shown = ", ".join(f"{k}: {a.get(k, '<unset>')!r} there, {b.get(k, '<unset>')!r} now" for k in keys[:n])
+    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+class RunError(RuntimeError):
+    """The run directory cannot be used as asked (another config, a broken checkpoint, a file in the
+    way, in use by another process); the message says what to do."""
+
+
+PREVIOUS = ".previous-run"   # where --restart keeps the old run until the new one has a checkpoint
+LAST_KEYS = ("model", "optimizer", "q_c", "step", "best", "history", "config")
+
+
+def _first_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def _read_last(path: str, device) -> dict:
+    """last.pt, checked; RunError naming the file and the way out otherwise."""
+    way_out = ("pass --restart to start this run over (the old files are kept until the new run's "
+               "first checkpoint) or choose another --out")
+    if os.path.isdir(path):
+        raise RunError(f"{path} is a directory, not a checkpoint; {way_out}")
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise RunError(f"{path} cannot be read, it is truncated or not a case-fast checkpoint "
+                       f"({_first_line(e)}); {way_out}") from e
+    if not isinstance(ck, dict) or any(k not in ck for k in LAST_KEYS) or not isinstance(ck["config"], dict):
+        raise RunError(f"{path} is not a case-fast training checkpoint (expected the keys "
+                       f"{', '.join(LAST_KEYS)}); {way_out}")
+    return ck
+
+
+def _check_same_run(ck: dict, cfg: Config, run_dir: str) -> None:
+    if _config_for_compare(ck["config"]) != _config_for_compare(cfg.to_dict()):
+        raise RunError(f"{run_dir} holds a run with a different configuration "
+                       f"({_config_difference(ck['config'], cfg.to_dict())}); pass --restart to "
+                       "overwrite it or choose another --out")
+    step = ck["step"]
+    if not isinstance(step, int) or step < 0:
+        raise RunError(f"{os.path.join(run_dir, 'last.pt')}: step {step!r} is not a step count; "
+                       "pass --restart to start this run over")
+    if step > cfg.train.num_steps:
+        raise RunError(f"{run_dir} holds a run already at step {step}, beyond train.num_steps = "
+                       f"{cfg.train.num_steps}; pass a train.num_steps >= {step} to continue it, or "
+                       "--restart to start over")
+
+
+def _restore_previous(run_dir: str, log) -> None:
+    """Settle what an earlier --restart left (under the run lock): the old run moved aside is put back
+    when the new run never reached a checkpoint (``last.pt``), and deleted when it did."""
+    staging = os.path.join(run_dir, PREVIOUS + ".partial")
+    if os.path.isdir(staging):   # killed while moving the old files aside: nothing new written yet
+        for name in os.listdir(staging):
+            os.replace(os.path.join(staging, name), os.path.join(run_dir, name))
+        os.rmdir(staging)
+        log(f"restored the previous run in {run_dir} (a --restart there was interrupted)")
+    prev = os.path.join(run_dir, PREVIOUS)
+    if not os.path.isdir(prev):
+        return
+    if os.path.exists(os.path.join(run_dir, "last.pt")):
+        shutil.rmtree(prev, ignore_errors=True)
+        return
+    for name in RUN_FILES:   # the new run's files before its first checkpoint
+        p = os.path.join(run_dir, name)
+        if os.path.lexists(p):
+            os.remove(p)
+    for name in os.listdir(prev):
+        os.replace(os.path.join(prev, name), os.path.join(run_dir, name))
+    os.rmdir(prev)
+    log(f"restored the previous run in {run_dir} (a --restart there ended before its first checkpoint)")
+
+
+def _move_aside(run_dir: str) -> bool:
+    """Move the run's files into ``.previous-run`` (renames in one folder); False if there were none."""
+    present = [n for n in RUN_FILES if os.path.lexists(os.path.join(run_dir, n))]
+    if not present:
+        return False
+    staging = os.path.join(run_dir, PREVIOUS + ".partial")
+    os.makedirs(staging, exist_ok=True)
+    for name in present:
+        os.replace(os.path.join(run_dir, name), os.path.join(staging, name))
+    os.replace(staging, os.path.join(run_dir, PREVIOUS))
+    return True
+
+
+def _check_run_dir(run_dir: str) -> None:
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunError(f"--out {run_dir} is a file, not a run directory; choose another --out")
+    try:
+        check_writable_dir(run_dir, "run directory")
+    except OutputError as e:
+        raise RunError(str(e)) from None
+    if os.path.isdir(run_dir):
+        pid = DirLock.holder(run_dir)
+        if pid is not None:
+            raise RunError(f"{run_dir} is in use by another case-fast process (pid {pid}); wait for it "
+                           "to end or choose another --out")
 
 
 def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[str], None] = print,
           _interrupt_at: Optional[int] = None) -> dict:
-    """Train (or resume) CASE; returns the best evaluation's summary."""
+    """Train (or resume) CASE; returns the best evaluation's summary.
+
+    Everything that can be checked is checked before anything is written: the configuration, the
+    run directory (a file in the way, not writable, locked by another process), an existing run's
+    last.pt (readable, same configuration) and all the data. The run directory is then locked
+    (:class:`~case_fast.utils.DirLock`) for the whole run; temporary files left by a killed write
+    are removed; with ``restart`` the old run's files are moved into ``.previous-run`` and deleted
+    only once the new run has written its first checkpoint (put back if it fails before that).
+    A run directory that this call created is removed again if the run fails before its first
+    checkpoint."""
+    cfg.validate()
     tc = cfg.train
+    _check_run_dir(run_dir)
+    last_path = os.path.join(run_dir, "last.pt")
+    if not restart and os.path.exists(last_path):   # refuse a foreign or broken run before loading data
+        _check_same_run(_read_last(last_path, "cpu"), cfg, run_dir)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     device = resolve_device(tc.device)
@@ -148,6 +280,67 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     log(f"data: {len(train_set)} train / {len(test_set)} test videos ({train_set.name}), "
         f"T={cfg.data.num_segments}, k={cfg.k}, loaded in {time.time() - t0:.1f}s on {device}")
 
+    created = not os.path.isdir(run_dir)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as e:
+        raise OutputError(e.errno, f"cannot create the run directory {run_dir}: {e.strerror or e}") from e
+    lock = DirLock(run_dir)
+    try:
+        lock.acquire("--out")
+    except BaseException:
+        if created:
+            _remove_fresh(run_dir)
+        raise
+    state = {"checkpointed": None, "aside": False}
+    try:
+        return _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, test_set,
+                             bank, evaluator, labels_all, state)
+    except BaseException as e:
+        if state["aside"] and state["checkpointed"] is None:
+            try:
+                _restore_previous(run_dir, log)
+            except OSError as e2:   # pragma: no cover - the next run retries
+                log(f"could not restore the previous run in {run_dir} yet ({e2}); the next "
+                    "`case-fast train` there restores it")
+        elif created and state["checkpointed"] is None:
+            _remove_fresh(run_dir, lock)
+            lock = None
+        if isinstance(e, OutputError) and state["checkpointed"] is not None:
+            raise OutputError(e.errno, f"{e}; the last checkpoint in {run_dir} (step "
+                              f"{state['checkpointed']}) is intact: fix the cause and rerun the same "
+                              "command to resume") from e
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _remove_fresh(run_dir: str, lock: Optional[DirLock] = None) -> None:
+    """Remove a run directory this process created, with what it wrote before its first checkpoint."""
+    for name in RUN_FILES + (DirLock.NAME,):
+        try:
+            os.remove(os.path.join(run_dir, name))
+        except OSError:
+            pass
+    remove_stale_temps(run_dir, RUN_FILES)
+    if lock is not None:
+        lock.release()
+    try:
+        os.rmdir(run_dir)
+    except OSError:
+        pass
+
+
+def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, test_set, bank,
+                  evaluator, labels_all, state) -> dict:
+    tc = cfg.train
+    last_path = os.path.join(run_dir, "last.pt")
+    stale = remove_stale_temps(run_dir, RUN_FILES)
+    if stale:
+        log(f"removed {len(stale)} temporary file(s) left in {run_dir} by an interrupted write")
+    _restore_previous(run_dir, log)
+
     seed_everything(tc.seed)
     model = CaseModel(cfg.model).to(device)
     # a captured optimizer step needs Adam's step counter and bias corrections on the device
@@ -156,23 +349,23 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     q_c = initial_cluster_labels(cfg.model.num_clusters, device)
     start, best, history = 0, None, []
 
-    os.makedirs(run_dir, exist_ok=True)
-    last_path = os.path.join(run_dir, "last.pt")
-    if restart:  # the previous run's files must not outlive it
-        for name in RUN_FILES:
-            path = os.path.join(run_dir, name)
-            if os.path.exists(path):
-                os.remove(path)
-    if os.path.exists(last_path) and not restart:
-        ck = torch.load(last_path, map_location=device, weights_only=False)
-        if _config_for_compare(ck["config"]) != _config_for_compare(cfg.to_dict()):
-            raise RuntimeError(f"{run_dir} holds a run with a different configuration; pass --restart "
-                               "to overwrite it or choose another --out")
-        model.load_state_dict(ck["model"])
-        optim.load_state_dict(ck["optimizer"])
+    if restart:  # the previous run's files must not outlive it, nor be lost before the new one exists
+        state["aside"] = _move_aside(run_dir)
+    elif os.path.exists(last_path):
+        ck = _read_last(last_path, device)
+        _check_same_run(ck, cfg, run_dir)
+        try:
+            model.load_state_dict(ck["model"])
+            optim.load_state_dict(ck["optimizer"])
+            q_c = ck["q_c"].to(device)
+            if tuple(q_c.shape) != (cfg.model.num_clusters, 2):
+                raise ValueError(f"Q^C has shape {tuple(q_c.shape)}")
+        except Exception as e:
+            raise RunError(f"{last_path} does not fit its own configuration ({_first_line(e)}); pass "
+                           "--restart to start this run over") from e
         set_capturable(optim, tc.cuda_graph)   # the saved groups carry the saving run's flag
-        q_c = ck["q_c"].to(device)
         start, best, history = ck["step"], ck["best"], ck["history"]
+        state["checkpointed"] = start
         log(f"resuming {run_dir} from step {start}")
     save_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), os.path.join(run_dir, "config.yaml"))
 
@@ -180,6 +373,10 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
         save_torch({"model": model.state_dict(), "optimizer": optim.state_dict(), "q_c": q_c.cpu(),
                     "step": step, "best": best, "history": history, "config": cfg.to_dict()}, last_path)
         save_text("".join(json.dumps(h) + "\n" for h in history), os.path.join(run_dir, "metrics.jsonl"))
+        state["checkpointed"] = step
+        if state["aside"]:   # the new run exists: the old one can go
+            shutil.rmtree(os.path.join(run_dir, PREVIOUS), ignore_errors=True)
+            state["aside"] = False
 
     def run_eval(step: int) -> None:
         nonlocal best
@@ -275,17 +472,32 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
 
 
 def load_checkpoint(path: str, device="cpu"):
-    """(model, q_c, cfg) from a best.pt / last.pt checkpoint."""
+    """(model, q_c, cfg) from a best.pt / last.pt checkpoint; ValueError naming ``path`` for a
+    folder, a truncated or foreign file, an invalid configuration or weights that do not fit it."""
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path} is a directory, expected a run's best.pt or last.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        ck = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:  # corrupt or not a checkpoint
-        raise ValueError(f"{path}: not a readable case-fast checkpoint ({e})") from e
-    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # corrupt, truncated or not a checkpoint
+        raise ValueError(f"{path}: not a readable case-fast checkpoint, truncated or of another kind "
+                         f"({_first_line(e)})") from e
+    if not isinstance(ck, dict) or "model" not in ck or not isinstance(ck.get("config"), dict):
         raise ValueError(f"{path}: not a case-fast checkpoint (missing model/config)")
-    cfg = config_from_dict(ck["config"])
+    try:
+        cfg = config_from_dict(ck["config"])
+    except ValueError as e:
+        raise ValueError(f"{path}: the checkpoint's configuration is invalid: {e}") from e
     model = CaseModel(cfg.model).to(device)
-    model.load_state_dict(ck["model"])
+    try:
+        model.load_state_dict(ck["model"])
+    except Exception as e:
+        raise ValueError(f"{path}: the weights do not fit the checkpoint's configuration "
+                         f"({_first_line(e)})") from e
+    q_c = ck.get("q_c")
+    if q_c is not None and (not isinstance(q_c, torch.Tensor)
+                            or tuple(q_c.shape) != (cfg.model.num_clusters, 2)):
+        raise ValueError(f"{path}: Q^C does not fit model.num_clusters = {cfg.model.num_clusters}")
     model.eval()
-    return model, ck.get("q_c"), cfg
+    return model, q_c, cfg
