@@ -25,8 +25,11 @@ def _load(args):
     return load_config(args.config, args.overrides)
 
 
+class UsageError(ValueError):
+    """A command-line option is wrong or options contradict each other."""
+
+
 def cmd_train(args) -> int:
-    from .evaluation import format_table
     from .trainer import train
 
     cfg = _load(args)
@@ -40,18 +43,47 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _split_overrides(overrides):
+    """(model.* overrides, the others)."""
+    model, rest = [], []
+    for ov in overrides or []:
+        key = ov.split("=", 1)[0].strip()
+        (model if key.startswith("model.") else rest).append(ov)
+    return model, rest
+
+
+def _check_model_overrides(cfg, overrides, checkpoint: str) -> None:
+    """model.* overrides must agree with the checkpoint (its weights fix the architecture)."""
+    import copy
+
+    from .config import apply_overrides
+
+    model_ovs, _ = _split_overrides(overrides)
+    for ov in model_ovs:
+        trial = copy.deepcopy(cfg)
+        apply_overrides(trial, [ov])          # type and range errors first, naming the key
+        key = ov.split("=", 1)[0].strip()
+        field = key.split(".", 1)[1]
+        old, new = getattr(cfg.model, field), getattr(trial.model, field)
+        if old != new:
+            raise UsageError(f"{key}={new} contradicts the checkpoint {checkpoint} ({key} = {old}): the "
+                             "model comes from the checkpoint; drop the override (infer.* and data.* "
+                             "overrides apply)")
+
+
 def cmd_detect(args) -> int:
     from .config import apply_overrides
-    from .data import load_datasets
+    from .data import load_splits
     from .inference import detect, to_results_dict
     from .trainer import load_checkpoint
-    from .utils import Progress, resolve_device, save_json
+    from .utils import Progress, check_writable_path, resolve_device, save_json
 
+    check_writable_path(args.out, "--out")
     device = resolve_device(args.device)
     model, q_c, cfg = load_checkpoint(args.checkpoint, device)
+    _check_model_overrides(cfg, args.overrides, args.checkpoint)
     apply_overrides(cfg, args.overrides)
-    train_set, test_set = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
-    dataset = test_set if args.split == "test" else train_set
+    (dataset,) = load_splits(cfg.data, cfg.model.num_classes, cfg.k, (args.split,))
     bar = Progress(len(dataset), "detect", True)
     props = detect(model, dataset, q_c, cfg, device, progress=bar.update)
     save_json(to_results_dict(props, dataset.class_names), args.out, None)
@@ -60,39 +92,91 @@ def cmd_detect(args) -> int:
     return 0
 
 
-def _ground_truth(args, class_names=None):
+def _beside(path: str, name: str):
+    p = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+    return p if os.path.isfile(p) else None
+
+
+def _ground_truth(args):
+    """The GroundTruth ``case-fast eval`` scores against (see the --gt help)."""
     from . import evaluation as ev
+    from .data import annotations as A
     from .data import assets_dir
 
+    if args.split_file is not None and args.subset is not None:
+        raise UsageError("give --split-file or --subset, not both (the split file lists the videos)")
+    ambiguous_file = args.ambiguous_file
     gt_path = args.gt
     if gt_path is None:  # the embedded THUMOS14 annotations
         a = assets_dir("thumos14")
         if args.protocol == "wtalc212":
-            raise SystemExit("--protocol wtalc212 needs --gt pointing at the W-TALC annotations folder")
-        return ev.ground_truth_from_gt_json(os.path.join(a, "gt.json"), os.path.join(a, "split_test.txt"))
+            raise UsageError("--protocol wtalc212 needs --gt pointing at the W-TALC annotations folder")
+        split = args.split_file
+        if split is None and args.subset is None:
+            split = os.path.join(a, "split_test.txt")
+        return ev.ground_truth_from_gt_json(
+            os.path.join(a, "gt.json"), split, subset=args.subset,
+            ambiguous_file=ambiguous_file or os.path.join(a, "Ambiguous_test.txt"))
+    if not os.path.exists(gt_path):
+        raise A.DataError(f"--gt {gt_path} does not exist")
     if os.path.isdir(gt_path):
-        return ev.ground_truth_from_wtalc(gt_path, prefix=args.prefix)
-    import json
-    with open(gt_path) as f:
-        head = json.load(f)
-    first = next(iter(head.get("database", {}).values()), {})
-    if "duration" in first or args.subset in ("validation", "training"):
-        return ev.ground_truth_from_anet_json(gt_path, subset=args.subset or "validation")
-    return ev.ground_truth_from_gt_json(gt_path, args.split_file, subset=args.subset or "test")
+        gt = ev.ground_truth_from_wtalc(gt_path, prefix=args.prefix, subset=args.subset or "test",
+                                        split_file=args.split_file)
+        if ambiguous_file is not None:
+            amb = A.read_ambiguous(ambiguous_file)
+            gt.ambiguous = {v: s for v, s in amb.items() if v in set(gt.videos)}
+        return gt
+    db = A.read_database_json(gt_path, "ground-truth file")
+    subset = args.subset
+    if args.split_file is None and subset is None:   # the usual evaluation subset of the file
+        present = A.subsets_of(db)
+        subset = next((s for s in ("test", "validation", "testing") if s in present), None)
+        if subset is None:
+            raise A.DataError(f"{gt_path}: no 'test' or 'validation' subset (subsets present: {present}); "
+                              "pass --subset or --split-file")
+    return ev.ground_truth_from_gt_json(
+        gt_path, args.split_file, subset=subset, class_list_file=_beside(gt_path, "classlist.txt"),
+        ambiguous_file=ambiguous_file or _beside(gt_path, "Ambiguous_test.txt"))
+
+
+def _parse_tiou(text: str):
+    from . import evaluation as ev
+
+    if text == "thumos":
+        return ev.THUMOS_TIOU
+    if text == "anet":
+        return ev.ANET_TIOU
+    try:
+        tiou = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"--tiou {text!r}: expected thumos, anet or a comma list of numbers in (0, 1]") from None
+    if not tiou or not all(0 < t <= 1 for t in tiou):   # also NaN
+        raise UsageError(f"--tiou {text!r}: every threshold must be in (0, 1]")
+    return tiou
 
 
 def cmd_eval(args) -> int:
     from . import evaluation as ev
+    from .utils import check_writable_path
 
+    tiou = _parse_tiou(args.tiou)
+    if args.json:
+        check_writable_path(args.json, "--json")
     gt = _ground_truth(args)
-    det = ev.read_results(args.results, gt.class_names, known_videos=None if args.allow_unknown else gt.videos)
-    if args.tiou == "thumos":
-        tiou = ev.THUMOS_TIOU
-    elif args.tiou == "anet":
-        tiou = ev.ANET_TIOU
-    else:
-        tiou = tuple(float(x) for x in args.tiou.split(","))
-    metrics = ev.evaluate(det, gt, tiou, ambiguous_filter=args.protocol == "wtalc212" or args.ambiguous)
+    use_ambiguous = args.protocol == "wtalc212" or args.ambiguous
+    if use_ambiguous and not gt.ambiguous:
+        raise UsageError("--ambiguous / --protocol wtalc212 need ambiguous segments, and none were found "
+                         "for the evaluated videos: pass --ambiguous-file (lines 'video start end')")
+
+    def note(dropped):
+        names = sorted(dropped)
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        print(f"case-fast eval: note: --allow-unknown dropped {sum(dropped.values())} prediction(s) on "
+              f"{len(names)} video(s) not in the ground truth: {shown}", file=sys.stderr)
+
+    det = ev.read_results(args.results, gt.class_names, known_videos=gt.videos,
+                          on_unknown=note if args.allow_unknown else None)
+    metrics = ev.evaluate(det, gt, tiou, ambiguous_filter=use_ambiguous)
     print(f"{args.results}: {len(det.score)} predictions, {len(gt.videos)} videos, "
           f"{len(gt.class_names)} classes")
     print(ev.format_table(metrics))
@@ -106,12 +190,18 @@ def cmd_eval(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .config import available_configs
-    from .model import CaseModel, count_macs, count_parameters
+    from .config import available_configs, field_table
 
     if args.list:
         print("bundled configs: " + ", ".join(available_configs()))
         return 0
+    if args.fields:
+        import json
+        print("configuration fields (section.key=value on the command line; default; meaning):")
+        for key, tp, default, doc in field_table():
+            print(f"  {key:<26} {tp:<20} {json.dumps(default):<14} {doc}")
+        return 0
+    from .model import CaseModel, count_macs, count_parameters
     cfg = _load(args)
     model = CaseModel(cfg.model)
     params = count_parameters(model)
@@ -148,35 +238,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(t)
     t.add_argument("--out", "-o", help="run directory (default runs/<config>-seed<seed>); an existing "
                                        "run there is resumed from its last checkpoint")
-    t.add_argument("--restart", action="store_true", help="start over even if --out holds a run")
+    t.add_argument("--restart", action="store_true",
+                   help="start over even if --out holds a run (the old run is kept until the new one "
+                        "has its first checkpoint)")
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("detect", help="features -> ActivityNet-style detections JSON with a trained checkpoint")
     d.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a run")
     d.add_argument("--out", "-o", required=True, help="results JSON to write")
-    d.add_argument("--split", choices=("test", "train"), default="test")
+    d.add_argument("--split", choices=("test", "train"), default="test",
+                   help="the split to detect on (only its files are read)")
     d.add_argument("--device", default="auto")
     d.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help="override the checkpoint's config (e.g. data.root=..., infer.nms=hard)")
+                   help="override the checkpoint's config (e.g. data.root=..., infer.nms=hard); "
+                        "model.* must agree with the checkpoint")
     d.set_defaults(func=cmd_detect)
 
     e = sub.add_parser("eval", help="score any method's results JSON against ground truth")
     e.add_argument("results", help="ActivityNet-style results JSON")
-    e.add_argument("--gt", help="ground truth: BaS-Net gt.json (with --split-file), an ActivityNet JSON, "
-                                "or a W-TALC annotations folder (default: embedded THUMOS14, 210 test videos)")
-    e.add_argument("--split-file", help="split_test.txt restricting gt.json to its videos")
-    e.add_argument("--subset", help="subset name in the GT file (default test / validation)")
+    e.add_argument("--gt", help="ground truth: BaS-Net gt.json or ActivityNet-style JSON (classlist.txt and "
+                                "Ambiguous_test.txt beside it are used), or a W-TALC annotations folder "
+                                "(default: embedded THUMOS14, 210 test videos)")
+    e.add_argument("--split-file", help="one video per line (e.g. split_test.txt): evaluate exactly these "
+                                        "videos, whatever subset the ground truth gives them")
+    e.add_argument("--subset", help="subset name in the GT file (default: test, else validation)")
+    e.add_argument("--ambiguous-file", help="ambiguous segments, lines 'video start end' (default: "
+                                            "Ambiguous_test.txt beside the ground truth)")
     e.add_argument("--prefix", default="Thumos14reduced", help="W-TALC file prefix")
     e.add_argument("--protocol", choices=("basnet210", "wtalc212", "all"), default="basnet210")
     e.add_argument("--ambiguous", action="store_true", help="drop predictions overlapping ambiguous segments")
     e.add_argument("--tiou", default="thumos", help="thumos (0.1:0.7), anet (0.5:0.05:0.95) or a comma list")
-    e.add_argument("--allow-unknown", action="store_true", help="ignore videos absent from the ground truth")
+    e.add_argument("--allow-unknown", action="store_true",
+                   help="drop (with a note) predictions on videos absent from the ground truth")
     e.add_argument("--json", help="also write the metrics here")
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="parameters and MACs of the configured model")
     _add_config_args(i, default="thumos14")
     i.add_argument("--list", action="store_true", help="list the bundled configs")
+    i.add_argument("--fields", action="store_true",
+                   help="list every configuration field with its type, default and meaning")
     i.set_defaults(func=cmd_info)
     pr = sub.add_parser("profile", help="parameters, MACs, steps/s, videos/s, peak memory and the "
                                          "time split of a training step and an evaluation pass")
@@ -194,7 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _message(e: BaseException) -> str:
+    """One line naming the culprit: the exception's text (a KeyError's without quotes, an OSError's
+    with its path)."""
+    if isinstance(e, KeyError) and e.args:
+        text = str(e.args[0])
+    elif isinstance(e, OSError) and not str(e).startswith("cannot") and (e.filename or e.strerror):
+        where = e.filename if e.filename is not None else ""
+        other = f" -> {e.filename2}" if getattr(e, "filename2", None) else ""
+        text = f"{where}{other}: {e.strerror or e}" if where else str(e.strerror or e)
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command. User errors (configuration, data, files, options, OS errors on inputs and
+    outputs) end with one line ``case-fast <cmd>: error: <message>`` on stderr and exit status 2;
+    ``CASE_FAST_DEBUG=1`` shows the traceback instead."""
+    import yaml
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -202,10 +322,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("interrupted; `case-fast train` with the same --out resumes from the last checkpoint",
               file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, yaml.YAMLError) as e:
         if os.environ.get("CASE_FAST_DEBUG"):
             raise
-        print(f"case-fast {args.command}: error: {e}", file=sys.stderr)
+        print(f"case-fast {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
 
 
