@@ -1,6 +1,5 @@
 """Benchmark: detection mAP on a THUMOS14-sized synthetic results set: the reference backend vs
-the vectorised numpy path (backend='numpy') vs the compiled ops (backend='fast',
-torch.ops.case_fast.ap_group / ap_classes), side by side.
+the compiled ops (backend='fast', torch.ops.case_fast.ap_group / ap_classes), side by side.
 
 Run:  pytest bench/bench_eval.py --benchmark-only --benchmark-group-by=group
       python bench/bench_eval.py     # quick: medians (CPU time) and ratios without pytest-benchmark
@@ -15,7 +14,7 @@ segments on its classes and on 0-2 other classes; scores rounded to 3 decimals (
 The reference backend is a per-prediction Python loop; it is benchmarked once (rounds=1) at full
 size (group eval-thumos-full, the direct ratio) and once on a documented fraction: the predictions of the first
 ``REF_VIDEOS`` = 21 videos (1/10 of the videos, so ~1/10 of the predictions), evaluated against
-the full ground truth; the numpy and C++ paths are timed on that same subset as well (same
+the full ground truth; the C++ path is timed on that same subset as well (same
 group) and on the full set. The full-set detections carry ``video_index``/``video_names`` (as
 ``Detections.from_proposals`` and ``read_results`` fill them); "C++ plain" is the same set
 without them (video names compared neighbour by neighbour). The reference's cost is linear in the number of predictions (per prediction: a
@@ -127,13 +126,13 @@ def _ratio_msg(name, med):
 
 
 @pytest.mark.benchmark(group="eval-thumos-subset-1/10")
-@pytest.mark.parametrize("backend", ["numpy", pytest.param("fast", marks=needs_cpp, id="cpp")])
-def test_subset(benchmark, data, backend):
+@needs_cpp
+def test_subset(benchmark, data):
     det, gt, sub = data
-    out = benchmark(lambda: evaluate(sub, gt, THUMOS_TIOU, backend=backend))
+    out = benchmark(lambda: evaluate(sub, gt, THUMOS_TIOU, backend="fast"))
     if "ap" in _REF:
         assert np.array_equal(out["ap"], _REF["ap"])
-    print(_ratio_msg("C++" if backend == "fast" else backend, benchmark.stats.stats.median))
+    print(_ratio_msg("C++", benchmark.stats.stats.median))
 
 
 def _full(benchmark, data, backend, codes=True):
@@ -158,18 +157,13 @@ def test_reference_full(benchmark, data):
     _REF["ap_full"] = out["ap"]
 
 
-@pytest.mark.benchmark(group="eval-thumos-full")
-def test_numpy_full(benchmark, data):
-    _full(benchmark, data, "numpy")
-
-
 @needs_cpp
 @pytest.mark.benchmark(group="eval-thumos-full")
 def test_cpp_full(benchmark, data):
     out = _full(benchmark, data, "fast")
     ref = _REF.get("ap_full")
     if ref is None:
-        ref = evaluate(data[0], data[1], THUMOS_TIOU, backend="numpy")["ap"]
+        ref = evaluate(data[0], data[1], THUMOS_TIOU, backend="reference")["ap"]
     assert np.array_equal(out["ap"], ref)
 
 
@@ -195,7 +189,7 @@ def _paired_main(pairs: int) -> None:
 
 
 def _quick_main() -> None:
-    """CPU-time medians: the reference on the 1/10 subset (extrapolated), numpy and C++ in full."""
+    """CPU-time medians: the reference on the 1/10 subset (extrapolated), C++ in full."""
     def med(fn, rounds):
         ts = []
         for _ in range(rounds):
@@ -207,16 +201,14 @@ def _quick_main() -> None:
     det, gt = make_thumos_like(0)
     sub = subset(det, REF_VIDEOS)
     ref_ap = evaluate(sub, gt, THUMOS_TIOU, backend="reference")["ap"]
-    for b in ("numpy", "fast"):
-        assert np.array_equal(evaluate(sub, gt, THUMOS_TIOU, backend=b)["ap"], ref_ap)
+    assert np.array_equal(evaluate(sub, gt, THUMOS_TIOU, backend="fast")["ap"], ref_ap)
     r_sub = med(lambda: evaluate(sub, gt, THUMOS_TIOU, backend="reference"), 3)
     r_full = r_sub * len(det) / len(sub)
-    n_full = med(lambda: evaluate(det, gt, THUMOS_TIOU, backend="numpy"), 5)
     c_full = med(lambda: evaluate(det, gt, THUMOS_TIOU, backend="fast"), 15)
     pl = plain(det)
     c_plain = med(lambda: evaluate(pl, gt, THUMOS_TIOU, backend="fast"), 15)
     print(f"{len(det)} predictions; CPU-time medians: reference {r_sub:.2f} s on {len(sub)} "
-          f"-> {r_full:.1f} s extrapolated; numpy {n_full * 1e3:.1f} ms ({r_full / n_full:.0f}x); "
+          f"-> {r_full:.1f} s extrapolated; "
           f"C++ {c_full * 1e3:.1f} ms ({r_full / c_full:.0f}x); C++ without video_index "
           f"{c_plain * 1e3:.1f} ms ({r_full / c_plain:.0f}x)")
 

@@ -1,6 +1,6 @@
 """Detection evaluation (ActivityNet-style mAP, SPEC §6) and results-file IO (SPEC §5 "Output").
 
-Three backends compute the same average precisions, bit for bit:
+Two backends compute the same average precisions, bit for bit:
 
 * ``backend="reference"`` — :func:`_evaluate_reference`, the straightforward per-prediction loop.
   It is the specification in executable form; read it first.
@@ -10,14 +10,10 @@ Three backends compute the same average precisions, bit for bit:
   which fixes the tie order) and ``ap_classes`` finds each prediction's candidate GT segments
   (tIoU and the number of thresholds reached), runs the greedy matching for all thresholds in
   one walk of the ranking and sums the AP like the reference (numpy's pairwise summation
-  reproduced); the ambiguous filter by ``ambiguous_keep``. Without the compiled extension (or
-  for more than 64 thresholds) it runs the NumPy path below.
-* ``backend="numpy"`` — :func:`_ap_numpy`, vectorised NumPy (same tIoU expression, same 1-D array
-  summed for the AP). Outline: rank each class once; find the (prediction, GT) pairs that overlap with a per-group
-  grid search; give every pair a "level" (how many thresholds it reaches); then run the greedy
-  matching for all (threshold, class, video) groups together in rounds, each round settling
-  every group up to its first prediction that is the first candidate of two free GT segments
-  (see :func:`_greedy_match`); the AP only needs the TP ranks.
+  reproduced); the ambiguous filter by ``ambiguous_keep``. The rare predictions whose candidate
+  GT segments tie in tIoU are returned by ``ap_classes`` and their classes computed again with
+  numpy's order of those candidates (below). Without the compiled extension (or for more than 64
+  thresholds) it runs the reference.
 
 Rules (both backends)
 ---------------------
@@ -28,13 +24,14 @@ Rules (both backends)
   ``np.argsort(scores)[::-1]`` — NumPy's default (not stable) argsort, reversed; this fixes the
   order of tied scores (for small arrays it puts the later of two tied predictions first).
 * For every tIoU threshold ``thr`` (each must lie in (0, 1]) the predictions are walked in that
-  order. A prediction is a true positive iff some still-unmatched ground-truth segment of the
-  same video and class has tIoU >= thr with it; it then consumes, among those, the one with the
-  highest tIoU, and among equal tIoUs the one that comes first in the :class:`GroundTruth` arrays
-  (lowest index — what a stable descending sort of the tIoUs puts first; the ActivityNet code walks
-  the GT in descending-tIoU order and takes the first unmatched one with tIoU >= thr). Otherwise it
-  is a false positive — also when its video has no ground truth of that class, and when it
-  duplicates an already-matched segment.
+  order. For one prediction, the ground-truth segments of its video and class (in
+  :class:`GroundTruth` order) are visited in the order ``np.argsort(tiou)[::-1]`` of their tIoU
+  with it, as the released (ActivityNet) evaluator does; matched ones are skipped; the first
+  unmatched one is consumed (true positive) if its tIoU >= thr, else the prediction is a false
+  positive — also when its video has no ground truth of that class, and when it duplicates an
+  already-matched segment. So among equal tIoUs the segment that numpy's reversed argsort puts
+  first wins: for a video's few segments (insertion sort) the *later* one in GroundTruth order;
+  for larger groups numpy's (CPU-dependent) order, which both backends take from numpy itself.
 * precision = cumsum(tp) / (cumsum(tp) + cumsum(fp)), recall = cumsum(tp) / n_gt(class).
   AP = all-point interpolated area: precision padded with 0 at both ends and made monotone
   (non-increasing) from the right, recall padded with 0 and 1; AP = sum over the points where
@@ -560,17 +557,15 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=THUMOS_TIOU, *, ambig
 
     ``backend``: 'fast' (default) -- the compiled ops ``torch.ops.case_fast.ap_group`` /
     ``ap_classes`` / ``ambiguous_keep`` (csrc/cpu/ap_cpu.cpp) when the extension is built, else
-    vectorised NumPy;
-    'numpy' -- vectorised NumPy; 'reference' -- the per-prediction loop. All give the same APs,
-    bit for bit.
+    the reference; 'reference' -- the per-prediction loop. Both give the same APs, bit for bit.
     """
     thr = _check_tiou(tiou)
-    if backend in ("fast", "numpy"):
-        ap, extra = _evaluate_fast(detections, gt, thr, ambiguous_filter, compiled=backend == "fast")
-    elif backend == "reference":
+    if backend == "fast" and _ap_ops() is not None and len(thr) <= 64:  # the op keeps 64-bit masks
+        ap, extra = _evaluate_fast(detections, gt, thr, ambiguous_filter)
+    elif backend in ("fast", "reference"):
         ap, extra = _evaluate_reference(detections, gt, thr, ambiguous_filter)
     else:
-        raise ValueError(f"unknown backend {backend!r} (use 'fast', 'numpy' or 'reference')")
+        raise ValueError(f"unknown backend {backend!r} (use 'fast' or 'reference')")
     return _summarise(ap, thr, gt, extra)
 
 
@@ -670,7 +665,7 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
             if segs is None:
                 continue  # no ground truth of this class in this video: false positive
             ious = _tiou_one(det.segment[p], segs)
-            by_iou = np.argsort(-ious, kind="stable")  # highest tIoU first, ties: lowest index
+            by_iou = np.argsort(ious)[::-1]  # highest tIoU first, ties in numpy's order (SPEC §6)
             for t, th in enumerate(thr):
                 for j in by_iou:
                     if ious[j] < th:
@@ -688,101 +683,6 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
 # --------------------------------------------------------------------------------------------
 # Fast backend
 # --------------------------------------------------------------------------------------------
-
-
-def _segmented_prefix_max(x: np.ndarray, grp: np.ndarray) -> np.ndarray:
-    """Running max of x inside runs of equal grp (exact; log2(longest run) vectorised steps)."""
-    out = x.copy()
-    n = x.shape[0]
-    step = 1
-    while step < n:
-        same = grp[step:] == grp[:-step]
-        if not same.any():
-            break
-        np.maximum(out[step:], np.where(same, out[:-step], -np.inf), out=out[step:])
-        step *= 2
-    return out
-
-
-def _grid_count(vals, tab, cell, x, strict):
-    """Index into the group-sorted `vals` of the first value >= x (strict: > x) among the values of
-    x's group, given `cell` (x's grid cell) and `tab` (tab[c] = number of values in cells < c)."""
-    idx = tab[cell]
-    end = tab[cell + 1]
-    sub = np.flatnonzero(idx < end)
-    while sub.size:
-        v = vals[idx[sub]]
-        adv = (v < x[sub]) if strict else (v <= x[sub])
-        sub = sub[adv]
-        idx[sub] += 1
-        sub = sub[idx[sub] < end[sub]]
-    return idx
-
-
-def _overlap_pairs(q_key, q_s, q_e, t_key, t_s, t_e, n_keys, exact=True):
-    """All (query, target) index pairs with equal key and intersection length > 0, in query order.
-
-    Targets sorted by (key, start); for a query [s, e] the candidates are the contiguous range
-    [lo, hi): lo = number of its group's targets whose running-max end is <= s, hi = number whose
-    start is < e (everything outside cannot overlap). The two counts are found with a per-group
-    uniform grid (bin counts + a short exact scan inside the query's cell) instead of a binary
-    search; the grid only has to be monotone, comparisons are on the raw times.
-    With ``exact=False`` the candidate pairs (a superset) are returned unfiltered.
-    """
-    nq, nt = q_key.shape[0], t_key.shape[0]
-    if nq == 0 or nt == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    order = np.lexsort((t_s, t_key))
-    tk = t_key[order]
-    ts0 = t_s[order]
-    ts1 = t_e[order]
-    head = np.ones(nt, dtype=bool)
-    head[1:] = tk[1:] != tk[:-1]
-    t_grp = np.cumsum(head) - 1
-    n_grp = int(t_grp[-1]) + 1
-    grp_of_key = np.full(n_keys, -1, dtype=np.int64)
-    grp_of_key[tk[head]] = np.arange(n_grp)
-    pmax = _segmented_prefix_max(ts1, t_grp)
-
-    q_grp = grp_of_key[q_key]
-    if q_grp.min() >= 0:
-        sel, qg, qs, qe = None, q_grp, q_s, q_e
-    else:
-        sel = np.flatnonzero(q_grp >= 0)
-        if sel.size == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        qg, qs, qe = q_grp[sel], q_s[sel], q_e[sel]
-
-    origin = float(ts0.min())
-    span = float(pmax.max()) - origin
-    # cells per group: about one per query (few queries share a cell with a value), capped
-    M = int(min(max(32, qg.shape[0] // n_grp), 4096, max(32, 4_000_000 // n_grp)))
-    inv_h = (M / span) if span > 0 else 0.0
-
-    def cells(x, g):
-        c = np.floor((x - origin) * inv_h)
-        np.clip(c, 0, M - 1, out=c)
-        return g * M + c.astype(np.int64)
-
-    n_cells = n_grp * M
-    tab_start = np.zeros(n_cells + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cells(ts0, t_grp), minlength=n_cells), out=tab_start[1:])
-    tab_pmax = np.zeros(n_cells + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cells(pmax, t_grp), minlength=n_cells), out=tab_pmax[1:])
-    lo = _grid_count(pmax, tab_pmax, cells(qs, qg), qs, strict=False)  # first with pmax > s
-    hi = _grid_count(ts0, tab_start, cells(qe, qg), qe, strict=True)  # first with start >= e
-    cnt = hi - lo
-    np.maximum(cnt, 0, out=cnt)
-    total = int(cnt.sum())
-    if total == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    rep = np.repeat(np.arange(qg.shape[0]), cnt)
-    ti = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt - lo, cnt)
-    if exact:
-        inter = np.minimum(qe[rep], ts1[ti]) - np.maximum(qs[rep], ts0[ti])
-        ok = inter > 0
-        rep, ti = rep[ok], ti[ok]
-    return (rep if sel is None else sel[rep]), order[ti]
 
 
 class _ApOps(NamedTuple):
@@ -804,7 +704,7 @@ def extension_available() -> bool:
     return _ap_ops() is not None
 
 
-def _ambiguous_drop(vid, seg, gt: GroundTruth, ops: Optional[_ApOps]) -> np.ndarray:
+def _ambiguous_drop(vid, seg, gt: GroundTruth, ops: _ApOps) -> np.ndarray:
     """Indices of the predictions that overlap an ambiguous segment of their video."""
     vindex = {v: i for i, v in enumerate(gt.videos)}
     n_vid = len(gt.videos)
@@ -816,19 +716,15 @@ def _ambiguous_drop(vid, seg, gt: GroundTruth, ops: Optional[_ApOps]) -> np.ndar
     if not a_vid:
         return np.empty(0, np.int64)
     a_vid, a_seg = np.concatenate(a_vid), np.concatenate(a_seg)
-    if ops is not None:
-        import torch
+    import torch
 
-        o = np.argsort(a_vid, kind="stable")
-        a_off = np.zeros(n_vid + 1, np.int64)
-        np.cumsum(np.bincount(a_vid, minlength=n_vid), out=a_off[1:])
-        keep = ops.ambiguous_keep(
-            torch.from_numpy(np.ascontiguousarray(seg)), torch.from_numpy(vid),
-            torch.from_numpy(np.ascontiguousarray(a_seg[o])), torch.from_numpy(a_off))
-        return np.flatnonzero(~keep.numpy())
-    s0, s1 = np.ascontiguousarray(seg[:, 0]), np.ascontiguousarray(seg[:, 1])
-    qi, _ = _overlap_pairs(vid, s0, s1, a_vid, a_seg[:, 0].copy(), a_seg[:, 1].copy(), n_vid)
-    return np.unique(qi)
+    o = np.argsort(a_vid, kind="stable")
+    a_off = np.zeros(n_vid + 1, np.int64)
+    np.cumsum(np.bincount(a_vid, minlength=n_vid), out=a_off[1:])
+    keep = ops.ambiguous_keep(
+        torch.from_numpy(np.ascontiguousarray(seg)), torch.from_numpy(vid),
+        torch.from_numpy(np.ascontiguousarray(a_seg[o])), torch.from_numpy(a_off))
+    return np.flatnonzero(~keep.numpy())
 
 
 _POOL: dict = {}
@@ -846,16 +742,14 @@ def _rank_pool():
     return _POOL["pool"]
 
 
-def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool,
-                   compiled: bool = True):
-    """The fast backend: the compiled AP ops when built (and ``compiled``), else NumPy."""
-    ops = _ap_ops() if compiled and len(thr) <= 64 else None  # the op keeps 64-bit masks
+def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool):
+    """The fast backend: the compiled AP ops (``evaluate`` checks that they are built)."""
+    ops = _ap_ops()
     index = None if det.video_index is None else (det.video_index, det.video_names)
     codes, lut = _video_lookup(det.video, gt, index)
     filtering = bool(ambiguous_filter and gt.ambiguous and len(det))
-    if ops is None or filtering or not gt.label.size:
+    if filtering or not gt.label.size:
         _check_detections(det, gt)  # else ap_group checks (same errors, same precedence)
-    n_cls, n_thr = gt.n_classes, len(thr)
     label, score, seg = det.label, det.score, det.segment
     n_dropped = 0
     if filtering:
@@ -867,38 +761,39 @@ def _evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_
             keep[drop] = False
             n_dropped = int(drop.size)
             codes, label, score, seg = vid[keep], label[keep], score[keep], seg[keep]
-    n_det = codes.shape[0]
-    extra = {"n_detections": n_det, "n_ambiguous_dropped": n_dropped}
-
-    ap = np.zeros((n_thr, n_cls))
-    if n_det == 0 or gt.label.size == 0:
-        return ap, extra
+    extra = {"n_detections": codes.shape[0], "n_ambiguous_dropped": n_dropped}
+    if codes.shape[0] == 0 or gt.label.size == 0:
+        return np.zeros((len(thr), gt.n_classes)), extra
     g_codes = _video_codes(gt.video, gt, None)
-    if ops is not None:
-        return _ap_compiled(ops, label, score, seg, codes, lut, g_codes, gt, thr), extra
+    return _ap_compiled(ops, label, score, seg, codes, lut, g_codes, gt, thr), extra
 
-    # 1. rank: class-major; inside a class np.argsort(scores)[::-1] of the class's predictions in
-    #    input order (the very array the reference sorts, hence the same tie order). Classes without
-    #    ground truth have AP 0 and are not ranked.
-    vid = codes if lut is None else lut[codes]
-    n_gt = np.bincount(gt.label, minlength=n_cls)
-    lab_small = label.astype(np.uint8 if n_cls <= 256 else (np.uint16 if n_cls <= 65536 else np.int64))
-    by_label = np.argsort(lab_small, kind="stable")
-    cls_bounds = np.zeros(n_cls + 1, dtype=np.int64)
-    np.cumsum(np.bincount(label, minlength=n_cls), out=cls_bounds[1:])
-    perm = by_label  # blocks of classes without GT stay unranked (never looked at)
 
-    def rank_class(c):
-        a, b = cls_bounds[c], cls_bounds[c + 1]
-        if b > a:
-            idx = by_label[a:b]
-            perm[a:b] = idx[np.argsort(score[idx])[::-1]]
-
-    # classes are independent and numpy's sort releases the GIL: rank them on a few threads
-    list(_rank_pool().map(rank_class, np.flatnonzero(n_gt > 0)))
-    # 1-D columns: fancy indexing of an (n, 2) array is several times slower than of 1-D ones
-    s0, s1 = np.ascontiguousarray(seg[:, 0]), np.ascontiguousarray(seg[:, 1])
-    return _ap_numpy(label, vid, s0, s1, perm, cls_bounds, g_codes, gt, thr, n_gt, ap), extra
+def _tie_orders(tied, cls_off, cls_order, seg, codes, lut, g_seg, g_off, n_vid, lowest):
+    """numpy's candidate order for the predictions at class-major positions ``tied`` (sorted):
+    (tied, offsets, GT indices in the class), each list the prefix with tIoU >= ``lowest`` of
+    ``np.argsort(tiou)[::-1]`` over the video's GT of the class (the reference's expression and
+    the reference's 1-D argsort call, hence numpy's tie order)."""
+    cls = np.searchsorted(cls_off, tied, side="right") - 1
+    pred = cls_order[tied]
+    vid = codes[pred] if lut is None else lut[codes[pred]]
+    grp = cls * n_vid + vid
+    lists = [None] * tied.size
+    for g in np.unique(grp).tolist():  # the tIoUs of one (class, video) group at once
+        rows = np.flatnonzero(grp == g)
+        a, b = g_off[g], g_off[g + 1]
+        s, e = seg[pred[rows], 0][:, None], seg[pred[rows], 1][:, None]
+        gs, ge = g_seg[a:b, 0][None, :], g_seg[a:b, 1][None, :]
+        inter = np.maximum(0.0, np.minimum(e, ge) - np.maximum(s, gs))
+        union = (e - s) + (ge - gs) - inter
+        ious = np.zeros(inter.shape)
+        np.divide(inter, union, out=ious, where=inter > 0)
+        first = a - g_off[(g // n_vid) * n_vid]  # the group's first GT index in the class
+        for r, row in zip(rows.tolist(), ious):
+            order = np.argsort(row)[::-1]
+            lists[r] = order[row[order] >= lowest] + first
+    offsets = np.zeros(len(lists) + 1, np.int64)
+    np.cumsum([len(x) for x in lists], out=offsets[1:])
+    return tied.astype(np.int64), offsets, np.concatenate(lists).astype(np.int64)
 
 
 def _class_batches(sizes: np.ndarray, classes: np.ndarray, n_workers: int) -> list:
@@ -926,7 +821,9 @@ def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: Ground
     The classes with ground truth and predictions then go in batches to a few threads (numpy's
     sort and torch ops release the GIL): each class is ranked by ``np.argsort`` of its scores —
     the very array the reference sorts, hence the same tie order — and ``ap_classes`` walks each
-    ranking reversed and computes the batch's APs.
+    ranking reversed and computes the batch's APs. It also lists the predictions whose candidate
+    GT segments tie in tIoU; their classes are computed again with numpy's order of those
+    candidates (``_tie_orders``), the reference's ``np.argsort(tiou)[::-1]``.
     """
     import torch
 
@@ -954,7 +851,17 @@ def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: Ground
         for c in batch:
             a, b = cls_off[c], cls_off[c + 1]
             rank[a:b] = np.argsort(cls_score[a:b])
-        return ops.classes(*args, torch.tensor(batch, dtype=torch.int64), *rest).numpy()
+        ap_b, tied = ops.classes(*args, torch.tensor(batch, dtype=torch.int64), *rest)
+        ap_b, tied = ap_b.numpy(), tied.numpy()
+        if tied.size:
+            tied.sort()
+            redo = np.unique(np.searchsorted(cls_off, tied, side="right") - 1)
+            ties = _tie_orders(tied, cls_off, cls_order_t.numpy(), seg, codes, lut, gt.segment[g_order],
+                               g_off, n_vid, float(np.min(thr)))
+            ap_r, _ = ops.classes(*args, torch.from_numpy(redo), *rest, *map(torch.from_numpy, ties))
+            at = {c: i for i, c in enumerate(batch)}
+            ap_b[[at[c] for c in redo.tolist()]] = ap_r.numpy()
+        return ap_b
 
     sizes = cls_off[1:] - cls_off[:-1]
     todo = np.flatnonzero((sizes > 0) & (g_off[n_vid::n_vid] > g_off[:-1:n_vid]))

@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <tuple>
 
 namespace case_fast {
@@ -26,12 +27,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ap_group_cpu(const at
 // (positions in the class, ascending; walked reversed), other entries are not read; gt_seg
 // (n_gt, 2) float64 sorted by group c * n_vid + v, GroundTruth order inside a group, with
 // gt_offsets (n_cls * n_vid + 1,) int64; thresholds (1 <= n_thr <= 64,) float64 in (0, 1].
-// Returns ap (k, n_thr) float64 (0 for a class without ground truth or without predictions).
-at::Tensor ap_classes_cpu(const at::Tensor& seg, const at::Tensor& video,
-                          const at::Tensor& video_lut, const at::Tensor& class_order,
-                          const at::Tensor& class_offsets, const at::Tensor& classes,
-                          const at::Tensor& rank, const at::Tensor& gt_seg,
-                          const at::Tensor& gt_offsets, const at::Tensor& thresholds);
+// A prediction's candidates are visited by tIoU descending; among equal tIoUs in numpy's order
+// (SPEC §6: numpy.argsort(tiou)[::-1] over the video's GT of the class): tie_pos (t,) int64
+// increasing class-major positions (a + position in the class) with tie_offsets (t + 1,) and
+// tie_gt (GT indices in the class, numpy's order) give that order for those predictions; any
+// other prediction whose candidates tie is listed in `tied`, and its class's APs are NaN (not
+// computed: the caller calls again for that class with the tie orders).
+// Returns (ap (k, n_thr) float64 (0 for a class without ground truth or without predictions),
+// tied (class-major positions, int64)).
+std::tuple<at::Tensor, at::Tensor> ap_classes_cpu(
+    const at::Tensor& seg, const at::Tensor& video, const at::Tensor& video_lut,
+    const at::Tensor& class_order, const at::Tensor& class_offsets, const at::Tensor& classes,
+    const at::Tensor& rank, const at::Tensor& gt_seg, const at::Tensor& gt_offsets,
+    const at::Tensor& thresholds, const std::optional<at::Tensor>& tie_pos,
+    const std::optional<at::Tensor>& tie_offsets, const std::optional<at::Tensor>& tie_gt);
 
 // keep (n,) bool: false where the prediction overlaps (intersection > 0) one of its video's
 // ambiguous segments amb_seg[amb_offsets[v] : amb_offsets[v+1]].

@@ -9,9 +9,13 @@
 //   Classes are independent: the caller runs batches of them on a few threads (numpy's sort and
 //   torch ops release the GIL). Per class:
 //   1. gather_class / find_candidates, in input order: for each prediction, the GT segments of
-//      its video with tIoU >= the lowest threshold, ordered by tIoU descending, then GT index
-//      ascending, each with its level (the number of thresholds that it reaches); kept inline
-//      when there are at most two (almost always), else in an overflow list;
+//      its video with tIoU >= the lowest threshold, ordered by tIoU descending, each with its
+//      level (the number of thresholds that it reaches); kept inline when there are at most two
+//      (almost always), else in an overflow list. Among equal tIoUs the released evaluator takes
+//      the order of numpy.argsort(tiou)[::-1] over all the video's GT of the class, which only
+//      numpy knows (it differs between CPUs and array sizes): such predictions are returned as
+//      `tied` (their class is not matched, its APs NaN), and the caller passes numpy's order for
+//      them back (tie_pos / tie_offsets / tie_gt) in a second call for those classes;
 //   2. class_match, in ranking order (the argsort reversed): per GT a bitmask of the thresholds
 //      at which it is matched; each threshold goes to the prediction's first candidate that
 //      reaches it and is still free there;
@@ -222,6 +226,15 @@ struct ClassGt {
   }
 };
 
+// numpy's candidate order for some predictions of a class (class-local positions, ascending): the
+// GT indices (in the class) of prediction pos[q] in that order are gt[off[q] : off[q + 1]].
+struct TieOrders {
+  const int64_t* pos = nullptr;
+  const int64_t* off = nullptr;
+  const int64_t* gt = nullptr;
+  int64_t n = 0;
+};
+
 // A candidate: GT index in the class and level (0: none). Per prediction two inline slots; when
 // it has more than two candidates, slot1.level = -(1 + p): ovf[p] = count, then (gt, level) pairs.
 struct Cand {
@@ -240,6 +253,7 @@ struct Scratch {
   std::vector<int32_t> ovf;
   std::vector<Cand> many;     // candidates of one prediction with more than two
   std::vector<double> many_iou;
+  std::vector<int64_t> tied;  // class-local positions of predictions with tied candidates
   std::vector<uint64_t> matched;
   std::vector<int64_t> tp;    // (n_thr, min(m, n_gt)) TP ranks per threshold
   std::vector<int64_t> n_tp;
@@ -278,9 +292,11 @@ void gather_class(const double* seg, const int64_t* video, const int64_t* lut, i
 // [s, e] and its video's block [a, b): from the first entry whose running-max end is > s
 // (nothing before it overlaps), the next two entries are computed branch-free and stored in
 // candidate order; only when a third entry starts before e are all of them collected by
-// insertion (tIoU desc, index asc).
+// insertion (tIoU desc, index desc). Predictions whose candidates tie in tIoU go to w.tied,
+// unless `ties` gives their order (gs: the class's GT segments by index in the class).
 template <class LevelFn>
-void find_candidates(const ClassGt& g, int64_t m, LevelFn level, double lowest, Scratch& w) {
+void find_candidates(const ClassGt& g, const double* gs, int64_t m, LevelFn level, double lowest,
+                     const TieOrders& ties, Scratch& w) {
   const double* gst = g.start.data();
   const double* gen = g.end.data();
   const double* gpm = g.pmax.data();
@@ -296,6 +312,23 @@ void find_candidates(const ClassGt& g, int64_t m, LevelFn level, double lowest, 
   Cand* many = w.many.data();
   double* many_iou = w.many_iou.data();
   const Cand none{0, 0};
+  w.tied.clear();
+  int64_t next_tie = 0;
+  auto store_many = [&](int64_t k, int64_t n_many) {
+    if (n_many <= 2) {
+      slots[k].c0 = n_many > 0 ? many[0] : none;
+      slots[k].c1 = n_many > 1 ? many[1] : none;
+      return;
+    }
+    TORCH_CHECK(w.ovf.size() < size_t(std::numeric_limits<int32_t>::max() / 2),
+                "ap: too many candidates");
+    slots[k].c1 = Cand{0, -int32_t(w.ovf.size()) - 1};
+    w.ovf.push_back(int32_t(n_many));
+    for (int64_t q = 0; q < n_many; ++q) {
+      w.ovf.push_back(many[q].gt);
+      w.ovf.push_back(many[q].level);
+    }
+  };
   for (int64_t k = 0; k < m; ++k) {
     const int64_t v = cv[k], a = goff[v], b = goff[v + 1];
     if (a == b) {  // no ground truth of this class in this video: FP
@@ -303,6 +336,22 @@ void find_candidates(const ClassGt& g, int64_t m, LevelFn level, double lowest, 
       continue;
     }
     const double s = cs[2 * k], e = cs[2 * k + 1], len = e - s;
+    if (next_tie < ties.n && ties.pos[next_tie] == k) {  // numpy's order, given by the caller
+      int64_t n_many = 0;
+      for (int64_t q = ties.off[next_tie]; q < ties.off[next_tie + 1]; ++q) {
+        const int64_t row = ties.gt[q];
+        TORCH_CHECK(row >= 0 && row <= std::numeric_limits<int32_t>::max() &&
+                        n_many < g.max_block,
+                    "ap: tie order out of range");
+        const double g0 = gs[2 * row], g1 = gs[2 * row + 1];
+        const double inter = std::min(e, g1) - std::max(s, g0);
+        const double u = inter / ((len + (g1 - g0)) - inter);
+        if ((inter > 0.0) & (u >= lowest)) many[n_many++] = Cand{int32_t(row), level(u)};
+      }
+      ++next_tie;
+      store_many(k, n_many);
+      continue;
+    }
     int64_t j = a + (b - a <= 64 ? count_le_linear(gpm + a, b - a, s)
                                  : count_le(gpm + a, b - a, s));
     double iou[2];
@@ -315,16 +364,19 @@ void find_candidates(const ClassGt& g, int64_t m, LevelFn level, double lowest, 
       ok[t] = (inter > 0.0) & (iou[t] >= lowest);  // (inter > 0: also g0 < e, not a pad)
       x[t] = Cand{gix[j + t], level(iou[t]) & -int32_t(ok[t])};
     }
-    const bool swap =
-        ok[0] & ok[1] & ((iou[1] > iou[0]) | ((iou[1] == iou[0]) & (x[1].gt < x[0].gt)));
+    const bool tie = ok[0] & ok[1] & (iou[1] == iou[0]);
+    const bool swap = ok[0] & ok[1] & ((iou[1] > iou[0]) | (tie & (x[1].gt > x[0].gt)));
     slots[k].c0 = swap ? x[1] : x[0];
     slots[k].c1 = swap ? x[0] : x[1];
-    if (!(gst[j + 1] < e) || !(gst[j + 2] < e)) continue;  // (j + 2 <= b: j + 1 starts before e)
+    if (!(gst[j + 1] < e) || !(gst[j + 2] < e)) {  // (j + 2 <= b: j + 1 starts before e)
+      if (tie) w.tied.push_back(k);
+      continue;
+    }
     // a third entry starts before e: collect all candidates
     int64_t n_many = 0;
     auto insert = [&](const Cand c, const double u) {
       int64_t p = n_many++;
-      while (p > 0 && (many_iou[p - 1] < u || (many_iou[p - 1] == u && many[p - 1].gt > c.gt))) {
+      while (p > 0 && (many_iou[p - 1] < u || (many_iou[p - 1] == u && many[p - 1].gt < c.gt))) {
         many[p] = many[p - 1];
         many_iou[p] = many_iou[p - 1];
         --p;
@@ -341,19 +393,12 @@ void find_candidates(const ClassGt& g, int64_t m, LevelFn level, double lowest, 
       const double u = inter / ((len + (g1 - g0)) - inter);
       if (u >= lowest) insert(Cand{gix[j], level(u)}, u);
     }
-    if (n_many <= 2) {
-      slots[k].c0 = n_many > 0 ? many[0] : none;
-      slots[k].c1 = n_many > 1 ? many[1] : none;
-      continue;
-    }
-    TORCH_CHECK(w.ovf.size() < size_t(std::numeric_limits<int32_t>::max() / 2),
-                "ap: too many candidates");
-    slots[k].c1 = Cand{0, -int32_t(w.ovf.size()) - 1};
-    w.ovf.push_back(int32_t(n_many));
-    for (int64_t q = 0; q < n_many; ++q) {
-      w.ovf.push_back(many[q].gt);
-      w.ovf.push_back(many[q].level);
-    }
+    for (int64_t q = 1; q < n_many; ++q)
+      if (many_iou[q] == many_iou[q - 1]) {  // sorted: equal tIoUs are neighbours
+        w.tied.push_back(k);
+        break;
+      }
+    store_many(k, n_many);
   }
 }
 
@@ -504,11 +549,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ap_group_cpu(const at
   return {status_t, off_t, order_t, cscore_t};
 }
 
-at::Tensor ap_classes_cpu(const at::Tensor& seg, const at::Tensor& video,
-                          const at::Tensor& video_lut, const at::Tensor& class_order,
-                          const at::Tensor& class_offsets, const at::Tensor& classes,
-                          const at::Tensor& rank, const at::Tensor& gt_seg,
-                          const at::Tensor& gt_offsets, const at::Tensor& thresholds) {
+std::tuple<at::Tensor, at::Tensor> ap_classes_cpu(
+    const at::Tensor& seg, const at::Tensor& video, const at::Tensor& video_lut,
+    const at::Tensor& class_order, const at::Tensor& class_offsets, const at::Tensor& classes,
+    const at::Tensor& rank, const at::Tensor& gt_seg, const at::Tensor& gt_offsets,
+    const at::Tensor& thresholds, const std::optional<at::Tensor>& tie_pos,
+    const std::optional<at::Tensor>& tie_offsets, const std::optional<at::Tensor>& tie_gt) {
   check_seg(seg, "seg");
   check_seg(gt_seg, "gt_seg");
   const int64_t n = seg.size(0), n_gt_all = gt_seg.size(0);
@@ -548,8 +594,28 @@ at::Tensor ap_classes_cpu(const at::Tensor& seg, const at::Tensor& video,
   for (int64_t u = 0; u < n_thr; ++u) thr_s[u] = thr[t_order[u]];
   const Levels level(thr_s);
 
+  // numpy's candidate orders of tied predictions (global class-major positions, ascending)
+  TORCH_CHECK(tie_pos.has_value() == tie_offsets.has_value() &&
+                  tie_pos.has_value() == tie_gt.has_value(),
+              "ap: tie_pos, tie_offsets and tie_gt go together");
+  at::Tensor tpos_c, toff_c, tgt_c;
+  int64_t n_ties = 0;
+  if (tie_pos.has_value()) {
+    check_index(*tie_pos, -1, "tie_pos");
+    n_ties = tie_pos->size(0);
+    check_index(*tie_offsets, n_ties + 1, "tie_offsets");
+    check_index(*tie_gt, -1, "tie_gt");
+    tpos_c = tie_pos->contiguous();
+    toff_c = tie_offsets->contiguous();
+    tgt_c = tie_gt->contiguous();
+    check_offsets(toff_c.data_ptr<int64_t>(), n_ties, tie_gt->size(0), "tie_offsets");
+    for (int64_t q = 1; q < n_ties; ++q)
+      TORCH_CHECK(tpos_c.data_ptr<int64_t>()[q - 1] < tpos_c.data_ptr<int64_t>()[q],
+                  "ap: tie_pos must be increasing");
+  }
   const int64_t k_cls = classes.size(0);
   auto ap_t = at::zeros({k_cls, n_thr}, at::kDouble);
+  std::vector<int64_t> tied, local_pos;
   Scratch& w = thread_scratch();
   for (int64_t q = 0; q < k_cls; ++q) {
     const int64_t c = cls_c.data_ptr<int64_t>()[q];
@@ -561,14 +627,32 @@ at::Tensor ap_classes_cpu(const at::Tensor& seg, const at::Tensor& video,
     w.gt.build(gseg_c.data_ptr<double>() + 2 * g0, goff + c * n_vid, n_vid);
     gather_class(seg_c.data_ptr<double>(), vid_c.data_ptr<int64_t>(), lut_c.data_ptr<int64_t>(),
                  n, video_lut.size(0), n_vid, ord_c.data_ptr<int64_t>() + p0, m, w);
+    TieOrders ties;
+    if (n_ties) {  // this class's part of the tie orders, positions made class-local
+      const int64_t* tp = tpos_c.data_ptr<int64_t>();
+      const int64_t lo = std::lower_bound(tp, tp + n_ties, p0) - tp;
+      const int64_t hi = std::lower_bound(tp, tp + n_ties, p0 + m) - tp;
+      local_pos.resize(hi - lo);
+      for (int64_t q = lo; q < hi; ++q) local_pos[q - lo] = tp[q] - p0;
+      ties = TieOrders{local_pos.data(), toff_c.data_ptr<int64_t>() + lo,
+                       tgt_c.data_ptr<int64_t>(), hi - lo};
+    }
+    const double* gs = gseg_c.data_ptr<double>() + 2 * g0;
     if (level.table)
-      find_candidates(w.gt, m, level.as_table(), thr_s[0], w);
+      find_candidates(w.gt, gs, m, level.as_table(), thr_s[0], ties, w);
     else
-      find_candidates(w.gt, m, level.as_count(), thr_s[0], w);
+      find_candidates(w.gt, gs, m, level.as_count(), thr_s[0], ties, w);
+    if (!w.tied.empty()) {  // the caller computes this class again with numpy's tie orders
+      for (const int64_t k : w.tied) tied.push_back(p0 + k);
+      std::fill_n(ap_t.data_ptr<double>() + q * n_thr, n_thr, std::nan(""));
+      continue;
+    }
     class_match(rank_c.data_ptr<int64_t>() + p0, m, n_gt, t_order.data(), n_thr,
                 ap_t.data_ptr<double>() + q * n_thr, w);
   }
-  return ap_t;
+  auto tied_t = at::empty({int64_t(tied.size())}, at::kLong);
+  std::copy(tied.begin(), tied.end(), tied_t.data_ptr<int64_t>());
+  return {ap_t, tied_t};
 }
 
 at::Tensor ambiguous_keep_cpu(const at::Tensor& seg, const at::Tensor& video,
