@@ -227,7 +227,7 @@ def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
     from .data import load_datasets
     from .evaluation import format_table
     from .inference import to_results_dict
-    from .trainer import Evaluator, load_checkpoint
+    from .trainer import Evaluator, _summary, load_checkpoint
     from .utils import save_json, save_text
 
     out, todo = [], []
@@ -256,8 +256,7 @@ def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
         t0 = time.time()
         cfg = config_from_dict(d["config"])
         metrics, props = Evaluator(test_set, cfg, device)(model, q_c)
-        best = {"avg": float(metrics["avg"]), "map": [float(x) for x in metrics["map"]],
-                "tiou": [float(x) for x in metrics["tiou"]], "step": step}
+        best = dict(_summary(metrics), step=step)
         os.makedirs(d["run_dir"], exist_ok=True)
         save_json(to_results_dict(props, test_set.class_names), os.path.join(d["run_dir"], "results.json"), None)
         save_text(format_table(metrics) + "\n", os.path.join(d["run_dir"], "best_table.txt"))
@@ -358,7 +357,9 @@ def aggregate(rows: Sequence[str], results: Iterable[dict]) -> List[dict]:
             "row": r, "label": row["label"], "table": row["table"], "paper_avg": row["paper_avg"],
             "overrides": dict(row["overrides"]), "eval_of": row.get("eval_of"),
             "n": len(runs), "seeds": [x["seed"] for x in runs],
-            "runs": [dict(seed=x["seed"], run_dir=x["run_dir"], step=x["best"].get("step"), **p)
+            "runs": [dict(seed=x["seed"], run_dir=x["run_dir"], step=x["best"].get("step"),
+                          class_ap={c: 100.0 * a for c, a in (x["best"].get("class_ap") or {}).items()},
+                          never_predicted=list(x["best"].get("never_predicted") or []), **p)
                      for x, p in zip(runs, per)],
             "mean": mean, "std": std,
             "best_step_mean": (sum(steps) / len(steps)) if steps else None,
@@ -401,6 +402,33 @@ def format_ablation(table: Sequence[dict], derived_note: bool = True) -> str:
     if derived_note and any(t.get("eval_of") for t in table):
         lines.append("* test-time row: the parent row's best.pt (selected on the parent's inference "
                      "setting) evaluated with this row's inference settings, no retraining")
+    return "\n".join(lines)
+
+
+def format_class_ap(table: Sequence[dict], low: float = 1.0) -> str:
+    """Per row, the AP of every class (mean over tIoU, %) of each seed's best evaluation: a class
+    lost by one seed (seed collapse) shows as a column near 0 in that seed's line only. Classes
+    marked '!' in a line got no detection at all; '<low' counts classes under ``low`` %."""
+    names = []
+    for t in table:
+        for r in t["runs"]:
+            names += [c for c in r.get("class_ap", {}) if c not in names]
+    if not names:
+        return ""
+    short = [c[:6] for c in names]
+    head = f"{'row':<14} {'seed':>4}  " + " ".join(f"{c:>6}" for c in short) + f"  {'<' + str(low):>5}"
+    lines = ["AP per class (mean over tIoU, %) of each seed's best evaluation; '!' = never predicted",
+             head, "-" * len(head)]
+    for t in table:
+        for r in t["runs"]:
+            ap = r.get("class_ap", {})
+            cells = []
+            for c in names:
+                v = ap.get(c)
+                mark = "!" if c in r.get("never_predicted", []) else " "
+                cells.append(f"{'-':>5}{mark}" if v is None else f"{v:5.1f}{mark}")
+            n_low = sum(1 for c in names if c in ap and ap[c] < low)
+            lines.append(f"{t['row']:<14} {r['seed']:>4}  " + " ".join(cells) + f"  {n_low:>5}")
     return "\n".join(lines)
 
 
@@ -527,9 +555,12 @@ def run_ablation(config: str = "synthetic", rows: Optional[Sequence[str]] = None
     save_json(report, os.path.join(out, "ablation.json"))
     save_text(to_csv(table), os.path.join(out, "ablation.csv"))
     text = format_ablation(table)
-    save_text(text + "\n", os.path.join(out, "ablation.txt"))
+    per_class = format_class_ap(table)
+    save_text(text + "\n\n" + per_class + "\n", os.path.join(out, "ablation.txt"))
     log("")
     log(text)
+    if per_class:
+        log("\n" + per_class)
     log(f"\nwall time {wall:.0f}s; wrote {os.path.join(out, 'ablation.json')} and ablation.csv")
     return report
 

@@ -102,6 +102,8 @@ class Evaluator:
                  for i, v in enumerate(self.dataset.videos)}
         det = proposals_to_detections(props)
         metrics = evaluate(det, self.gt, tuple(self.cfg.infer.tiou), ambiguous_filter=self.ambiguous_filter)
+        metrics["n_pred"] = np.bincount(det.label, minlength=len(self.gt.class_names))
+        metrics["n_gt"] = np.bincount(self.gt.label, minlength=len(self.gt.class_names))
         return metrics, props
 
 
@@ -110,12 +112,28 @@ def proposals_to_detections(props: Dict[str, np.ndarray]) -> Detections:
 
 
 def _summary(metrics: dict) -> dict:
+    """The logged evaluation: mAP per tIoU and averages; with the trainer's Evaluator also the
+    AP of each class (mean over tIoU) and the classes with ground truth never predicted."""
     out = {"avg": float(metrics["avg"]), "map": [float(x) for x in metrics["map"]],
            "tiou": [float(x) for x in metrics["tiou"]]}
     for key in ("avg_0.1:0.5", "avg_0.3:0.7"):
         if key in metrics:
             out[key] = float(metrics[key])
+    if "n_pred" in metrics:
+        names = metrics["class_names"]
+        out["class_ap"] = {c: round(float(a), 6) for c, a in zip(names, metrics["ap"].mean(axis=0))}
+        out["never_predicted"] = [c for c, p, g in zip(names, metrics["n_pred"], metrics["n_gt"])
+                                  if p == 0 and g > 0]
     return out
+
+
+def never_predicted_warning(summ: dict, step: int) -> Optional[str]:
+    """One line when classes with ground truth got no detection at all (a collapsed class)."""
+    lost = summ.get("never_predicted") or []
+    if not lost:
+        return None
+    return (f"warning: step {step}: {len(lost)} class(es) with ground truth never predicted "
+            f"(AP 0): {', '.join(lost)}")
 
 
 def _config_for_compare(d: dict) -> dict:
@@ -388,6 +406,9 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
         bar.write(f"step {step}: avg mAP {100 * summ['avg']:.2f} "
                   f"(@0.5 {100 * summ['map'][min(4, len(summ['map']) - 1)]:.2f})"
                   + ("  * best" if is_best else ""))
+        warning = never_predicted_warning(summ, step)
+        if warning:
+            bar.write(warning)
         if is_best:
             best = dict(summ, step=step)
             save_torch({"model": model.state_dict(), "q_c": q_c.cpu(), "config": cfg.to_dict(),

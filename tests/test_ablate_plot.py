@@ -7,6 +7,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 
 from case_fast import ablate
@@ -98,6 +99,13 @@ def test_tiny_ablation_outputs(tiny_ablation):
         assert set(row["mean"]) == {"avg", "map@0.3", "map@0.5", "map@0.7"}
         for r in row["runs"]:
             assert 0.0 <= r["avg"] <= 100.0
+            # per-class AP of each seed (the seed-collapse diagnostic); its mean is the avg mAP
+            assert len(r["class_ap"]) == 20
+            assert sum(r["class_ap"].values()) / 20 == pytest.approx(r["avg"], abs=1e-3)
+            assert set(r["never_predicted"]) <= set(r["class_ap"])
+    with open(os.path.join(out, "ablation.txt")) as f:
+        text = f.read()
+    assert "AP per class" in text and "BaseballPitch"[:6] in text
     with open(os.path.join(out, "ablation.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [r["row"] for r in rows] == ["scc_ccc", "case"]
@@ -153,3 +161,23 @@ def test_plot_chosen_video_and_window(tiny_ablation, tmp_path):
     assert [os.path.basename(p) for p in paths] == [f"video_{name}.png"]
     with pytest.raises(ValueError, match="not in the test split"):
         plot.plot_run(run, videos=["no_such_video"], what=("videos",), out_dir=str(tmp_path))
+
+
+def test_never_predicted_classes_are_reported():
+    from case_fast.trainer import _summary, never_predicted_warning
+
+    ap = np.zeros((2, 3))
+    ap[:, 0] = [0.5, 0.3]
+    metrics = {"avg": 0.1, "map": [0.2, 0.1], "tiou": [0.3, 0.5], "ap": ap,
+               "class_names": ["A", "B", "C"], "n_pred": np.array([4, 0, 0]),
+               "n_gt": np.array([2, 3, 0])}
+    summ = _summary(metrics)
+    assert summ["class_ap"] == {"A": 0.4, "B": 0.0, "C": 0.0}
+    assert summ["never_predicted"] == ["B"]          # C has no ground truth: not a lost class
+    msg = never_predicted_warning(summ, 300)
+    assert msg.startswith("warning: step 300: 1 class(es)") and msg.endswith(": B")
+    assert never_predicted_warning(dict(summ, never_predicted=[]), 300) is None
+    row = {"row": "baseline", "runs": [{"seed": 1, "class_ap": {"A": 40.0, "B": 0.0, "C": 0.0},
+                                        "never_predicted": ["B"]}]}
+    text = ablate.format_class_ap([row])
+    assert "  0.0!" in text and " 40.0 " in text
