@@ -440,6 +440,9 @@ def _yaml_error(path, e: yaml.YAMLError) -> ConfigError:
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
     what = " ".join(str(getattr(e, "problem", None) or e).split())
+    ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if ctx and ctx_mark is not None and ctx_mark is not mark:
+        what += f" ({ctx} started on line {ctx_mark.line + 1})"
     return ConfigError(f"{where}: YAML syntax error: {what}")
 
 
