@@ -43,6 +43,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _refuse_overwriting(out: str, what: str, inputs) -> None:
+    """An output path that is one of the command's inputs would destroy it: refused up front."""
+    for name, path in inputs:
+        if path is not None and _same_file(out, path):
+            raise UsageError(f"{what} {out} is the {name}: writing there would overwrite it; choose "
+                             "another path")
+
+
 def _split_overrides(overrides):
     """(model.* overrides, the others)."""
     model, rest = [], []
@@ -79,6 +94,7 @@ def cmd_detect(args) -> int:
     from .utils import Progress, check_writable_path, resolve_device, save_json
 
     check_writable_path(args.out, "--out")
+    _refuse_overwriting(args.out, "--out", [("checkpoint", args.checkpoint)])
     device = resolve_device(args.device)
     model, q_c, cfg = load_checkpoint(args.checkpoint, device)
     _check_model_overrides(cfg, args.overrides, args.checkpoint)
@@ -162,6 +178,9 @@ def cmd_eval(args) -> int:
     tiou = _parse_tiou(args.tiou)
     if args.json:
         check_writable_path(args.json, "--json")
+        _refuse_overwriting(args.json, "--json", [("results file", args.results), ("--gt", args.gt),
+                                                  ("--split-file", args.split_file),
+                                                  ("--ambiguous-file", args.ambiguous_file)])
     gt = _ground_truth(args)
     use_ambiguous = args.protocol == "wtalc212" or args.ambiguous
     if use_ambiguous and not gt.ambiguous:

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -243,6 +244,8 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
+        raise ValueError(f"unknown device {name!r} (expected auto, cpu, cuda or cuda:N)")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -273,6 +273,9 @@ BAD = [
     C("detect: unknown override", _detect("infer.bogus=1"), "infer.bogus"),
     C("detect: --out is a folder", lambda ws: ["detect", "--checkpoint", str(ws.run / "best.pt"),
                                                 "--out", str(ws.run)], "directory"),
+    C("detect: --out is the checkpoint", lambda ws: ["detect", "--checkpoint", str(ws.run / "best.pt"),
+                                                     "--out", str(ws.run / "best.pt")], "checkpoint"),
+    C("detect: unknown device", _detect("--device", "bogus"), "bogus"),
     # --- eval: results files
     C("results missing", _eval(res="nope.json"), "nope.json"),
     C("results is a folder", lambda ws: ["eval", str(ws.run), "--gt", str(ws.gt)], "directory"),
@@ -345,6 +348,8 @@ BAD = [
       lambda ws: ws.write("amb.txt", "va 2.0\n")),
     C("--json is a folder", lambda ws: ["eval", str(ws.res), "--gt", str(ws.gt), "--json", str(ws.run)],
       "--json"),
+    C("--json is the results file", lambda ws: ["eval", str(ws.res), "--gt", str(ws.gt), "--json", str(ws.res)],
+      "results file"),
     C("wtalc212 without --gt", lambda ws: ["eval", str(ws.res), "--protocol", "wtalc212"], "--gt"),
     C("wtalc folder without annotations", lambda ws: ["eval", str(ws.res), "--gt", str(ws.run)], "videoname.npy"),
     C("wtalc corrupt videoname.npy", lambda ws: ["eval", str(ws.res), "--gt", _wtalc_dir(ws, corrupt=True),
