@@ -1,7 +1,14 @@
 """The ``case-fast`` command line: train, detect, eval, info (and profile, ablate, plot).
 
 Every subcommand that takes a configuration accepts ``--config NAME|PATH`` (bundled names:
-``case-fast info --list``) followed by any number of ``section.key=value`` overrides.
+``case-fast info --list``) followed by any number of ``section.key=value`` overrides
+(``case-fast info --fields`` lists every key with its default and meaning).
+
+Errors: a bad configuration, bad data, a bad or unreadable file, or an OS error on an input or
+output (read-only or full disk, a folder where a file is expected) ends the command with one line
+``case-fast <cmd>: error: <message naming the key, file or video>`` on stderr and exit status 2,
+before anything is written where the problem can be known in advance. ``CASE_FAST_DEBUG=1`` shows
+the traceback instead.
 """
 from __future__ import annotations
 

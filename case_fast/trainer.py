@@ -7,6 +7,14 @@ Run directory layout:
   best.pt           weights + Q^C + config + metrics of the best evaluation
   best_results.json detections of the best evaluation (ActivityNet-style)
   summary.json      final best metrics
+  .lock             the run's lock (fcntl.flock, held while a process trains here; released by the
+                    kernel when that process ends, however it ends)
+  .previous-run/    only during a --restart: the old run's files, deleted once the new run has
+                    written its first checkpoint, put back if it ends before that
+
+A second process on a locked run directory is refused; temporary files of a write interrupted by a
+kill are removed when the next run starts there. Every file is written to a temporary file and
+renamed, so a failed or killed write never leaves a truncated checkpoint.
 
 Determinism: the batch order of epoch e is a permutation drawn from (seed, e) and the snippet
 sampling of step s from (seed, s); nothing else is random after initialisation. A run killed at

@@ -242,6 +242,17 @@ BAD = [
     C("batch larger than the set", _train("train.batch_size=50"), "train.batch_size"),
     C("layout without root", _train("data.layout=basnet"), "data.root"),
     C("root missing", _train("data.layout=basnet", "data.root=/nonexistent/x"), "/nonexistent/x"),
+    C("video in both splits", lambda ws: _train("data.layout=basnet", f"data.root={ws.root / 'thumos'}")(ws),
+      "both the training split",
+      lambda ws: (_basnet_test_only(ws.root / "thumos"), ws.write("thumos/split_train.txt", "v_a\nt_b\n"))),
+    C("training gt.json names a video twice", lambda ws: _train("data.layout=basnet",
+                                                                f"data.root={ws.root / 'thumos'}")(ws), "'t_b'",
+      lambda ws: (_basnet_test_only(ws.root / "thumos"), ws.write(
+          "thumos/gt.json", (ws.root / "thumos" / "gt.json").read_text()[:-2]
+          + ', "t_b": {"subset": "test", "annotations": []}}}'))),
+    C("training split file with a name twice", lambda ws: _train("data.layout=basnet",
+                                                                 f"data.root={ws.root / 'thumos'}")(ws), "'t a'",
+      lambda ws: (_basnet_test_only(ws.root / "thumos"), ws.write("thumos/split_test.txt", "t a\nt_b\nt a\n"))),
     # --- run directory: a file in the way, the previous run kept intact
     C("--out is a file", _train(out=lambda ws: ws.run / "best_table.txt"), "best_table.txt"),
     C("--out under a file", _train(out=lambda ws: ws.run / "best_table.txt" / "sub"), "best_table.txt"),
@@ -469,6 +480,7 @@ def test_names_with_spaces_read_alike_by_training_and_eval(tmp_path):
 
 def _basnet_test_only(root: pathlib.Path):
     """A BaS-Net layout with the 20 THUMOS14 classes whose training features are absent."""
+    root.mkdir(parents=True, exist_ok=True)
     db = {"t a": {"subset": "test", "annotations": [{"segment": ["1.0", "5.0"], "label": "HighJump"}]},
           "t_b": {"subset": "test", "annotations": [{"segment": [2.0, 6.0], "label": "Diving"}]},
           "v_a": {"subset": "train", "annotations": [{"segment": [0.0, 3.0], "label": "Diving"}]}}
