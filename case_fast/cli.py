@@ -121,7 +121,8 @@ def _beside(path: str, name: str):
 
 
 def _ground_truth(args):
-    """The GroundTruth ``case-fast eval`` scores against (see the --gt help)."""
+    """(the GroundTruth ``case-fast eval`` scores against (see the --gt help), the ambiguous-segment
+    file used or None)."""
     from . import evaluation as ev
     from .data import annotations as A
     from .data import assets_dir
@@ -137,9 +138,9 @@ def _ground_truth(args):
         split = args.split_file
         if split is None and args.subset is None:
             split = os.path.join(a, "split_test.txt")
-        return ev.ground_truth_from_gt_json(
-            os.path.join(a, "gt.json"), split, subset=args.subset,
-            ambiguous_file=ambiguous_file or os.path.join(a, "Ambiguous_test.txt"))
+        amb = ambiguous_file or os.path.join(a, "Ambiguous_test.txt")
+        return ev.ground_truth_from_gt_json(os.path.join(a, "gt.json"), split, subset=args.subset,
+                                            ambiguous_file=amb), amb
     if not os.path.exists(gt_path):
         raise A.DataError(f"--gt {gt_path} does not exist")
     if os.path.isdir(gt_path):
@@ -148,7 +149,10 @@ def _ground_truth(args):
         if ambiguous_file is not None:
             amb = A.read_ambiguous(ambiguous_file)
             gt.ambiguous = {v: s for v, s in amb.items() if v in set(gt.videos)}
-        return gt
+            return gt, ambiguous_file
+        folder = A.find_wtalc_annotations(gt_path, args.prefix)
+        return gt, next((str(p) for p in (folder / "Ambiguous_test.txt", folder.parent / "Ambiguous_test.txt")
+                         if p.is_file()), None)
     db = A.read_database_json(gt_path, "ground-truth file")
     subset = args.subset
     if args.split_file is None and subset is None:   # the usual evaluation subset of the file
@@ -157,9 +161,10 @@ def _ground_truth(args):
         if subset is None:
             raise A.DataError(f"{gt_path}: no 'test' or 'validation' subset (subsets present: {present}); "
                               "pass --subset or --split-file")
+    amb = ambiguous_file or _beside(gt_path, "Ambiguous_test.txt")
     return ev.ground_truth_from_gt_json(
         gt_path, args.split_file, subset=subset, class_list_file=_beside(gt_path, "classlist.txt"),
-        ambiguous_file=ambiguous_file or _beside(gt_path, "Ambiguous_test.txt"))
+        ambiguous_file=amb), amb
 
 
 def _parse_tiou(text: str):
@@ -188,11 +193,12 @@ def cmd_eval(args) -> int:
         _refuse_overwriting(args.json, "--json", [("results file", args.results), ("--gt", args.gt),
                                                   ("--split-file", args.split_file),
                                                   ("--ambiguous-file", args.ambiguous_file)])
-    gt = _ground_truth(args)
+    gt, ambiguous_source = _ground_truth(args)
     use_ambiguous = args.protocol == "wtalc212" or args.ambiguous
-    if use_ambiguous and not gt.ambiguous:
-        raise UsageError("--ambiguous / --protocol wtalc212 need ambiguous segments, and none were found "
-                         "for the evaluated videos: pass --ambiguous-file (lines 'video start end')")
+    if use_ambiguous and ambiguous_source is None:
+        raise UsageError("--ambiguous / --protocol wtalc212 need the ambiguous segments, and no "
+                         "Ambiguous_test.txt was found beside the ground truth: pass --ambiguous-file "
+                         "(lines 'video start end')")
 
     def note(dropped):
         names = sorted(dropped)
