@@ -462,6 +462,22 @@ def test_split_file_is_honoured_whatever_the_entries_carry(ws, capsys):
     assert "2 predictions, 2 videos" in capsys.readouterr().out
 
 
+def test_wtalc_ground_truth_with_split_file_and_ambiguous_segments(ws, capsys):
+    wt = _wtalc_dir(ws)
+    ws.write("s.txt", "vb\n")
+    assert main(["eval", str(ws.res), "--gt", wt, "--prefix", "Tiny", "--split-file", ws.p("s.txt"),
+                 "--allow-unknown"]) == 0
+    assert "1 predictions, 1 videos, 2 classes" in capsys.readouterr().out
+    assert main(["eval", str(ws.res), "--gt", wt, "--prefix", "Tiny", "--protocol", "wtalc212"]) == 2
+    assert "--ambiguous-file" in capsys.readouterr().err
+    assert main(["eval", str(ws.res), "--gt", wt, "--prefix", "Tiny", "--json", ws.p("m0.json")]) == 0
+    assert json.loads((ws.root / "m0.json").read_text())["map"][0] == pytest.approx(0.25)
+    ws.write("wt/Ambiguous_test.txt", "va 0.0 5.0\n")          # beside the annotation folder
+    assert main(["eval", str(ws.res), "--gt", wt, "--prefix", "Tiny", "--protocol", "wtalc212",
+                 "--json", ws.p("m1.json")]) == 0
+    assert json.loads((ws.root / "m1.json").read_text())["map"][0] == 0.0   # va's prediction dropped
+
+
 def test_names_with_spaces_read_alike_by_training_and_eval(tmp_path):
     from case_fast.data import annotations as A
     from case_fast.evaluation import ground_truth_from_gt_json
