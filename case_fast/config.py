@@ -228,7 +228,7 @@ FIELD_DOCS = {
     "data.synthetic_dim": "synthetic set, small: channels per stream",
     "data.synthetic_max_len": "synthetic set: cap on T_v, longer videos are time-compressed (0: none)",
     "data.synthetic_videos": "synthetic set: first n videos of each split (0: all)",
-    "data.synthetic_version": "synthetic set: generator version (a version this code does not generate is refused)",
+    "data.synthetic_version": "synthetic set: generator version (others are refused)",
     "model.num_classes": "G, action classes (must match the data)",
     "model.stream_dim": "D, feature width per stream",
     "model.hidden_dim": "H, embedding width",

@@ -260,6 +260,10 @@ def _check_run_dir(run_dir: str) -> None:
         check_writable_dir(run_dir, "run directory")
     except OutputError as e:
         raise RunError(str(e)) from None
+    for name in RUN_FILES:
+        if os.path.isdir(os.path.join(run_dir, name)):
+            raise RunError(f"{os.path.join(run_dir, name)} is a directory where the run keeps a file; "
+                           "move it away or choose another --out")
     if os.path.isdir(run_dir):
         pid = DirLock.holder(run_dir)
         if pid is not None:

@@ -256,6 +256,8 @@ BAD = [
     # --- run directory: a file in the way, the previous run kept intact
     C("--out is a file", _train(out=lambda ws: ws.run / "best_table.txt"), "best_table.txt"),
     C("--out under a file", _train(out=lambda ws: ws.run / "best_table.txt" / "sub"), "best_table.txt"),
+    C("run file is a folder", _train(out=lambda ws: ws.run), "best_table.txt",
+      lambda ws: ((ws.run / "best_table.txt").unlink(), (ws.run / "best_table.txt").mkdir())),
     C("resume other config", _train("train.seed=5", out=lambda ws: ws.run), "different configuration"),
     C("resume beyond num_steps", _train("train.num_steps=3", out=lambda ws: ws.run), "train.num_steps"),
     C("--restart, override failing late", lambda ws: ["train", "--restart", "--out", str(ws.run)] + TINY
