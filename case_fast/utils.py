@@ -183,6 +183,8 @@ class DirLock:
 def check_writable_path(path: str, what: str) -> None:
     """Refuse, before any work, an output ``path`` that is a directory or whose nearest existing
     ancestor is not a writable directory (read-only file system, a file in the way)."""
+    if not str(path).strip():
+        raise OutputError(errno.ENOENT, f"{what}: empty path")
     if os.path.isdir(path):
         raise OutputError(errno.EISDIR, f"{what} {path} is a directory, expected a file path")
     check_writable_dir(os.path.dirname(os.path.abspath(path)), what, path)

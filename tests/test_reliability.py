@@ -288,6 +288,8 @@ BAD = [
                                                 "--out", str(ws.run)], "directory"),
     C("detect: --out is the checkpoint", lambda ws: ["detect", "--checkpoint", str(ws.run / "best.pt"),
                                                      "--out", str(ws.run / "best.pt")], "checkpoint"),
+    C("detect: empty --out", lambda ws: ["detect", "--checkpoint", str(ws.run / "best.pt"), "--out", ""],
+      "--out"),
     C("detect: unknown device", _detect("--device", "bogus"), "bogus"),
     # --- eval: results files
     C("results missing", _eval(res="nope.json"), "nope.json"),
