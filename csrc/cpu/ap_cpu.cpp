@@ -27,21 +27,13 @@
 // max from the right of k / r_k), plus a 0 term when recall stays below 1, added with numpy's
 // pairwise summation (numpy_sum.h). -ffp-contract=off: no FMA.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <future>
 #include <limits>
-#include <memory>
 #include <tuple>
 #include <vector>
-
-#if defined(__SSE2__) && (defined(__x86_64__) || defined(_M_X64))
-#include <emmintrin.h>
-#endif
 
 #include "../ap.h"
 #include "../numpy_sum.h"
@@ -69,40 +61,6 @@ void check_offsets(const int64_t* o, int64_t groups, int64_t n, const char* name
     TORCH_CHECK(o[i] <= o[i + 1], "ap: ", name, " must be non-decreasing");
 }
 
-// Number of leading entries <= x of the non-decreasing v[0, n) (n >= 1). Branch-free halving
-// (the mask keeps the compiler from turning the step into an unpredictable branch).
-inline int64_t count_le(const double* v, int64_t n, double x) {
-  const double* base = v;
-  while (n > 1) {
-    const int64_t half = n >> 1;
-    base += (-int64_t(base[half - 1] <= x)) & half;
-    n -= half;
-  }
-  return (base - v) + int64_t(*base <= x);
-}
-
-// Number of entries <= x of v[0, n) (n a multiple of 4), two lanes at a time.
-inline int64_t count_le_linear(const double* v, int64_t n, double x) {
-#if defined(__GNUC__)
-  typedef double v2d __attribute__((vector_size(16)));
-  typedef int64_t v2i __attribute__((vector_size(16)));
-  const v2d xv = {x, x};
-  v2i acc = {0, 0};
-  for (int64_t q = 0; q < n; q += 4) {
-    v2d a, b;
-    __builtin_memcpy(&a, v + q, sizeof(a));
-    __builtin_memcpy(&b, v + q + 2, sizeof(b));
-    acc += (a <= xv);  // lanes -1 where true
-    acc += (b <= xv);
-  }
-  return -(acc[0] + acc[1]);
-#else
-  int64_t c = 0;
-  for (int64_t q = 0; q < n; ++q) c += v[q] <= x;
-  return c;
-#endif
-}
-
 // AP of one (threshold, class) from its m TP ranks (1-based, ascending); `terms` is scratch.
 double interpolated_ap(const int64_t* tp_rank, int64_t m, int64_t n_gt,
                        std::vector<double>& terms) {
@@ -120,65 +78,15 @@ double interpolated_ap(const int64_t* tp_rank, int64_t m, int64_t n_gt,
   return numpy_sum(terms.data(), len);
 }
 
-// level(x) = the number of thresholds <= x, for a tIoU x in (0, 1] (the sorted thresholds).
-// Levels::Table: with kBuckets buckets [b / K, (b + 1) / K) (x * K is exact, K being a power of
-// two), a bucket holding at most one distinct threshold t gives level = lo[b] + (x >= t ?
-// count : 0) without a branch. Levels::Count (thresholds closer than 1 / K) counts. Both give
-// some level for any other x (NaN, negative: levels that the caller masks out).
+// level(x) = the number of thresholds <= x (thr: the n sorted thresholds).
 struct Levels {
-  static constexpr int64_t kBuckets = 1024;
-
-  struct Table {
-    const int32_t* level;  // (2 * (K + 2),): [2 b] below the bucket's threshold, [2 b + 1] at/above
-    const double* at;      // (K + 2,) the bucket's threshold (+inf: none)
-    inline int32_t operator()(double x) const {
-      const uint64_t b = std::min<uint64_t>(uint64_t(bucket(x * double(kBuckets))), kBuckets + 1);
-      return level[2 * b + uint64_t(x >= at[b])];
-    }
-  };
-  struct Count {
-    const double* thr;
-    int64_t n;
-    inline int32_t operator()(double x) const {
-      int32_t c = 0;
-      for (int64_t u = 0; u < n; ++u) c += x >= thr[u];
-      return c;
-    }
-  };
-
-  explicit Levels(const std::vector<double>& thr_sorted) : thr(thr_sorted) {
-    const int64_t nb = kBuckets + 2;  // bucket K: x == 1; K + 1: anything above (not a tIoU)
-    level.assign(2 * nb, 0);
-    at.assign(nb, std::numeric_limits<double>::infinity());
-    size_t u = 0;
-    for (int64_t b = 0; b < nb; ++b) {
-      while (u < thr.size() && thr[u] * kBuckets < double(b)) ++u;
-      size_t w = u;
-      while (w < thr.size() && thr[w] * kBuckets < double(b + 1)) {
-        table &= thr[w] == thr[u];
-        ++w;
-      }
-      level[2 * b] = int32_t(u);
-      level[2 * b + 1] = int32_t(w);
-      if (w > u) at[b] = thr[u];
-    }
+  const double* thr;
+  int64_t n;
+  inline int32_t operator()(double x) const {
+    int32_t c = 0;
+    for (int64_t u = 0; u < n; ++u) c += x >= thr[u];
+    return c;
   }
-  Table as_table() const { return Table{level.data(), at.data()}; }
-  Count as_count() const { return Count{thr.data(), int64_t(thr.size())}; }
-
-  // trunc(y) for y in [0, 2^63); any value (also NaN or negative) for other y, without UB
-  static inline int64_t bucket(double y) {
-#if defined(__SSE2__) && (defined(__x86_64__) || defined(_M_X64))
-    return _mm_cvttsd_si64(_mm_set_sd(y));  // INT64_MIN for NaN and out-of-range values
-#else
-    return int64_t(std::min(double(kBuckets + 1), std::max(0.0, y)));
-#endif
-  }
-
-  std::vector<double> thr;
-  std::vector<int32_t> level;
-  std::vector<double> at;
-  bool table = true;
 };
 
 // The ground truth of one class, per video a block of its segments sorted by start (ties:
@@ -294,8 +202,7 @@ void gather_class(const double* seg, const int64_t* video, const int64_t* lut, i
 // candidate order; only when a third entry starts before e are all of them collected by
 // insertion (tIoU desc, index desc). Predictions whose candidates tie in tIoU go to w.tied,
 // unless `ties` gives their order (gs: the class's GT segments by index in the class).
-template <class LevelFn>
-void find_candidates(const ClassGt& g, const double* gs, int64_t m, LevelFn level, double lowest,
+void find_candidates(const ClassGt& g, const double* gs, int64_t m, Levels level, double lowest,
                      const TieOrders& ties, Scratch& w) {
   const double* gst = g.start.data();
   const double* gen = g.end.data();
@@ -352,8 +259,7 @@ void find_candidates(const ClassGt& g, const double* gs, int64_t m, LevelFn leve
       store_many(k, n_many);
       continue;
     }
-    int64_t j = a + (b - a <= 64 ? count_le_linear(gpm + a, b - a, s)
-                                 : count_le(gpm + a, b - a, s));
+    int64_t j = std::upper_bound(gpm + a, gpm + b, s) - gpm;
     double iou[2];
     bool ok[2];
     Cand x[2];
@@ -446,38 +352,6 @@ void class_match(const int64_t* rank, int64_t m, int64_t n_gt, const int64_t* t_
     ap[t_order[u]] = interpolated_ap(tp + u * cap, n_tp[u], n_gt, w.terms);
 }
 
-// Runs f(0), ..., f(parts - 1): part 0 on this thread, the others offered to torch's inter-op
-// threads (which sleep when idle, unlike OpenMP's spinning workers); a part that no inter-op
-// thread has started by the time part 0 is done runs here (no waiting on a busy pool). f must
-// not throw.
-struct PartState {
-  std::atomic<bool> claimed{false};
-  std::promise<void> done;
-};
-
-template <class F>
-void run_parts(int64_t parts, const F& f) {
-  std::vector<std::shared_ptr<PartState>> state;
-  for (int64_t p = 1; p < parts; ++p) {
-    auto st = std::make_shared<PartState>();
-    state.push_back(st);
-    at::launch([st, &f, p] {  // touches f only when it claims the part (f is then alive)
-      if (!st->claimed.exchange(true)) {
-        f(p);
-        st->done.set_value();
-      }
-    });
-  }
-  f(0);
-  for (int64_t p = 1; p < parts; ++p) {
-    PartState& st = *state[p - 1];
-    if (!st.claimed.exchange(true))
-      f(p);
-    else
-      st.done.get_future().wait();
-  }
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ap_group_cpu(const at::Tensor& label,
@@ -497,55 +371,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ap_group_cpu(const at
   const double* psc = sc_c.data_ptr<double>();
   const double* ps = seg_c.data_ptr<double>();
 
-  // the input in `parts` contiguous parts (two for large inputs), each counted, then scattered,
-  // by its own thread: stable (part p's predictions of a class come after part p - 1's)
-  const int64_t parts = n >= (int64_t(1) << 17) ? 2 : 1;
-  std::vector<int64_t> count(parts * n_cls, 0);
-  std::vector<char> bad_label(parts, 0), finite(parts, 1);
-  run_parts(parts, [&](int64_t p) {
-    int64_t* cnt = count.data() + p * n_cls;
-    bool fin = true;
-    for (int64_t i = n * p / parts, end = n * (p + 1) / parts; i < end; ++i) {
-      const int64_t l = pl[i];
-      if (uint64_t(l) >= uint64_t(n_cls)) {
-        bad_label[p] = 1;
-        return;
-      }
-      ++cnt[l];
-      fin &= std::isfinite(psc[i]) & std::isfinite(ps[2 * i]) & std::isfinite(ps[2 * i + 1]);
-    }
-    finite[p] = fin;
-  });
+  // a stable counting sort by class: count (and check), then scatter
   auto status_t = at::zeros({}, at::kLong);
   auto off_t = at::zeros({n_cls + 1}, at::kLong);
-  int64_t* off = off_t.data_ptr<int64_t>();
-  const bool any_bad = std::count(bad_label.begin(), bad_label.end(), 1) > 0;
-  if (any_bad || std::count(finite.begin(), finite.end(), 0) > 0) {
-    status_t.fill_(any_bad ? 1 : 2);
-    return {status_t, off_t, at::empty({0}, at::kLong), at::empty({0}, at::kDouble)};
-  }
-  // start of part p's run of class c: off[c] + counts of the earlier parts
-  std::vector<int64_t> pos(parts * n_cls);
-  for (int64_t c = 0; c < n_cls; ++c) {
-    int64_t next = off[c];
-    for (int64_t p = 0; p < parts; ++p) {
-      pos[p * n_cls + c] = next;
-      next += count[p * n_cls + c];
-    }
-    off[c + 1] = next;
-  }
   auto order_t = at::empty({n}, at::kLong);
   auto cscore_t = at::empty({n}, at::kDouble);
+  int64_t* off = off_t.data_ptr<int64_t>();
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t l = pl[i];
+    if (uint64_t(l) >= uint64_t(n_cls)) {
+      status_t.fill_(1);
+      return {status_t, off_t, order_t, cscore_t};
+    }
+    ++off[l + 1];
+    finite &= std::isfinite(psc[i]) & std::isfinite(ps[2 * i]) & std::isfinite(ps[2 * i + 1]);
+  }
+  if (!finite) {
+    status_t.fill_(2);
+    return {status_t, off_t, order_t, cscore_t};
+  }
+  for (int64_t c = 0; c < n_cls; ++c) off[c + 1] += off[c];
+  std::vector<int64_t> next(off, off + n_cls);
   int64_t* order = order_t.data_ptr<int64_t>();
   double* cscore = cscore_t.data_ptr<double>();
-  run_parts(parts, [&](int64_t p) {
-    int64_t* q = pos.data() + p * n_cls;
-    for (int64_t i = n * p / parts, end = n * (p + 1) / parts; i < end; ++i) {
-      const int64_t k = q[pl[i]]++;
-      order[k] = i;
-      cscore[k] = psc[i];
-    }
-  });
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t k = next[pl[i]]++;
+    order[k] = i;
+    cscore[k] = psc[i];
+  }
   return {status_t, off_t, order_t, cscore_t};
 }
 
@@ -592,7 +446,7 @@ std::tuple<at::Tensor, at::Tensor> ap_classes_cpu(
                    [&](int64_t x, int64_t y) { return thr[x] < thr[y]; });
   std::vector<double> thr_s(n_thr);
   for (int64_t u = 0; u < n_thr; ++u) thr_s[u] = thr[t_order[u]];
-  const Levels level(thr_s);
+  const Levels level{thr_s.data(), n_thr};
 
   // numpy's candidate orders of tied predictions (global class-major positions, ascending)
   TORCH_CHECK(tie_pos.has_value() == tie_offsets.has_value() &&
@@ -638,10 +492,7 @@ std::tuple<at::Tensor, at::Tensor> ap_classes_cpu(
                        tgt_c.data_ptr<int64_t>(), hi - lo};
     }
     const double* gs = gseg_c.data_ptr<double>() + 2 * g0;
-    if (level.table)
-      find_candidates(w.gt, gs, m, level.as_table(), thr_s[0], ties, w);
-    else
-      find_candidates(w.gt, gs, m, level.as_count(), thr_s[0], ties, w);
+    find_candidates(w.gt, gs, m, level, thr_s[0], ties, w);
     if (!w.tied.empty()) {  // the caller computes this class again with numpy's tie orders
       for (const int64_t k : w.tied) tied.push_back(p0 + k);
       std::fill_n(ap_t.data_ptr<double>() + q * n_thr, n_thr, std::nan(""));
