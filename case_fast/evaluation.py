@@ -692,16 +692,22 @@ class _ApOps(NamedTuple):
 
 
 def _ap_ops() -> Optional[_ApOps]:
-    """The compiled AP ops when the extension is built with them, else None."""
-    from .ops.nms import compiled_ops
+    """The compiled AP ops when the extension is built, else None."""
+    import torch
 
-    ops = compiled_ops("ap_group", "ap_classes", "ambiguous_keep")
-    return None if ops is None else _ApOps(*ops)
+    from .ops import _extension
+
+    if not _extension.available():
+        return None
+    ops = torch.ops.case_fast
+    return _ApOps(ops.ap_group, ops.ap_classes, ops.ambiguous_keep)
 
 
 def extension_available() -> bool:
     """True when the compiled AP ops are available (``backend='fast'`` uses them)."""
-    return _ap_ops() is not None
+    from .ops import _extension
+
+    return _extension.available()
 
 
 def _ambiguous_drop(vid, seg, gt: GroundTruth, ops: _ApOps) -> np.ndarray:

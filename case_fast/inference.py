@@ -47,22 +47,26 @@ def predicted_classes(scores: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def localize_video(cas: np.ndarray, scores: np.ndarray, num_snippets: int, cfg: Config,
-                   timer=no_timer) -> np.ndarray:
-    """Proposals after NMS for one video: (m, 4) rows [class, score, start_s, end_s]."""
+                   timer=no_timer, backend: Optional[str] = None) -> np.ndarray:
+    """Proposals after NMS for one video: (m, 4) rows [class, score, start_s, end_s].
+    ``backend`` of the proposal and NMS ops (case_fast.ops words; None: ``cfg.train.backend``)."""
     inf = cfg.infer
+    backend = cfg.train.backend if backend is None else backend
     pred = predicted_classes(scores, inf.class_threshold)
     with timer("proposals"):
         props = generate_proposals(cas[:, pred], pred, scores, int(num_snippets),
                                    thresholds=np.asarray(inf.act_thresholds, dtype=np.float64),
                                    scale=inf.scale, num_segments=cas.shape[0], fps=cfg.data.fps,
                                    frames_per_snippet=cfg.data.frames_per_snippet,
-                                   oic_lambda=cfg.oic_lambda(), oic_gamma=inf.oic_gamma)
+                                   oic_lambda=cfg.oic_lambda(), oic_gamma=inf.oic_gamma,
+                                   backend=backend)
     if len(props) == 0:
         return props.reshape(0, 4)
     with timer("nms"):
         keep, new_scores = ops.temporal_nms(props[:, 2:4], props[:, 1], props[:, 0].astype(np.int64),
                                             method=inf.nms, iou_threshold=inf.nms_threshold,
-                                            alpha=inf.nms_alpha, min_score=inf.soft_min_score)
+                                            alpha=inf.nms_alpha, min_score=inf.soft_min_score,
+                                            backend=backend)
     out = props[np.asarray(keep)].copy()
     out[:, 1] = np.asarray(new_scores)
     if inf.max_per_video and len(out) > inf.max_per_video:

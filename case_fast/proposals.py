@@ -1,17 +1,16 @@
 """Proposal generation (SPEC §5): T-CAS upsampling, multi-threshold runs, OIC scoring, seconds.
 
-Three implementations with bitwise-identical output (same rows, same order, same bits):
+Two implementations with bitwise-identical output (same rows, same order, same bits), picked by
+``backend=`` (the words of case_fast.ops):
 
-* :func:`generate_proposals_reference` -- upsamples the T-CAS, then loops over thresholds,
-  classes (``np.nonzero(col >= thr)``) and runs.
-* :func:`generate_proposals` ``backend='numpy'`` -- vectorised over thresholds, classes and runs
-  and never builds the (T*scale) upsampled array: within a snippet segment the upsampled values
-  are monotone, so runs are found from segment end-point levels plus a binary search at the
-  crossings.
-* :func:`generate_proposals` default (``backend=None``/'auto'/'fast') -- the compiled op
-  ``torch.ops.case_fast.oic_proposals`` (csrc/cpu/oic_cpu.cpp), the same segment-wise run search
-  and the same window-sum arithmetic in C++ (same IEEE operations in the same order, no FMA);
-  falls back to the numpy path when the extension is not built.
+* 'reference' -- :func:`generate_proposals_reference`: upsamples the T-CAS, then loops over
+  thresholds, classes (``np.nonzero(col >= thr)``) and runs.
+* 'fast' -- the compiled op ``torch.ops.case_fast.oic_proposals`` (csrc/cpu/oic_cpu.cpp): never
+  builds the (T*scale) upsampled array (within a snippet segment the upsampled values are
+  monotone, so runs are found from segment end-point levels plus a bisection at the crossings),
+  the same window-sum arithmetic in C++ (same IEEE operations in the same order, no FMA). It
+  takes T >= 2 snippets of a float32 / float64 T-CAS.
+* 'auto' (default) -- 'fast' when the extension is built and takes the inputs, else the reference.
 
 Numerics, checked against ``tests/reference/oic.npz`` (the released code's outputs):
 
@@ -25,7 +24,7 @@ Numerics, checked against ``tests/reference/oic.npz`` (the released code's outpu
   against float64; the released code zeroed points ``< threshold`` and kept those ``> 0``, the
   same thing for positive thresholds).  Identical to ``thr{t}/seg{c}``.
 * **Means**: ``window_sum / count``.  Window sums (the run; the outer region, its two pieces
-  added) come from :class:`_Sums`, shared by both implementations: per segment of the linear
+  added) come from :class:`_Sums` (oic_cpu.cpp does the same): per segment of the linear
   interpolant a closed form in exact integer/float64 arithmetic, whole segments as exact int64
   fixed-point prefix sums -- O(1) per window, within ~1e-14 of the exact sum of the float64
   upsampled values.  The released code used ``np.mean`` (numpy pairwise summation), so scores
@@ -53,6 +52,10 @@ from __future__ import annotations
 from typing import List
 
 import numpy as np
+import torch
+
+from .ops import _extension
+from .ops._backend import use_fast
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -62,8 +65,6 @@ __all__ = [
     "generate_proposals_per_threshold_reference",
     "generate_proposals",
     "generate_proposals_per_threshold",
-    "PROPOSAL_BACKENDS",
-    "extension_available",
 ]
 
 DEFAULT_THRESHOLDS = np.arange(0.1, 1.0, 0.1)
@@ -86,13 +87,11 @@ class _Plan:
         hi = np.searchsorted(np.arange(T, dtype=np.float64), x_new, side="left")
         lo = np.clip(hi, 1, T - 1) - 1
         self.T, self.scale, self.L = T, scale, L
-        self.lo = lo
         self.lo_ext = np.append(lo, T - 1)  # point L: a virtual empty segment T-1
         self.frac = x_new - lo
         self.counts = np.bincount(lo, minlength=T - 1)  # points per segment
         self.g = np.zeros(T, dtype=np.int64)
         np.cumsum(self.counts, out=self.g[1:])
-        self.max_seg = int(self.counts.max())
         # B_s = sum over the segment's points of (i - scale*s): the exact sum of scale*frac
         n, g0 = self.counts, self.g[:-1]
         s_idx = np.arange(T - 1, dtype=np.int64)
@@ -166,7 +165,7 @@ def _prepare(cas, class_ids, video_scores, thresholds):
 
 
 # --------------------------------------------------------------------------------------------
-# window sums (shared by both implementations)
+# window sums (the compiled op computes the same ones)
 # --------------------------------------------------------------------------------------------
 
 def _ceil_log2(x: float) -> int:
@@ -199,16 +198,9 @@ class _Sums:
         self.w = 2.0 ** -k
         self.prefix = np.zeros((p, T), dtype=np.int64)  # prefix[:, s] = sum of segments < s
         np.cumsum(np.rint(seg * 2.0 ** k).astype(np.int64), axis=1, out=self.prefix[:, 1:])
-        self.c_flat, self.d_flat = self.c.reshape(-1), self.d.reshape(-1)
-        self.prefix_flat = self.prefix.reshape(-1)
-
-    def _part(self, off, s, i0, i1):
-        m = i1 - i0
-        b = (m * (i0 + i1 - 1)) // 2 - self.plan.scale * s * m
-        return m * self.c_flat[off + s] + self.d_flat[off + s] * (b / self.plan.scale)
 
     def window_scalar(self, col: int, a: int, b: int) -> float:
-        """``window`` for one window, in Python scalars (the same IEEE operations)."""
+        """The sum over [a, b) (0 <= a, b <= L) in column col."""
         if b <= a:
             return 0.0
         plan = self.plan
@@ -226,24 +218,6 @@ class _Sums:
         head = part(sa, a, int(plan.g[sa + 1]))
         mid = float(int(self.prefix[col, sb]) - int(self.prefix[col, sa + 1])) * self.w
         return (head + mid) + part(sb, int(plan.g[sb]), b)
-
-    def window(self, col, a, b):
-        """Sums over [a, b) (int arrays, 0 <= a <= b <= L) in columns col."""
-        plan = self.plan
-        a = np.asarray(a, dtype=np.int64)
-        b = np.asarray(b, dtype=np.int64)
-        nonempty = b > a
-        sa = plan.lo_ext[a]
-        sb = plan.lo_ext[np.maximum(b - 1, a)]
-        same = sa == sb
-        sa1 = np.minimum(sa + 1, plan.T - 1)
-        off = np.asarray(col, dtype=np.int64) * plan.T
-        head = self._part(off, sa, a, np.where(same, b, plan.g[sa1]))
-        pf = self.prefix_flat
-        mid = (pf[off + sb] - pf[off + sa1]).astype(np.float64) * self.w
-        tail = self._part(off, sb, plan.g[sb], b)
-        total = np.where(same, head, (head + mid) + tail)
-        return np.where(nonempty, total, 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,208 +278,55 @@ def generate_proposals_reference(cas, class_ids, video_scores, num_snippets, **k
 
 
 # --------------------------------------------------------------------------------------------
-# fast
+# fast: the compiled op (case_fast._C, csrc/cpu/oic_cpu.cpp)
 # --------------------------------------------------------------------------------------------
 
-def _find_runs(sums: _Sums, thresholds: np.ndarray):
-    """All runs of ``upsampled[c] >= thresholds[j]``: arrays (j, c, s, e1), e1 one past the end,
-    ordered by j, then c, then s -- without materialising the upsampled T-CAS.
-
-    Within a segment the upsampled values ``fl(fl(d * frac) + c)`` are monotone in the point
-    index (rounding is monotone), so the level ``#{thresholds <= value}`` changes inside a
-    segment only at crossings, found by a vectorised binary search on the exact values; between
-    segments it changes at segment starts.  Each rise of the level through rank r starts a run
-    of the r-th smallest threshold, each fall ends one.
-    """
-    plan = sums.plan
-    c64, d64 = sums.c, sums.d
-    p, T = c64.shape
-    L = plan.L
-    order = np.argsort(thresholds, kind="stable")
-    ts = thresholds[order]
-    n_thr = ts.shape[0]
-    g = plan.g
-    first_i, last_i = g[:-1], g[1:] - 1
-    cs, ds = c64[:, :-1], d64[:, :-1]
-    y_first = ds * plan.frac[first_i] + cs  # (p, T-1): the exact upsampled values
-    y_last = ds * plan.frac[last_i] + cs
-    lvl_dtype = np.int8 if n_thr < 127 else np.int32
-    y_fl = np.stack([y_first, y_last])
-    lvl = np.zeros(y_fl.shape, dtype=lvl_dtype)
-    for t in ts:
-        lvl += y_fl >= t
-    lf, ll = lvl[0], lvl[1]
-    # -- level changes between points i-1 and i: at segment starts and the two row edges
-    zeros = np.zeros((p, 1), dtype=lvl_dtype)
-    before = np.concatenate([zeros, ll], axis=1)  # level of point g[s]-1 (0 before the row)
-    after = np.concatenate([lf, zeros], axis=1)  # level of point g[s] (0 after the row)
-    ev_a = before.reshape(-1).astype(np.int64)
-    ev_b = after.reshape(-1).astype(np.int64)
-    ev_c = np.repeat(np.arange(p), T)
-    ev_pos = np.tile(g, p)  # g[T-1] = L
-    # -- crossings inside segments
-    cross = np.flatnonzero(lf != ll)
-    if cross.size:
-        cc, ss = np.divmod(cross, T - 1)
-        a0 = lf.reshape(-1)[cross].astype(np.int64)
-        b0 = ll.reshape(-1)[cross].astype(np.int64)
-        cnt = np.abs(b0 - a0)
-        grp = np.repeat(np.arange(cross.shape[0]), cnt)
-        rank = np.minimum(a0, b0)[grp] + (np.arange(int(cnt.sum())) - (np.cumsum(cnt) - cnt)[grp])
-        inc = (b0 > a0)[grp]
-        c_e, s_e = cc[grp], ss[grp]
-        d_e, y0_e, t_e = d64[c_e, s_e], c64[c_e, s_e], ts[rank]
-        lo = g[s_e]  # predicate false here ...
-        hi = g[s_e + 1] - 1  # ... true here: (value >= t) == inc
-        for _ in range(max(1, _ceil_log2(plan.max_seg))):
-            mid = (lo + hi) >> 1
-            pred = (d_e * plan.frac[mid] + y0_e >= t_e) == inc
-            hi = np.where(pred, mid, hi)
-            lo = np.where(pred, lo, mid)
-        x_rank, x_c, x_pos, x_start = rank, c_e, hi, inc
-    else:
-        x_rank = x_c = x_pos = np.zeros(0, dtype=np.int64)
-        x_start = np.zeros(0, dtype=bool)
-    # expand the segment-start events over the ranks they cross
-    cnt = np.abs(ev_b - ev_a)
-    keep = cnt > 0
-    ev_a, ev_b, ev_c, ev_pos, cnt = ev_a[keep], ev_b[keep], ev_c[keep], ev_pos[keep], cnt[keep]
-    grp = np.repeat(np.arange(cnt.shape[0]), cnt)
-    rank = np.minimum(ev_a, ev_b)[grp] + (np.arange(int(cnt.sum())) - (np.cumsum(cnt) - cnt)[grp])
-    rank = np.concatenate([rank, x_rank])
-    c_all = np.concatenate([ev_c[grp], x_c])
-    pos = np.concatenate([ev_pos[grp], x_pos])
-    start = np.concatenate([(ev_b > ev_a)[grp], x_start])
-    key = (order[rank] * p + c_all) * (L + 1) + pos
-    ks = np.sort(key[start])
-    ke = np.sort(key[~start])
-    row = ks // (L + 1)
-    s = ks - row * (L + 1)
-    e1 = ke - row * (L + 1)
-    j = row // p
-    return j, row - j * p, s, e1
+def _takes(cas, class_ids, scale) -> bool:
+    """Whether the compiled op takes these inputs (T >= 2 snippets of a float32 / float64 T-CAS,
+    integer class ids)."""
+    return (cas.shape[0] >= 2 and cas.dtype in (np.float32, np.float64) and int(scale) >= 1
+            and np.issubdtype(class_ids.dtype, np.integer))
 
 
-def _fast(cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments, fps,
-          frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run):
-    cas, class_ids, video_scores, thresholds = _prepare(cas, class_ids, video_scores, thresholds)
-    n_thr = thresholds.shape[0]
-    T, p = cas.shape
-    if T < 2 or p == 0 or n_thr == 0 or int(scale) < 1:
-        per = generate_proposals_per_threshold_reference(
-            cas, class_ids, video_scores, num_snippets, thresholds=thresholds, scale=scale,
-            num_segments=num_segments, fps=fps, frames_per_snippet=frames_per_snippet,
-            oic_lambda=oic_lambda, oic_gamma=oic_gamma, drop_zero_run=drop_zero_run)
-        return np.concatenate(per, axis=0), np.array([len(x) for x in per], dtype=np.int64)
-    plan = _plan(T, int(scale))
-    L = plan.L
-    sums = _Sums(cas, plan)
-    t_factor = time_factor(num_snippets, scale=scale, num_segments=num_segments, fps=fps,
-                           frames_per_snippet=frames_per_snippet)
-
-    thr_i, cls_i, s, e1 = _find_runs(sums, thresholds)
-    n = e1 - s
-    if drop_zero_run and s.size:
-        zero = (s == 0) & (n == 1)
-        if zero.any():
-            row = thr_i * p + cls_i
-            alone = np.ones(row.shape[0], dtype=bool)
-            alone[:-1] = row[1:] != row[:-1]  # the next run is in another (threshold, class)
-            keep = ~(zero & alone)
-            thr_i, cls_i, s, e1, n = thr_i[keep], cls_i[keep], s[keep], e1[keep], n[keep]
-    m = s.shape[0]
-
-    lam_n = oic_lambda * n
-    os_ = np.maximum(np.trunc(s - lam_n).astype(np.int64), 0)
-    oe1 = np.minimum(np.trunc((e1 - 1) + lam_n).astype(np.int64), L - 1) + 1
-    n_out = (s - os_) + (oe1 - e1)
-    # one batched call: inner windows, left outer pieces, right outer pieces
-    w3 = sums.window(np.tile(cls_i, 3), np.concatenate([s, os_, e1]),
-                     np.concatenate([e1, s, oe1]))
-    inner = w3[:m] / n
-    outer = np.zeros(m, dtype=np.float64)
-    np.divide(w3[m:2 * m] + w3[2 * m:], n_out, out=outer, where=n_out > 0)
-
-    bonus = oic_gamma * video_scores[class_ids].astype(np.float64)
-    out = np.empty((m, 4), dtype=np.float64)
-    out[:, 0] = class_ids[cls_i]
-    out[:, 1] = inner - outer + bonus[cls_i]
-    out[:, 2] = s * t_factor
-    out[:, 3] = e1 * t_factor
-    counts = np.bincount(thr_i, minlength=n_thr)
-    return out, counts
-
-
-# --------------------------------------------------------------------------------------------
-# compiled (case_fast._C, csrc/cpu/oic_cpu.cpp)
-# --------------------------------------------------------------------------------------------
-
-PROPOSAL_BACKENDS = ("auto", "fast", "numpy", "reference")
-def _oic_op():
-    """``torch.ops.case_fast.oic_proposals`` when the extension is built with it, else None."""
-    from .ops.nms import compiled_ops
-
-    ops = compiled_ops("oic_proposals")
-    return None if ops is None else ops[0]
-
-
-def extension_available() -> bool:
-    """True when the compiled ``oic_proposals`` op is available (backend 'auto'/'fast' use it)."""
-    return _oic_op() is not None
-
-
-def _compiled(op, cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments,
-              fps, frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run):
-    """The C++ op, or None where it does not apply (T < 2, other dtypes): the caller falls back."""
-    import torch
-
-    cas, class_ids, video_scores, thresholds = _prepare(cas, class_ids, video_scores, thresholds)
-    if (cas.shape[0] < 2 or cas.dtype not in (np.float32, np.float64) or int(scale) < 1
-            or not np.issubdtype(class_ids.dtype, np.integer)):
-        return None
+def _compiled(cas, class_ids, video_scores, thresholds, scale, t_factor, oic_lambda, oic_gamma,
+              drop_zero_run):
     if not (cas.flags.c_contiguous and cas.flags.writeable):
         cas = np.array(cas, order="C")
-    t_factor = time_factor(num_snippets, scale=scale, num_segments=num_segments, fps=fps,
-                           frames_per_snippet=frames_per_snippet)
-    out, counts = op(torch.from_numpy(cas),
-                     torch.from_numpy(np.array(class_ids, dtype=np.int64)),
-                     torch.from_numpy(np.array(video_scores, dtype=np.float64)),
-                     torch.from_numpy(np.array(thresholds, dtype=np.float64)),
-                     int(scale), float(t_factor), float(oic_lambda), float(oic_gamma),
-                     bool(drop_zero_run))
+    out, counts = torch.ops.case_fast.oic_proposals(
+        torch.from_numpy(cas), torch.from_numpy(np.array(class_ids, dtype=np.int64)),
+        torch.from_numpy(np.array(video_scores, dtype=np.float64)),
+        torch.from_numpy(np.array(thresholds, dtype=np.float64)), int(scale), float(t_factor),
+        float(oic_lambda), float(oic_gamma), bool(drop_zero_run))
     return out.numpy(), counts.numpy()
+
+
+def _unavailable() -> RuntimeError:
+    if not _extension.available():
+        return _extension.unavailable_error("generate_proposals")
+    return RuntimeError("generate_proposals: backend='fast' takes T >= 2 snippets of a float32 / "
+                        "float64 T-CAS and integer class ids")
 
 
 def _generate(cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments, fps,
               frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run, backend):
     """(m, 4) proposals and (n_thr,) rows per threshold, by ``backend``."""
-    if backend is None:   # the package-wide setting (case_fast.ops.set_backend / CASE_FAST_BACKEND)
-        from .ops._backend import get_backend
-        backend = get_backend()
-    b = backend
-    if b not in PROPOSAL_BACKENDS:
-        raise ValueError(f"backend must be one of {PROPOSAL_BACKENDS}, got {backend!r}")
-    args = (cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments, fps,
-            frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run)
-    if b == "reference":
-        per = generate_proposals_per_threshold_reference(
-            cas, class_ids, video_scores, num_snippets, thresholds=thresholds, scale=scale,
-            num_segments=num_segments, fps=fps, frames_per_snippet=frames_per_snippet,
-            oic_lambda=oic_lambda, oic_gamma=oic_gamma, drop_zero_run=drop_zero_run)
-        return np.concatenate(per, axis=0), np.array([len(x) for x in per], dtype=np.int64)
-    if b != "numpy":
-        op = _oic_op()
-        if op is not None:
-            res = _compiled(op, *args)
-            if res is not None:
-                return res
-    return _fast(*args)
+    cas, class_ids, video_scores, thresholds = _prepare(cas, class_ids, video_scores, thresholds)
+    if use_fast(backend, _extension.available() and _takes(cas, class_ids, scale), _unavailable):
+        t_factor = time_factor(num_snippets, scale=scale, num_segments=num_segments, fps=fps,
+                               frames_per_snippet=frames_per_snippet)
+        return _compiled(cas, class_ids, video_scores, thresholds, scale, t_factor, oic_lambda,
+                         oic_gamma, drop_zero_run)
+    per = generate_proposals_per_threshold_reference(
+        cas, class_ids, video_scores, num_snippets, thresholds=thresholds, scale=scale,
+        num_segments=num_segments, fps=fps, frames_per_snippet=frames_per_snippet,
+        oic_lambda=oic_lambda, oic_gamma=oic_gamma, drop_zero_run=drop_zero_run)
+    return np.concatenate(per, axis=0), np.array([len(x) for x in per], dtype=np.int64)
 
 
 def generate_proposals_per_threshold(
     cas, class_ids, video_scores, num_snippets, *, thresholds=DEFAULT_THRESHOLDS, scale=24,
     num_segments=750, fps=25.0, frames_per_snippet=16, oic_lambda=0.15, oic_gamma=0.2,
-    drop_zero_run=True, backend=None,
+    drop_zero_run=True, backend="auto",
 ) -> List[np.ndarray]:
     """One (m_t, 4) array per threshold, bitwise equal to the reference's (``backend`` as in
     :func:`generate_proposals`)."""
@@ -518,15 +339,15 @@ def generate_proposals_per_threshold(
 def generate_proposals(
     cas, class_ids, video_scores, num_snippets, *, thresholds=DEFAULT_THRESHOLDS, scale=24,
     num_segments=750, fps=25.0, frames_per_snippet=16, oic_lambda=0.15, oic_gamma=0.2,
-    drop_zero_run=True, backend=None,
+    drop_zero_run=True, backend="auto",
 ) -> np.ndarray:
     """(m, 4) float64 rows [class, score, start_s, end_s], bitwise the reference's rows in the
     reference's order, whatever the backend.
 
-    ``backend``: None / 'auto' / 'fast' -- the compiled op ``torch.ops.case_fast.oic_proposals``
-    (csrc/cpu/oic_cpu.cpp) when the extension is built, else the vectorised numpy path (also for
-    T < 2 and CAS dtypes other than float32/float64); 'numpy' -- the vectorised numpy path;
-    'reference' -- :func:`generate_proposals_reference`.
+    ``backend``: 'auto' -- the compiled op ``torch.ops.case_fast.oic_proposals`` when the
+    extension is built and takes the inputs (T >= 2, a float32 / float64 T-CAS), else the
+    reference; 'fast' -- the compiled op (RuntimeError where it cannot run); 'reference' --
+    :func:`generate_proposals_reference`.
     """
     out, _ = _generate(cas, class_ids, video_scores, num_snippets, thresholds, scale, num_segments,
                        fps, frames_per_snippet, oic_lambda, oic_gamma, drop_zero_run, backend)

@@ -2,8 +2,6 @@
 classification Q^C (CCC). Everything here is free of host synchronisation (no nonzero/.item())."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
@@ -26,7 +24,7 @@ def initial_cluster_labels(num_clusters: int, device=None) -> torch.Tensor:
 def scc_pseudo_labels(cluster_logits: torch.Tensor, attention: torch.Tensor, q_c: torch.Tensor, *,
                       mode: str = "faithful", sigma: float = 10.0, n_iters: int = 3,
                       epsilon: float = 0.05, temperature: float = 10.0, use_prior: bool = True,
-                      labels: str = "ot_soft", backend: Optional[str] = None) -> torch.Tensor:
+                      labels: str = "ot_soft", backend: str = "auto") -> torch.Tensor:
     """Q^S (N, K) from the fused cluster logits (N, K) and fused attention (N,).
 
     labels: 'ot_soft' (the method), 'ot_hard' (one-hot of the OT solution), 'soft' / 'hard'
@@ -69,6 +67,6 @@ def ccc_marginal(q_a: torch.Tensor, kind: str = "empirical") -> torch.Tensor:
 
 def ccc_pseudo_labels(fused_logits: torch.Tensor, beta: torch.Tensor, *, n_iters: int = 3,
                       epsilon: float = 0.05, temperature: float = 10.0,
-                      backend: Optional[str] = None) -> torch.Tensor:
+                      backend: str = "auto") -> torch.Tensor:
     """Q^C (K, 2) = Sinkhorn(fused CCC logits, column marginal beta)."""
     return ops.sinkhorn(fused_logits.detach(), None, beta, n_iters, epsilon, temperature, backend=backend)

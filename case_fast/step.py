@@ -38,9 +38,11 @@ def selection_scores(out) -> torch.Tensor:
 
 def case_losses(out, labels: torch.Tensor, q_c: torch.Tensor, cfg: Config,
                 backend: Optional[str] = None, timer: Callable = no_timer) -> StepResult:
-    """``timer(name)`` returns a context manager wrapped around each phase (``case-fast profile``):
-    'pooling', 'pseudo_labels', 'sinkhorn', 'losses'."""
+    """``backend``: of the ops (case_fast.ops words; None: ``cfg.train.backend``). ``timer(name)``
+    returns a context manager wrapped around each phase (``case-fast profile``): 'pooling',
+    'pseudo_labels', 'sinkhorn', 'losses'."""
     tc = cfg.train
+    backend = tc.backend if backend is None else backend
     b, t, _ = out["rgb"].cas.shape
     k = max(1, t // tc.k_divisor)
     with timer("pooling"):

@@ -294,9 +294,6 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     device = resolve_device(tc.device)
     if tc.cuda_graph:
         require_cuda(device)   # before anything is loaded or written
-    if tc.backend != "auto":
-        from . import ops
-        ops.set_backend(tc.backend)
 
     # Load and validate all data before anything is written.
     train_set, test_set = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)

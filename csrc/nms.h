@@ -110,21 +110,26 @@ void nms_cuda_soft_launch(const double* s, const double* e, const double* score,
 
 #if !defined(__CUDACC__)
 #include <ATen/core/Tensor.h>
+#include <optional>
 #include <string>
 #include <tuple>
 
 namespace case_fast {
 
-int nms_method_id(const std::string& method);
+// Checks the arguments' shapes, dtypes and devices (no data is read) and alpha; returns the
+// method id. Shared by the CPU and CUDA entry points.
+int check_nms_args(const at::Tensor& segments, const at::Tensor& scores,
+                   const std::optional<at::Tensor>& groups, const std::optional<at::Tensor>& order,
+                   const std::string& method, double alpha);
 
-// Argument checks shared by the CPU and CUDA entry points; returns the method id.
-int check_nms_args(const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& order,
-                   const at::Tensor& offsets, const std::string& method);
+// plus_one, or the method's default when not given: true for one-pass decay and hard NMS.
+bool nms_plus_one(int method, std::optional<bool> plus_one);
 
+// torch.ops.case_fast.temporal_nms on CPU tensors (the schema in register.cpp).
 std::tuple<at::Tensor, at::Tensor> temporal_nms_cpu(
-    const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& order,
-    const at::Tensor& offsets, const std::string& method, double iou_threshold, double alpha,
-    double min_score, bool plus_one);
+    const at::Tensor& segments, const at::Tensor& scores, const std::optional<at::Tensor>& groups,
+    const std::string& method, double iou_threshold, double alpha, double min_score,
+    std::optional<bool> plus_one, const std::optional<at::Tensor>& order);
 
 }  // namespace case_fast
 #endif

@@ -1,5 +1,6 @@
-// One registration of the case_fast ops (torch.ops.case_fast.*), torchvision style. The CUDA
-// kernels are registered in csrc/cuda/nms_cuda_binding.cpp (built only with a CUDA torch).
+// One registration of the case_fast ops (torch.ops.case_fast.*), torchvision style: the schemas
+// here, the CPU kernels below, the CUDA kernel of temporal_nms in csrc/cuda/nms_cuda_binding.cpp
+// (built only with a CUDA torch), the fake (meta) kernels in case_fast/ops/_extension.py.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -18,9 +19,16 @@ bool has_cuda() {
 }
 
 TORCH_LIBRARY(case_fast, m) {
+  // segments (n, 2) [start, end], scores (n,): floating point; groups (n,) integer ids (None: one
+  // group). Returns (keep (k,) int64 input indices, new_scores (k,) float64): group by group (ids
+  // ascending), each in the method's output order. plus_one None: the method's default (True for
+  // one_pass_decay and hard). order (n,): the walk, input indices group by group (ids ascending);
+  // None: each group by descending score (NaN first), equal scores in input order (a stable
+  // sort). case_fast.ops.temporal_nms passes numpy's order (the released tie rule).
   m.def(
-      "temporal_nms(Tensor segments, Tensor scores, Tensor order, Tensor offsets, str method, "
-      "float iou_threshold, float alpha, float min_score, bool plus_one) -> (Tensor, Tensor)");
+      "temporal_nms(Tensor segments, Tensor scores, Tensor? groups=None, "
+      "str method='one_pass_decay', float iou_threshold=0.4, float alpha=0.35, "
+      "float min_score=0.001, bool? plus_one=None, Tensor? order=None) -> (Tensor, Tensor)");
   m.def(
       "oic_proposals(Tensor cas, Tensor class_ids, Tensor video_scores, Tensor thresholds, "
       "int scale, float t_factor, float oic_lambda, float oic_gamma, bool drop_zero_run) "

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from case_fast import proposals as P
+from case_fast.ops import BACKENDS, extension_available
 
 from test_proposals import NPZ, _case_args, _random_cas, _same
 
-pytestmark = pytest.mark.skipif(not P.extension_available(),
-                                reason="case_fast._C is not built with oic_proposals")
+pytestmark = pytest.mark.skipif(not extension_available(), reason="case_fast._C is not built")
 
 
 def _per(backend, *args, **kw):
@@ -27,14 +27,14 @@ def test_cpp_matches_released_case(K):
                      P.generate_proposals_reference(*args, **dict(kw, drop_zero_run=drop)))
 
 
-# Random inputs: tests/test_proposals.py::test_fast_equals_reference_random[*-auto] runs the
-# compiled op (when built) against the reference.
+# Random inputs: tests/test_proposals.py::test_fast_equals_reference_random runs the compiled op
+# against the reference.
 
 
 def test_cpp_edges():
-    # float32 threshold edges, single snippet (numpy path), empty, negative class id, bad backend
+    # float32 threshold edges, single snippet (the reference), empty, negative class id, bad backend
     cas = np.array([[0.3], [0.3], [0.7], [0.7], [0.0]], np.float32)
-    for b in P.PROPOSAL_BACKENDS:
+    for b in BACKENDS:
         got = P.generate_proposals(cas, [0], [1.0], 5, num_segments=5, backend=b)
         assert _same(got, P.generate_proposals_reference(cas, [0], [1.0], 5, num_segments=5))
     one = np.array([[0.5]], np.float32)

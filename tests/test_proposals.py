@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from case_fast import proposals as P
+from case_fast.ops import extension_available
 
 NPZ = pathlib.Path(__file__).resolve().parent / "reference" / "oic.npz"
 
@@ -44,20 +45,14 @@ def test_upsample_bitwise(oic, K):
 
 @pytest.mark.parametrize("K", ["oic1", "oic3"])
 def test_runs_match_released_indices(oic, K):
-    """Threshold index sets (thr{t}/seg{c}), both from the upsampled array and from the fast
-    run finder (which never materialises it)."""
+    """Threshold index sets (thr{t}/seg{c}) of the upsampled array."""
     cas = oic[f"{K}/cas750"]
     up = P.upsample_cas(cas)
     thr = oic["act_thresh"]
-    sums = P._Sums(P._as_cas(cas), P._plan(cas.shape[0], 24))
-    j, c, s, e1 = P._find_runs(sums, thr)
     for t in range(len(thr)):
         for col in range(cas.shape[1]):
             seg = oic[f"{K}/thr{t}/seg{col}"]
             assert np.array_equal(np.nonzero(up[:, col] >= thr[t])[0], seg)
-            sel = (j == t) & (c == col)
-            idx = np.concatenate([np.arange(a, b) for a, b in zip(s[sel], e1[sel])] + [np.zeros(0, int)])
-            assert np.array_equal(idx, seg)
 
 
 @pytest.mark.parametrize("K", ["oic1", "oic3"])
@@ -127,12 +122,11 @@ def test_window_sums_near_exact():
     a = rng.integers(0, L, 400)
     b = np.minimum(L, a + rng.choice([1, 2, 7, 30, 500, 7000], 400))
     col = rng.integers(0, 2, 400)
-    got = sums.window(col, a, b)
     for k in range(400):
+        got = sums.window_scalar(int(col[k]), int(a[k]), int(b[k]))
         exact = math.fsum(up[a[k]:b[k], col[k]].tolist())
-        assert abs(got[k] - exact) <= 1e-13 * (b[k] - a[k])
-        assert got[k] == sums.window_scalar(int(col[k]), int(a[k]), int(b[k]))
-    assert np.all(sums.window(col, a, a) == 0.0)
+        assert abs(got - exact) <= 1e-13 * (b[k] - a[k])
+        assert sums.window_scalar(int(col[k]), int(a[k]), int(a[k])) == 0.0
 
 
 # ------------------------------------------------------------------ fast == reference (bitwise)
@@ -172,8 +166,10 @@ def _random_cas(rng, T, p):
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("backend", ["numpy", "auto"])   # 'auto': the compiled op when built
+@pytest.mark.parametrize("backend", ["fast", "auto"])   # 'auto': the compiled op when built
 def test_fast_equals_reference_random(seed, backend):
+    if backend == "fast" and not extension_available():
+        pytest.skip("case_fast._C not built")
     rng = np.random.default_rng(seed + (1000 if backend == "auto" else 0))
     for T in (2, 3, 5, 17, 60, 750, 2100):
         for p in range(1, 6) if T < 750 else (1, 3):

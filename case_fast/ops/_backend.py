@@ -1,44 +1,38 @@
-"""Backend selection for case_fast.ops.
+"""The one backend vocabulary of case_fast.ops, passed to every op as ``backend=``:
 
-``reference``: the plain PyTorch/NumPy implementations in this package (always available).
-``fast``: Triton kernels for CUDA tensors, the compiled extension for NMS.
-``auto`` (default): fast where it applies (CUDA tensors for the Triton ops, the compiled
-extension when it is built), reference otherwise.
+``'auto'`` (default): the fast path when it is available for these inputs, else the reference.
+``'reference'``: the plain PyTorch/NumPy implementation (always available).
+``'fast'``: the fast path (Triton kernel or compiled op); an error when it is not available for
+these inputs, never silently the reference.
 
-Set globally with ``case_fast.ops.set_backend(...)`` or the ``CASE_FAST_BACKEND`` environment
-variable; every op also takes ``backend=`` for one call.
+Nothing is global: each call says what it wants.
 """
 from __future__ import annotations
 
 import os
-import warnings
 
 BACKENDS = ("auto", "reference", "fast")
-_state = {"backend": os.environ.get("CASE_FAST_BACKEND", "auto")}
-_warned = set()
 
 
-def set_backend(name: str) -> None:
-    if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
-    _state["backend"] = name
+def use_fast(backend: str, available: bool, unavailable) -> bool:
+    """Whether an op runs its fast path. ``available``: the fast path can run these inputs;
+    ``unavailable()``: the exception raised for backend='fast' when it cannot."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "fast" and not available:
+        raise unavailable()
+    return backend != "reference" and available
 
 
-def get_backend() -> str:
-    b = _state["backend"]
-    if b not in BACKENDS:
-        raise ValueError(f"CASE_FAST_BACKEND must be one of {BACKENDS}, got {b!r}")
-    return b
-
-
-def resolve(backend) -> str:
-    b = backend or get_backend()
-    if b not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {b!r}")
-    return b
-
-
-def warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+def triton_runs(t, backend: str) -> bool:
+    """Whether the Triton kernels can run on tensor ``t``: triton is installed and ``t`` is a CUDA
+    tensor. Under TRITON_INTERPRET=1 (the CPU tests) backend='fast' also runs them on CPU
+    tensors, through the interpreter; 'auto' never picks the interpreter."""
+    interpret = backend == "fast" and os.environ.get("TRITON_INTERPRET", "0") == "1"
+    if not (t.is_cuda or interpret):
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True

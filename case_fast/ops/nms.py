@@ -1,8 +1,8 @@
 """Temporal NMS (SPEC §5): the faithful one-pass decay, hard NMS and true Soft-NMS.
 
-``temporal_nms`` runs every group (e.g. ``video * G + class``) in one call, on the compiled
-extension ``case_fast._C`` when it is built (``torch.ops.case_fast.temporal_nms``; CUDA kernels
-for CUDA tensors), else on ``nms_reference``, the plain-Python executable form of the spec.
+``temporal_nms`` runs every group (e.g. ``video * G + class``) in one call, on the compiled op
+``torch.ops.case_fast.temporal_nms`` (CUDA kernels for CUDA tensors) or on ``nms_reference``, the
+plain-Python executable form of the spec.
 
 Methods (``NMS_METHODS``), for each group separately:
 
@@ -33,29 +33,30 @@ that operation order, so the reference and the extension take identical threshol
 released code uses one function for both; ``nms_small.npz`` ``*/hard`` is reproduced only with
 it), False for the two Soft-NMS variants (ordinary IoU).
 
-Tie rule (processing order): within a group the proposals are taken in the group's input order
-and walked in ``numpy.argsort(scores)[::-1]`` order, numpy's *default* (not stable) argsort,
-reversed — as the released code does. Among equal scores this is not a reversed stable sort;
-``nms_small.npz`` ``n10_ties`` is reproduced exactly only this way. The order is computed in
-Python with numpy (on the host, also for CUDA tensors) and handed to the extension, so every
-backend walks the same order. When the scores are finite and pairwise distinct, every sort gives
-that order: ``processing_order`` then sorts float64 keys carrying the indices in their low bits
-(1024 to 65536 scores; numpy sorts about 3x faster than it argsorts) and puts the groups in
-order with a radix sort of 16-bit group ids; a group with ties or NaN is argsorted on its own.
+Tie rule (walk order, ``processing_order``): within a group the proposals are taken in the
+group's input order and walked in ``numpy.argsort(scores)[::-1]`` order, numpy's *default* (not
+stable) argsort, reversed, as the released code does. Among equal scores this is not a reversed
+stable sort; ``nms_small.npz`` ``n10_ties`` is reproduced exactly only this way. Only numpy knows
+that order (it depends on the CPU and the array size), so it is computed here with numpy (on the
+host, also for CUDA tensors) and handed to the compiled op as its ``order`` argument: every
+backend walks the same order.
 
-Backends: the C++ CPU kernels run every method (one-pass decay and hard NMS visit only the
-candidates whose start can reach the threshold, through start-time buckets). The CUDA kernels
-(CUDA tensors, extension built against a CUDA torch) run every method on the device too:
-``one_pass_decay`` and ``hard`` through 64x64 bitmask IoU tiles, the greedy walk in one thread
-block per group and output assembly on the device; the Soft-NMS variants in one thread block
-per group (each pick is a block-wide argmax over the candidates' current scores, then a
-parallel decay), the picks compacted on the device. Segments must be finite; all backends agree
-exactly on the order and to rounding (exp) on the scores. Every decay factor of the extension
-(C++ and CUDA) and of this reference's Gaussian Soft-NMS comes from ``exp_nonpos``: the same
-IEEE operations in C++, CUDA and numpy, so Soft-NMS picks agree exactly even when current scores
-tie (a libm exp and numpy's SIMD exp differ by an ulp on about 5% of inputs); it is within 1 ulp
-of ``math.exp``, which the one-pass decay reference keeps (the released formula): decayed
-scores agree to 5e-16 relative, and no one-pass decision depends on them.
+Backends (``backend=``, the words of case_fast.ops): 'reference' is ``nms_reference``; 'fast' is
+the compiled op ``torch.ops.case_fast.temporal_nms`` (csrc/cpu/nms_cpu.cpp: per group a plain
+scan of the live candidates; csrc/cuda/ for CUDA tensors when the extension was built against a
+CUDA torch: ``one_pass_decay`` and ``hard`` through 64x64 bitmask IoU tiles, the greedy walk in
+one thread block per group; the Soft-NMS variants in one thread block per group, each pick a
+block-wide argmax); 'auto' is 'fast' when the extension can run the inputs, else the reference.
+Called directly, the op takes ``groups`` and an optional ``order`` (default: descending score,
+NaN first, equal scores in input order); it computes the group boundaries itself.
+
+Segments must be finite; all backends agree exactly on the order and to rounding (exp) on the
+scores. Every decay factor of the extension (C++ and CUDA) and of this reference's Gaussian
+Soft-NMS comes from ``exp_nonpos``: the same IEEE operations in C++, CUDA and numpy, so Soft-NMS
+picks agree exactly even when current scores tie (a libm exp and numpy's SIMD exp differ by an ulp
+on about 5% of inputs); it is within 1 ulp of ``math.exp``, which the one-pass decay reference
+keeps (the released formula): decayed scores agree to 5e-16 relative, and no one-pass decision
+depends on them.
 """
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ._backend import resolve, warn_once
+from . import _extension
+from ._backend import use_fast
 
 NMS_METHODS = ("one_pass_decay", "hard", "soft_gaussian", "soft_linear")
 
@@ -113,91 +115,23 @@ def _as_numpy_inputs(segments, scores, groups):
     return seg, sc, gr
 
 
-_PACK_MAX_BITS = 16  # up to 65536 scores: beyond, distinct scores too often share the kept bits
-_PACK_INDEX = np.arange(1 << _PACK_MAX_BITS, dtype=np.int64)
-
-
-def _distinct_desc_order(sc: np.ndarray) -> Optional[np.ndarray]:
-    """``np.argsort(sc)[::-1]`` when the scores are finite and pairwise distinct (then every sort
-    gives that order), about twice as fast: numpy sorts float64 about 3x faster than it argsorts
-    them, so each score's low k mantissa bits (2^k >= n) are replaced by its index and the keys
-    are sorted as float64. Keys of different scores keep the scores' order unless the scores
-    agree in all their other bits; that is checked, and then (ties included, and -0.0 with 0.0,
-    made equal by the + 0.0) the answer is None, as for a non-finite score (its key sorts to an
-    end as inf or NaN), fewer than 1024 scores (the argsort is as fast) or more than 2^16 (the
-    caller argsorts instead)."""
-    n = sc.shape[0]
-    k = max(1, (n - 1).bit_length())
-    if n < 1024 or k > _PACK_MAX_BITS:
-        return None
-    key = sc + 0.0
-    bits = key.view(np.int64)
-    bits &= -(1 << k)  # clear the low k bits
-    bits |= _PACK_INDEX[:n]
-    key.sort()
-    if not (math.isfinite(key[0]) and math.isfinite(key[-1])):
-        return None
-    high = bits >> k
-    if (high[1:] == high[:-1]).any():
-        return None
-    bits &= (1 << k) - 1
-    return bits[::-1].copy()
-
-
-def _desc_order(sc: np.ndarray) -> np.ndarray:
-    """``np.argsort(sc)[::-1]`` as int64, the released walk order."""
-    order = _distinct_desc_order(sc)
-    return np.argsort(sc)[::-1].astype(np.int64) if order is None else order
-
-
-def _group_ids(gr: np.ndarray, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
-    """``(ids, counts)``: per proposal an id increasing with its group id (``lo``/``hi``: the
-    smallest and largest group id), as uint16 whenever the groups allow (numpy's stable argsort
-    of 16-bit integers is a radix sort, ~8x its merge sort of int64), and the size of each
-    non-empty group in group-id order."""
-    if hi - lo < 1 << 16:  # e.g. video * num_classes + class: the ids themselves, shifted
-        ids = (gr - lo).astype(np.uint16)
-        counts = np.bincount(ids, minlength=hi - lo + 1)
-        return ids, counts[counts > 0]
-    _, ids, counts = np.unique(gr, return_inverse=True, return_counts=True)
-    return ids.astype(np.uint16 if counts.size <= 1 << 16 else np.int64), counts
-
-
 def processing_order(scores, groups=None) -> Tuple[np.ndarray, np.ndarray]:
     """The walk every backend uses: ``(order, offsets)``.
 
     ``order`` (n,) int64 lists the input indices group by group (group id ascending), each group
-    in ``np.argsort(group_scores)[::-1]`` order, where ``group_scores`` are the group's scores in
-    input order; ``offsets`` (num_groups + 1,) int64 are the group boundaries in ``order``.
+    in ``np.argsort(group_scores)[::-1]`` order, where ``group_scores`` are the group's scores (as
+    float64) in input order; ``offsets`` (num_groups + 1,) int64 are the group boundaries in it.
     """
     sc = _to_numpy(scores, np.float64).reshape(-1)
-    n = sc.shape[0]
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(1, np.int64)
     gr = None if groups is None else _to_numpy(groups, np.int64).reshape(-1)
-    lo, hi = (0, 0) if gr is None else (int(gr.min()), int(gr.max()))
-    if lo == hi:  # one group: the released rule directly
-        return _desc_order(sc), np.array([0, n], np.int64)
-    gid, counts = _group_ids(gr, lo, hi)
-    offsets = np.zeros(counts.size + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    desc = _distinct_desc_order(sc)
-    if desc is not None:  # finite, pairwise distinct scores: each group in descending score
-        return desc[np.argsort(gid[desc], kind="stable")], offsets
-    # descending score inside each group, exact whenever a group has no ties / NaN
-    desc = np.argsort(sc)[::-1]
-    order = desc[np.argsort(gid[desc], kind="stable")]
-    so, go = sc[order], gid[order]
-    same_group = go[1:] == go[:-1]
-    bad = same_group & ((so[1:] == so[:-1]) | np.isnan(so[1:]) | np.isnan(so[:-1]))
-    if bad.any():  # groups with ties or NaN: numpy's default argsort, reversed, as released
-        by_group = np.argsort(gid, kind="stable")  # each group's members in input order
-        gid_of_pos = np.searchsorted(offsets, np.arange(n), side="right") - 1
-        for g in np.unique(gid_of_pos[1:][bad]):
-            a, b = offsets[g], offsets[g + 1]
-            members = by_group[a:b]
-            order[a:b] = members[np.argsort(sc[members])[::-1]]
-    return order, offsets
+    if gr is None or gr.size == 0 or gr.min() == gr.max():  # one group
+        order = np.argsort(sc)[::-1].astype(np.int64)  # (a copy: positive strides)
+        return order, np.array([0, sc.size] if sc.size else [0], np.int64)
+    by_group = np.argsort(gr, kind="stable")  # each group's members in input order
+    cuts = np.flatnonzero(gr[by_group][1:] != gr[by_group][:-1]) + 1
+    members = np.split(by_group, cuts)
+    order = np.concatenate([m[np.argsort(sc[m])[::-1]] for m in members]).astype(np.int64)
+    return order, np.r_[0, cuts, sc.size].astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -329,87 +263,46 @@ def _wrap(keep: np.ndarray, new: np.ndarray, like):
 
 
 # ----------------------------------------------------------------------------------------------
-# the compiled extension
-
-_ext = {"loaded": None}
-
-
-def extension_available() -> bool:
-    """True when ``case_fast._C`` is built and registered ``torch.ops.case_fast.temporal_nms``."""
-    if _ext["loaded"] is None:
-        try:
-            import case_fast._C  # noqa: F401  (registers torch.ops.case_fast.*)
-            torch.ops.case_fast.temporal_nms  # noqa: B018
-            _ext["loaded"] = True
-        except Exception:
-            _ext["loaded"] = False
-    return _ext["loaded"]
-
-
-_compiled_cache: dict = {}
-
-
-def compiled_ops(*names: str):
-    """The ops ``torch.ops.case_fast.<name>`` as a tuple when the extension is built and has all
-    of them (an extension built before an op was added lacks it), else None. Cached."""
-    if names not in _compiled_cache:
-        ops = None
-        if extension_available():
-            try:
-                ops = tuple(getattr(torch.ops.case_fast, n) for n in names)
-            except (AttributeError, RuntimeError):
-                ops = None
-        _compiled_cache[names] = ops
-    return _compiled_cache[names]
-
-
-def cuda_extension_available() -> bool:
-    """True when the extension was built with its CUDA kernels (a CUDA torch and nvcc)."""
-    if not extension_available():
-        return False
-    try:
-        return bool(torch.ops.case_fast.has_cuda())
-    except Exception:
-        return False
-
+# the compiled op
 
 def _fast(segments, scores, groups, method, iou_threshold, alpha, min_score, plus_one):
-    on_cuda = isinstance(segments, torch.Tensor) and segments.is_cuda
-    if on_cuda:
-        if not cuda_extension_available():
-            raise RuntimeError("temporal_nms: CUDA tensors given but case_fast._C was built "
-                               "without CUDA kernels (use backend='reference' or CPU tensors)")
-        device = segments.device
-        seg_t = segments.detach().to(torch.float64).reshape(-1, 2).contiguous()
-        sc_t = torch.as_tensor(scores).detach().to(device=device, dtype=torch.float64).reshape(-1)
-        if sc_t.shape[0] != seg_t.shape[0]:
-            raise ValueError(f"scores must have shape ({seg_t.shape[0]},), got {tuple(sc_t.shape)}")
-        # the walk order is numpy's (tie rule): scores and groups visit the host (n x 16 bytes)
-        order, offsets = processing_order(sc_t, groups)
-        order_t = torch.from_numpy(order).to(device)
+    if isinstance(segments, torch.Tensor) and segments.is_cuda:
+        dev = segments.device
+        seg_t = segments.detach()
+        sc_t = torch.as_tensor(scores, device=dev).detach().reshape(-1)
+        gr_t = None if groups is None else torch.as_tensor(groups, device=dev).reshape(-1)
+        # the walk order is numpy's (tie rule): scores and groups visit the host
+        order, _ = processing_order(sc_t, gr_t)
+        order_t = torch.from_numpy(order).to(dev)
     else:
         seg, sc, gr = _as_numpy_inputs(segments, scores, groups)
-        order, offsets = processing_order(sc, None if groups is None else gr)
+        order, _ = processing_order(sc, None if groups is None else gr)
         seg_t, sc_t, order_t = torch.from_numpy(seg), torch.from_numpy(sc), torch.from_numpy(order)
-    keep, new = torch.ops.case_fast.temporal_nms(
-        seg_t, sc_t, order_t, torch.from_numpy(offsets), method, float(iou_threshold),
-        float(alpha), float(min_score), bool(plus_one))
+        gr_t = None if groups is None else torch.from_numpy(gr)
+    keep, new = torch.ops.case_fast.temporal_nms(seg_t, sc_t, gr_t, method, float(iou_threshold),
+                                                 float(alpha), float(min_score), plus_one, order_t)
     if isinstance(segments, torch.Tensor):
         return keep, new
     return keep.numpy(), new.numpy()
 
 
+def _fast_available(segments) -> bool:
+    if isinstance(segments, torch.Tensor) and segments.is_cuda:
+        return _extension.cuda_available()
+    return _extension.available()
+
+
 def temporal_nms(segments, scores, groups=None, *, method: str = "one_pass_decay",
                  iou_threshold: float = 0.4, alpha: float = 0.35, min_score: float = 1e-3,
-                 plus_one: Optional[bool] = None, backend: Optional[str] = None):
+                 plus_one: Optional[bool] = None, backend: str = "auto"):
     """Temporal NMS over all groups in one call (SPEC §5; semantics in the module docstring).
 
     segments: (n, 2) [start, end] seconds; scores: (n,); groups: (n,) int64 ids (e.g.
     ``video * G + class``) or None for one group. numpy arrays or torch tensors (CPU or CUDA).
     method: one of ``NMS_METHODS``; ``iou_threshold`` 0.4, ``alpha`` 0.35 (the Gaussian's
     divisor), ``min_score`` (Soft-NMS pruning only), ``plus_one`` None = method default.
-    backend: None/'auto' (extension if built, else the reference with a one-time warning),
-    'reference', or 'fast' (extension, else RuntimeError).
+    backend: 'auto' (the compiled op when it is built for the inputs' device, else the
+    reference), 'reference', or 'fast' (the compiled op, else RuntimeError).
 
     Returns ``(keep, new_scores)`` of the input's kind (and device): int64 indices into the
     input and float64 scores, ordered by group id ascending, within a group in the method's
@@ -417,17 +310,10 @@ def temporal_nms(segments, scores, groups=None, *, method: str = "one_pass_decay
     """
     _check_method(method, alpha)
     po = _plus_one(method, plus_one)
-    b = resolve(backend)
-    if b == "reference":
-        return nms_reference(segments, scores, groups, method=method, iou_threshold=iou_threshold,
-                             alpha=alpha, min_score=min_score, plus_one=po)
-    if not extension_available():
-        if b == "fast":
-            raise RuntimeError("temporal_nms: backend='fast' needs the compiled extension "
-                               "case_fast._C; reinstall with `pip install --no-build-isolation "
-                               "-e .` (a C++ compiler and torch are needed at build time)")
-        warn_once("nms_extension", "case_fast._C (compiled NMS) is not built: temporal_nms falls "
-                  "back to the slow Python reference")
-        return nms_reference(segments, scores, groups, method=method, iou_threshold=iou_threshold,
-                             alpha=alpha, min_score=min_score, plus_one=po)
-    return _fast(segments, scores, groups, method, iou_threshold, alpha, min_score, po)
+    if use_fast(backend, _fast_available(segments), lambda: _extension.unavailable_error(
+            "temporal_nms" + (" on CUDA tensors (an extension built with CUDA)"
+                              if isinstance(segments, torch.Tensor) and segments.is_cuda
+                              else ""))):
+        return _fast(segments, scores, groups, method, iou_threshold, alpha, min_score, po)
+    return nms_reference(segments, scores, groups, method=method, iou_threshold=iou_threshold,
+                         alpha=alpha, min_score=min_score, plus_one=po)
