@@ -6,8 +6,6 @@ Each benchmarked call ends with torch.cuda.synchronize(), so times are end-to-en
 overhead + GPU). Reference and kernel share a ``benchmark.group``; names containing
 'reference' are the baselines (bench/gpu_check.sh pairs them by group).
 """
-import os
-
 import pytest
 import torch
 
@@ -56,16 +54,8 @@ def _sinkhorn_fns(case):
 
 
 @pytest.mark.parametrize("case", SINKHORN_CASES)
-@pytest.mark.parametrize("impl", ["reference", "triton", "triton_grid"])
-def test_bench_sinkhorn(benchmark, case, impl, monkeypatch):
-    # 'triton': the default multi-launch path; 'triton_grid': the opt-in one-launch grid-barrier
-    # path (skipped when gpu_check.sh's smoke test of it failed and exported ..._GRID_SYNC=0)
-    if impl == "triton_grid":
-        if os.environ.get("CASE_FAST_SINKHORN_GRID_SYNC") == "0":
-            pytest.skip("grid-barrier Sinkhorn disabled (its smoke test failed)")
-        monkeypatch.setenv("CASE_FAST_SINKHORN_GRID_SYNC", "1")
-    else:
-        monkeypatch.setenv("CASE_FAST_SINKHORN_GRID_SYNC", "0")
+@pytest.mark.parametrize("impl", ["reference", "triton"])
+def test_bench_sinkhorn(benchmark, case, impl):
     benchmark.group = f"sinkhorn {case}"
     ref, fast = _sinkhorn_fns(case)
     fn = ref if impl == "reference" else fast

@@ -18,6 +18,10 @@ Backward kernel: elementwise over (B, T, G): grad_values = mask ? grad_pooled[b,
 both streams in one launch (no zero fill, no scatter, no atomics). No gradient reaches the
 scores / indices.
 
+One autograd path: ``_TopkMilPool`` (a torch.autograd.Function) runs both kernels through the
+custom ops ``case_fast_triton::topk_mil_pool`` / ``topk_mil_pool_backward`` (fake kernels
+registered), in eager mode and under torch.compile alike.
+
 Semantics versus torch.topk (the reference):
 * Index ORDER: ascending time index (torch.topk returns descending score order): compare sets.
 * Ties at the threshold: the lowest time indices win (torch.topk's choice among equal values is
@@ -27,16 +31,15 @@ Deterministic: no atomics; same inputs give the same bits.
 """
 from __future__ import annotations
 
-import os
 from typing import List, Sequence
 
 import torch
 import triton
 import triton.language as tl
 
-from case_fast.ops.topk_pool import _check, topk_mil_pool_reference
+from case_fast.ops.topk_pool import check_args
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+from .utils import num_warps, pow2
 
 _I32_MAX = tl.constexpr(2 ** 31 - 1)
 _I64_MAX = tl.constexpr(2 ** 63 - 1)
@@ -146,10 +149,6 @@ def _topk_pool_bwd_kernel(MASK, GO1, GO2, GV1, GV2, N, TG, G, k,
 # ----------------------------------------------------------------------------------------------
 # launchers
 # ----------------------------------------------------------------------------------------------
-def _pow2(n: int) -> int:
-    return 1 << max(0, (int(n) - 1).bit_length())
-
-
 def _fwd_launch(scores: torch.Tensor, vals: Sequence[torch.Tensor], k: int):
     b, t, g = scores.shape
     dev = scores.device
@@ -160,8 +159,8 @@ def _fwd_launch(scores: torch.Tensor, vals: Sequence[torch.Tensor], k: int):
     pooled = [torch.empty((b, g), dtype=v.dtype, device=dev) for v in vals]
     if b * g == 0:
         return pooled, idx, mask
-    block_t = _pow2(t)
-    warps = max(1, min(8, block_t // 256))
+    block_t = pow2(t)
+    warps = num_warps(block_t, per=256)
     key64 = scores.dtype == torch.float64
     for j in range(0, len(vals), 2):
         two = j + 1 < len(vals)
@@ -195,7 +194,7 @@ def _bwd_launch(mask: torch.Tensor, grads: Sequence[torch.Tensor], k: int):
 
 
 # ----------------------------------------------------------------------------------------------
-# torch.library custom ops (torch.compile) and the eager autograd function
+# torch.library custom ops (what torch.compile sees) and the autograd function
 # ----------------------------------------------------------------------------------------------
 @torch.library.custom_op("case_fast_triton::topk_mil_pool", mutates_args=())
 def _pool_op(scores: torch.Tensor, values: List[torch.Tensor], k: int) -> List[torch.Tensor]:
@@ -221,47 +220,26 @@ def _pool_bwd_fake(mask, grads, k):
     return [go.new_empty(mask.shape) for go in grads]
 
 
-def _op_setup(ctx, inputs, output):
-    ctx.k = inputs[2]
-    ctx.n = len(inputs[1])
-    ctx.save_for_backward(output[-1])
-
-
-def _op_backward(ctx, grads):
-    (mask,) = ctx.saved_tensors
-    gp = list(grads[:ctx.n])
-    live = [i for i, go in enumerate(gp) if go is not None]
-    out = [None] * ctx.n
-    if live:
-        res = _pool_bwd_op(mask, [gp[i] for i in live], ctx.k)
-        for i, r in zip(live, res):
-            out[i] = r
-    return None, out, None
-
-
-_pool_op.register_autograd(_op_backward, setup_context=_op_setup)
-
-
-class _PoolFn(torch.autograd.Function):
-    """Eager path (avoids the custom-op dispatch overhead); same kernels as the custom ops."""
+class _TopkMilPool(torch.autograd.Function):
+    """forward(scores, k, *values) -> (*pooled, indices); gradient to the values only."""
 
     @staticmethod
     def forward(ctx, scores, k, *vals):
-        pooled, idx, mask = _fwd_launch(scores, vals, k)
+        res = _pool_op(scores, list(vals), k)
+        pooled, idx, mask = res[:len(vals)], res[len(vals)], res[len(vals) + 1]
         ctx.k = k
         ctx.save_for_backward(mask)
-        ctx.mark_non_differentiable(idx, mask)
-        return (*pooled, idx, mask)
+        ctx.mark_non_differentiable(idx)
+        return (*pooled, idx)
 
     @staticmethod
     def backward(ctx, *grads):
         (mask,) = ctx.saved_tensors
-        n = len(grads) - 2
-        gp = grads[:n]
+        gp = grads[:-1]  # the last: the indices'
         live = [i for i, go in enumerate(gp) if go is not None and ctx.needs_input_grad[2 + i]]
-        out = [None] * n
+        out = [None] * len(gp)
         if live:
-            for i, r in zip(live, _bwd_launch(mask, [gp[i] for i in live], ctx.k)):
+            for i, r in zip(live, _pool_bwd_op(mask, [gp[i] for i in live], ctx.k)):
                 out[i] = r
         return (None, None, *out)
 
@@ -271,19 +249,9 @@ def topk_mil_pool_triton(scores: torch.Tensor, values, k: int):
     ties: lowest time index; see the module docstring)."""
     single = isinstance(values, torch.Tensor)
     vals = [values] if single else list(values)
-    _check(scores, vals, k)
-    k = int(k)
-    if not (scores.is_cuda or _INTERPRET):
-        return topk_mil_pool_reference(scores, values, k)
-    if torch.compiler.is_compiling():
-        res = _pool_op(scores, vals, k)
-        pooled, idx = tuple(res[:len(vals)]), res[len(vals)]
-    elif torch.is_grad_enabled() and any(v.requires_grad for v in vals):
-        res = _PoolFn.apply(scores, k, *vals)
-        pooled, idx = tuple(res[:len(vals)]), res[len(vals)]
-    else:
-        p, idx, _ = _fwd_launch(scores, vals, k)
-        pooled = tuple(p)
+    check_args(scores, vals, k)
+    res = _TopkMilPool.apply(scores, int(k), *vals)
+    pooled, idx = tuple(res[:-1]), res[-1]
     return (pooled[0] if single else pooled), idx
 
 

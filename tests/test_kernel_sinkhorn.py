@@ -32,10 +32,9 @@ def _inputs(m, c, seed):
     return logits, prior, beta, att, fg
 
 
-# (mode, step_programs): single = 1 program in registers; grid = the one-launch resident kernel
-# with its workspace + barrier code (1 program under the interpreter); step = multi-launch with
-# several programs (partials reduced across programs).
-MODES = [("single", None), ("grid", None), ("step", 3)]
+# (mode, step_programs): single = 1 program in registers; step = multi-launch with several
+# programs (partials reduced across programs).
+MODES = [("single", None), ("step", 3)]
 SHAPES = [(37, 5), (300, 3), (16, 2), (130, 16), (70, 64)]
 
 
@@ -122,9 +121,17 @@ def test_half_inputs(dtype):
         _close(out, ref)
 
 
-def test_float64_uses_reference():
-    logits, prior, _, _, _ = _inputs(20, 3, 1)
-    out = sinkhorn_triton(logits.double(), prior.double())
+def test_float64_goes_to_the_reference():
+    """The kernel computes in float32: it refuses float64, backend='fast' says so, 'auto' takes
+    the float64 reference."""
+    logits, prior, _, att, fg = _inputs(20, 3, 1)
+    with pytest.raises(ValueError, match="float64"):
+        sinkhorn_triton(logits.double(), prior.double())
+    with pytest.raises(RuntimeError, match="float64"):
+        sinkhorn(logits.double(), prior.double(), backend="fast")
+    with pytest.raises(RuntimeError, match="float64"):
+        sinkhorn_rank_prior(logits, prior_rank(att.double()), fg, backend="fast")
+    out = sinkhorn(logits.double(), prior.double())
     assert out.dtype == torch.float64
     torch.testing.assert_close(out, sinkhorn_reference(logits.double(), prior.double()))
 
@@ -138,7 +145,7 @@ def test_deterministic_and_strided():
     assert torch.equal(a, b)
     lt = logits.t().contiguous().t()  # column-major view
     pt = prior.t().contiguous().t()
-    for mode, progs in MODES[1:]:
+    for mode, progs in MODES:
         out = _sinkhorn_impl(lt, pt, None, None, None, 3, 0.05, 10.0, 10.0, mode, progs)
         _close(out, sinkhorn_reference(logits.double(), prior.double()))
 
@@ -170,8 +177,12 @@ def test_public_dispatch():
     _close(out, sinkhorn_reference(logits.double(), prior.double(), beta.double()))
     out = sinkhorn_rank_prior(logits, r, fg, backend="fast")
     _close(out, sinkhorn_rank_prior_reference(logits.double(), r.double(), fg.double()))
-    # auto on CPU: the reference (unchanged CPU path)
+    # auto on CPU: the reference (auto never picks the interpreter)
     torch.testing.assert_close(sinkhorn(logits, prior), sinkhorn_reference(logits, prior))
+    with pytest.raises(ValueError, match="n_iters"):
+        sinkhorn(logits, n_iters=-1, backend="fast")
+    with pytest.raises(ValueError, match="col_marginal"):
+        sinkhorn(logits, col_marginal=beta[:3], backend="fast")
 
 
 def test_torch_compile_fullgraph():
@@ -209,7 +220,7 @@ def test_cuda_vs_float64(m, c, kind):
         ref = sinkhorn_reference(logits.double(), None, args["col_marginal"].double())
     else:
         ref = sinkhorn_reference(logits.double())
-    for mode in (None, "step", "grid"):
+    for mode in (None, "step") if m * 16 > 8192 else (None, "single", "step"):
         out = _sinkhorn_impl(logits, args["prior"], args["col_marginal"], args["rank"],
                              args["fg_prob"], 3, 0.05, 10.0, 10.0, mode)
         _close(out, ref)

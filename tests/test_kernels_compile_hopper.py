@@ -22,20 +22,16 @@ _SK_COMMON = {"L": "*fp32", "PR": "*fp32", "R": "*fp32", "FG": "*fp32", "BETA": 
 def _configs():
     from case_fast.kernels import sinkhorn as sk
     from case_fast.kernels import topk_pool as tp
-    res = dict(_SK_COMMON, FLAGS="*i32")
+    single = {k: v for k, v in _SK_COMMON.items() if k not in ("WS", "nprog")}
     step = dict(_SK_COMMON, step="i32")
     cfgs = [
         # (name, fn, signature, constexprs, num_warps)
-        ("sinkhorn single 16x2 beta", sk._sinkhorn_resident_kernel, res,
-         dict(PRIOR=0, HAS_BETA=True, SINGLE=True, BLOCK_M=16, BLOCK_C=2, BLOCK_P=1,
-              BLOCK_PC=1), 1),
-        ("sinkhorn grid 12000x16 rank prior", sk._sinkhorn_resident_kernel, res,
-         dict(PRIOR=2, HAS_BETA=False, SINGLE=False, BLOCK_M=128, BLOCK_C=16, BLOCK_P=128,
-              BLOCK_PC=128), 4),
-        ("sinkhorn grid 12000x64 prior bf16", sk._sinkhorn_resident_kernel,
-         dict(res, L="*bf16", PR="*bf16"),
-         dict(PRIOR=1, HAS_BETA=False, SINGLE=False, BLOCK_M=128, BLOCK_C=64, BLOCK_P=128,
-              BLOCK_PC=32), 16),
+        ("sinkhorn single 16x2 beta", sk._sinkhorn_single_kernel, single,
+         dict(PRIOR=0, HAS_BETA=True, BLOCK_M=16, BLOCK_C=2), 1),
+        ("sinkhorn single 512x16 rank prior bf16", sk._sinkhorn_single_kernel,
+         dict(single, L="*bf16"), dict(PRIOR=2, HAS_BETA=False, BLOCK_M=512, BLOCK_C=16), 16),
+        ("sinkhorn step 12000x16 rank prior", sk._sinkhorn_step_kernel, step,
+         dict(PRIOR=2, HAS_BETA=False, BLOCK_M=256, BLOCK_C=16, BLOCK_PC=256), 8),
         ("sinkhorn step 200000x256 rank prior", sk._sinkhorn_step_kernel, step,
          dict(PRIOR=2, HAS_BETA=True, BLOCK_M=16, BLOCK_C=256, BLOCK_PC=16), 8),
         ("sinkhorn step fp16 prior", sk._sinkhorn_step_kernel, dict(step, L="*fp16", PR="*fp16"),

@@ -14,6 +14,28 @@ def _work_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+def check_args(logits: torch.Tensor, prior: Optional[torch.Tensor] = None,
+               col_marginal: Optional[torch.Tensor] = None, n_iters: int = 3,
+               rank: Optional[torch.Tensor] = None, fg_prob: Optional[torch.Tensor] = None) -> None:
+    """The argument checks of every Sinkhorn implementation (ValueError)."""
+    if logits.dim() != 2:
+        raise ValueError(f"sinkhorn: logits must be (M, C), got shape {tuple(logits.shape)}")
+    m, c = logits.shape
+    if prior is not None and prior.shape != logits.shape:
+        raise ValueError(f"sinkhorn: prior shape {tuple(prior.shape)} != logits shape "
+                         f"{tuple(logits.shape)}")
+    if col_marginal is not None and col_marginal.numel() != c:
+        raise ValueError(f"sinkhorn: col_marginal has {col_marginal.numel()} entries, logits have "
+                         f"{c} columns")
+    if n_iters < 0:
+        raise ValueError(f"sinkhorn: n_iters must be >= 0, got {n_iters}")
+    if (rank is None) != (fg_prob is None):
+        raise ValueError("sinkhorn: the rank prior needs both rank and fg_prob")
+    if rank is not None and (rank.numel() != m or fg_prob.numel() != c):
+        raise ValueError(f"sinkhorn_rank_prior: rank has {rank.numel()} entries and fg_prob "
+                         f"{fg_prob.numel()}, logits are {m} x {c}")
+
+
 def prior_rank(attention: torch.Tensor, mode: str = "faithful") -> torch.Tensor:
     """The vector r of SPEC §3.4 from the fused attention a (length N).
 
@@ -55,8 +77,7 @@ def sinkhorn_reference(logits: torch.Tensor, prior: Optional[torch.Tensor] = Non
     each column's maximum, which the first column normalisation cancels exactly, so no logit can
     overflow it.
     """
-    if logits.dim() != 2:
-        raise ValueError(f"sinkhorn: logits must be (M, C), got shape {tuple(logits.shape)}")
+    check_args(logits, prior, col_marginal, n_iters)
     m, c = logits.shape
     dtype = _work_dtype(logits)
     if m == 0 or c == 0:
@@ -68,16 +89,12 @@ def sinkhorn_reference(logits: torch.Tensor, prior: Optional[torch.Tensor] = Non
         z = z - z.max()
     g = torch.exp(z)
     if prior is not None:
-        if prior.shape != logits.shape:
-            raise ValueError(f"sinkhorn: prior shape {tuple(prior.shape)} != logits shape {tuple(logits.shape)}")
         g = g * prior.to(dtype)
     g = g / g.sum()
     if col_marginal is None:
         beta = torch.full((c,), 1.0 / c, dtype=dtype, device=logits.device)
     else:
         beta = col_marginal.reshape(-1).to(device=logits.device, dtype=dtype)
-        if beta.numel() != c:
-            raise ValueError(f"sinkhorn: col_marginal has {beta.numel()} entries, logits have {c} columns")
     for _ in range(n_iters):
         g = g / g.sum(dim=0, keepdim=True)
         g = g * beta[None, :]
@@ -89,5 +106,6 @@ def sinkhorn_reference(logits: torch.Tensor, prior: Optional[torch.Tensor] = Non
 def sinkhorn_rank_prior_reference(logits, rank, fg_prob, sigma=10.0, col_marginal=None, n_iters=3,
                                   epsilon=0.05, temperature=10.0):
     """Sinkhorn with the SCC rank prior built from (rank, fg_prob, sigma) (materialised here)."""
+    check_args(logits, None, col_marginal, n_iters, rank, fg_prob)
     prior = rank_prior(rank.to(logits.device), fg_prob.to(logits.device), sigma)
     return sinkhorn_reference(logits, prior, col_marginal, n_iters, epsilon, temperature)

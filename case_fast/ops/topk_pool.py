@@ -8,7 +8,8 @@ import torch
 Values = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
-def _check(scores: torch.Tensor, values: Sequence[torch.Tensor], k: int) -> None:
+def check_args(scores: torch.Tensor, values: Sequence[torch.Tensor], k: int) -> None:
+    """The argument checks of every top-k pooling implementation (ValueError)."""
     if scores.dim() != 3:
         raise ValueError(f"topk_mil_pool: scores must be (B, T, G), got shape {tuple(scores.shape)}")
     for v in values:
@@ -33,7 +34,7 @@ def topk_mil_pool_reference(scores: torch.Tensor, values: Values, k: int):
     """
     single = isinstance(values, torch.Tensor)
     vals = [values] if single else list(values)
-    _check(scores, vals, k)
+    check_args(scores, vals, k)
     idx = topk_indices_reference(scores, k)
     pooled = tuple(torch.gather(v, 1, idx).mean(dim=1) for v in vals)
     return (pooled[0] if single else pooled), idx
