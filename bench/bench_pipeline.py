@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from case_fast import ops
 from case_fast.config import load_config
 from case_fast.data import embedded_thumos14_test
 from case_fast.evaluation import GroundTruth, evaluate
@@ -97,14 +96,11 @@ def eval_setup():
 
 
 def _eval_pass(cfg, names, lengths, gt, cas, backend):
-    prev = ops.get_backend()
-    ops.set_backend(backend)
-    try:
-        props = {v: localize_video(c, s, int(n), cfg) for v, n, (c, s) in zip(names, lengths, cas)}
-        det = proposals_to_detections(props)
-        return evaluate(det, gt, tuple(cfg.infer.tiou), backend="reference" if backend == "reference" else "fast")
-    finally:
-        ops.set_backend(prev)
+    props = {v: localize_video(c, s, int(n), cfg, backend=backend)
+             for v, n, (c, s) in zip(names, lengths, cas)}
+    det = proposals_to_detections(props)
+    return evaluate(det, gt, tuple(cfg.infer.tiou),
+                    backend="reference" if backend == "reference" else "fast")
 
 
 @pytest.mark.parametrize("path", ["reference", "fast"])

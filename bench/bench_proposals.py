@@ -1,5 +1,5 @@
-"""Proposal generation per video (T = 750, x24, 9 thresholds, p = 2): reference vs the
-vectorised numpy path vs the compiled op (torch.ops.case_fast.oic_proposals), side by side.
+"""Proposal generation per video (T = 750, x24, 9 thresholds, p = 2): reference vs the compiled
+op (torch.ops.case_fast.oic_proposals), side by side.
 
     pytest bench/bench_proposals.py --benchmark-only --benchmark-group-by=group
     python bench/bench_proposals.py        # quick medians and ratios without pytest-benchmark
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from case_fast import proposals as P
+from case_fast.ops import extension_available
 
 T, P_CLASSES, N_VIDEOS = 750, 2, 8
 
@@ -52,22 +53,11 @@ def test_bench_reference(benchmark):
                        warmup_rounds=1)
 
 
-def _numpy(*v):
-    return P.generate_proposals(*v, backend="numpy")
-
-
 def _cpp(*v):
     return P.generate_proposals(*v, backend="fast")
 
 
-@pytest.mark.benchmark(group="proposals per video (x8 videos)", timer=time.process_time)
-def test_bench_numpy(benchmark):
-    for v in VIDEOS:
-        assert np.array_equal(_numpy(*v), P.generate_proposals_reference(*v))
-    benchmark.pedantic(_run, args=(_numpy,), rounds=50, iterations=1, warmup_rounds=2)
-
-
-@pytest.mark.skipif(not P.extension_available(), reason="case_fast._C without oic_proposals")
+@pytest.mark.skipif(not extension_available(), reason="case_fast._C not built")
 @pytest.mark.benchmark(group="proposals per video (x8 videos)", timer=time.process_time)
 def test_bench_cpp(benchmark):
     for v in VIDEOS:
@@ -85,12 +75,11 @@ if __name__ == "__main__":
         return float(np.median(ts))
 
     rows = np.mean([len(P.generate_proposals(*v)) for v in VIDEOS])
-    _run(_numpy), _run(_cpp)
-    r, n, c = [], [], []
-    for _ in range(3):  # interleaved, so that load on a shared machine hits all three alike
+    _run(_cpp)
+    r, c = [], []
+    for _ in range(3):  # interleaved, so that load on a shared machine hits both alike
         r.append(med(P.generate_proposals_reference, 5))
-        n.append(med(_numpy, 41))
-        c.append(med(_cpp, 201) if P.extension_available() else float("nan"))
-    r, n, c = np.median(r), np.median(n), np.median(c)
+        c.append(med(_cpp, 201) if extension_available() else float("nan"))
+    r, c = np.median(r), np.median(c)
     print(f"{rows:.0f} proposals/video; per video (CPU time medians): reference {r * 1e3:.3f} ms, "
-          f"numpy {n * 1e3:.3f} ms ({r / n:.1f}x), C++ {c * 1e3:.3f} ms ({r / c:.1f}x)")
+          f"C++ {c * 1e3:.3f} ms ({r / c:.1f}x)")
