@@ -325,6 +325,8 @@ def _is_real(x) -> bool:
 def _finite(x) -> Optional[float]:
     """``float(x)`` for a finite real number (not a bool), else None (also for ints too large for a
     float)."""
+    if type(x) is float:  # what JSON gives, checked without the ABC machinery below
+        return x if math.isfinite(x) else None
     if not _is_real(x):
         return None
     try:
@@ -380,7 +382,7 @@ def detections_from_results(
             raise DataError(f"{where}: predictions must be a list, got {type(preds).__name__}")
         v_lab, v_sc, v_seg = [], [], []
         for k, p in enumerate(preds):
-            if not isinstance(p, Mapping):
+            if type(p) is not dict and not isinstance(p, Mapping):
                 raise DataError(f"{where}, prediction {k}: not an object")
             lab = p.get("label")
             if not isinstance(lab, str) or lab not in index:
@@ -389,7 +391,8 @@ def detections_from_results(
             if sc is None:
                 raise DataError(f"{where}, prediction {k}: score {p.get('score')!r} is not a finite number")
             seg = p.get("segment")
-            pair = [_finite(x) for x in seg] if isinstance(seg, (list, tuple)) and len(seg) == 2 else None
+            pair = ([_finite(seg[0]), _finite(seg[1])]
+                    if type(seg) in (list, tuple) and len(seg) == 2 else None)
             if pair is None or None in pair:
                 raise DataError(f"{where}, prediction {k}: malformed segment {seg!r} "
                                 "(need [start, end], finite numbers)")

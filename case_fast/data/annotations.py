@@ -82,12 +82,14 @@ def read_text(path, what: str = "file", allow_empty: bool = False) -> str:
 
 def _no_duplicates(source: str):
     def hook(pairs):
-        out = {}
-        for k, v in pairs:
-            if k in out:
-                raise DataError(f"{source}: key {k!r} appears twice in one JSON object "
-                                "(the last copy would silently win)")
-            out[k] = v
+        out = dict(pairs)
+        if len(out) != len(pairs):  # rare: find the key named twice for the message
+            seen = set()
+            for k, _ in pairs:
+                if k in seen:
+                    raise DataError(f"{source}: key {k!r} appears twice in one JSON object "
+                                    "(the last copy would silently win)")
+                seen.add(k)
         return out
     return hook
 
