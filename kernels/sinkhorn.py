@@ -154,6 +154,13 @@ def _combine_sums(WS, nprog, cols, BLOCK_C: tl.constexpr, BLOCK_PC: tl.constexpr
 
 
 @triton.jit
+def _store_q(OUT, rows, cols, M, C, q):
+    """Rows ``rows`` of the (M, C) output."""
+    omask = (rows < M)[:, None] & (cols < C)[None, :]
+    tl.store(OUT + rows.to(tl.int64)[:, None] * C + cols[None, :], q, mask=omask)
+
+
+@triton.jit
 def _global_shift(ms, a, cols, C):
     """n_iters = 0: the global max and the total of exp(z - global max) * prior."""
     cm = cols < C
@@ -177,18 +184,15 @@ def _sinkhorn_single_kernel(
     rows = tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_C)
     rmask = rows < M
-    cmask = cols < C
     z, q = _load_tile(L, PR, R, FG, rows, cols, M, C, stride_lm, stride_lc, stride_pm, stride_pc,
                       scale, Mf, two_s2, PRIOR)
     beta = _load_beta(BETA, cols, C, HAS_BETA)
     ms = _safe(tl.max(z, axis=0))
     a = tl.sum(_gibbs(z, q, ms, PRIOR), axis=0)
-    optr = OUT + rows.to(tl.int64)[:, None] * C + cols[None, :]
-    omask = rmask[:, None] & cmask[None, :]
     if n_iters == 0:
         gm, total = _global_shift(ms, a, cols, C)
         g0 = _gibbs(z, q, tl.zeros([BLOCK_C], tl.float32) + gm, PRIOR)
-        tl.store(optr, g0 / total * Mf, mask=omask)
+        _store_q(OUT, rows, cols, M, C, g0 / total * Mf)
     else:
         g = _gibbs(z, q, ms, PRIOR)
         v = _scale_v(beta, a, cols, C)
@@ -200,7 +204,7 @@ def _sinkhorn_single_kernel(
             it += 1
         gv = g * v[None, :]
         rs = tl.where(rmask, tl.sum(gv, axis=1), 1.0)
-        tl.store(optr, gv / rs[:, None], mask=omask)
+        _store_q(OUT, rows, cols, M, C, gv / rs[:, None])
 
 
 @triton.jit
@@ -215,7 +219,6 @@ def _sinkhorn_step_kernel(
     Mf = M * 1.0
     num_tiles = tl.cdiv(M, BLOCK_M)
     cols = tl.arange(0, BLOCK_C)
-    cmask = cols < C
     slot = 2 * nprog * BLOCK_C
     pofs = pid * BLOCK_C + cols
     if step == 0:
@@ -243,10 +246,7 @@ def _sinkhorn_step_kernel(
                 rows = t * BLOCK_M + tl.arange(0, BLOCK_M)
                 z, q = _load_tile(L, PR, R, FG, rows, cols, M, C, stride_lm, stride_lc,
                                   stride_pm, stride_pc, scale, Mf, two_s2, PRIOR)
-                g0 = _gibbs(z, q, shift, PRIOR)
-                omask = (rows < M)[:, None] & cmask[None, :]
-                tl.store(OUT + rows.to(tl.int64)[:, None] * C + cols[None, :], g0 / total * Mf,
-                         mask=omask)
+                _store_q(OUT, rows, cols, M, C, _gibbs(z, q, shift, PRIOR) / total * Mf)
                 t += nprog
         else:
             beta = _load_beta(BETA, cols, C, HAS_BETA)
@@ -274,9 +274,7 @@ def _sinkhorn_step_kernel(
                                       stride_pm, stride_pc, scale, Mf, two_s2, PRIOR)
                     gv = _gibbs(z, q, ms, PRIOR) * v[None, :]
                     rs = tl.where(rows < M, tl.sum(gv, axis=1), 1.0)
-                    omask = (rows < M)[:, None] & cmask[None, :]
-                    tl.store(OUT + rows.to(tl.int64)[:, None] * C + cols[None, :],
-                             gv / rs[:, None], mask=omask)
+                    _store_q(OUT, rows, cols, M, C, gv / rs[:, None])
                     t += nprog
 
 
