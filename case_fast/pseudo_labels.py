@@ -24,15 +24,25 @@ def initial_cluster_labels(num_clusters: int, device=None) -> torch.Tensor:
 def scc_pseudo_labels(cluster_logits: torch.Tensor, attention: torch.Tensor, q_c: torch.Tensor, *,
                       mode: str = "faithful", sigma: float = 10.0, n_iters: int = 3,
                       epsilon: float = 0.05, temperature: float = 10.0, use_prior: bool = True,
-                      labels: str = "ot_soft", backend: str = "auto") -> torch.Tensor:
+                      labels: str = "ot_soft", backend: str = "auto", pg=None) -> torch.Tensor:
     """Q^S (N, K) from the fused cluster logits (N, K) and fused attention (N,).
 
     labels: 'ot_soft' (the method), 'ot_hard' (one-hot of the OT solution), 'soft' / 'hard'
     (no OT: row-normalised Gibbs kernel / its arg-max; paper Table 5).
     use_prior=False drops the rank prior (plain equipartition, Eq. 10; Table 6).
+    pg: a ``distributed.ProcessGroup`` when the rows are this rank's slice of a batch spread over
+    ranks (the prior's ordering and normalisation and the Sinkhorn's column sums are then global;
+    the reference Sinkhorn sequence is used); None: one process, the code path below.
     """
     logits = cluster_logits.detach()
-    if labels in ("soft", "hard"):
+    if pg is not None and labels not in ("soft", "hard"):
+        from . import distributed as D
+        prior = None
+        if use_prior:
+            rank = D.prior_rank_local(attention, mode, pg)
+            prior = D.rank_prior_local(rank, q_c[:, 0].detach(), sigma, rank.numel() * pg.world, pg)
+        q = D.sinkhorn_distributed(logits, prior, None, n_iters, epsilon, temperature, pg)
+    elif labels in ("soft", "hard"):
         q = torch.softmax(logits.float() / (temperature * epsilon), dim=1)
     elif use_prior:
         rank = ops.prior_rank(attention.detach().reshape(-1), mode)
@@ -46,21 +56,31 @@ def scc_pseudo_labels(cluster_logits: torch.Tensor, attention: torch.Tensor, q_c
 
 
 def cluster_fb_logits(embedding: torch.Tensor, q_s: torch.Tensor, q_a: torch.Tensor,
-                      temperature: float = 10.0) -> torch.Tensor:
+                      temperature: float = 10.0, pg=None) -> torch.Tensor:
     """CCC logits (K, 2) of one stream: temperature * cosine between the Q^S-weighted cluster
     prototypes and the [Q^A, 1 - Q^A]-weighted foreground/background prototypes of the
-    unnormalised embeddings E (N, H). Gradients flow into E."""
+    unnormalised embeddings E (N, H). Gradients flow into E. With ``pg`` (rows spread over ranks)
+    the weighted sums are all-reduced with autograd before the normalisation."""
     qs = q_s.to(embedding.dtype)
     fb = torch.stack([q_a, 1.0 - q_a], dim=1).to(embedding.dtype)   # (N, 2)
+    if pg is not None:
+        cluster_protos = F.normalize(pg.sum_grad(qs.t() @ embedding), dim=1)
+        fb_protos = F.normalize(pg.sum_grad(fb.t() @ embedding), dim=1)
+        return temperature * cluster_protos @ fb_protos.t()
     cluster_protos = F.normalize(qs.t() @ embedding, dim=1)          # (K, H)
     fb_protos = F.normalize(fb.t() @ embedding, dim=1)               # (2, H)
     return temperature * cluster_protos @ fb_protos.t()
 
 
-def ccc_marginal(q_a: torch.Tensor, kind: str = "empirical") -> torch.Tensor:
-    """beta^C: [mean Q^A, 1 - mean Q^A] over the batch (Eq. 13), or uniform (Eq. 9)."""
+def ccc_marginal(q_a: torch.Tensor, kind: str = "empirical", pg=None) -> torch.Tensor:
+    """beta^C: [mean Q^A, 1 - mean Q^A] over the batch (Eq. 13), or uniform (Eq. 9); with ``pg``
+    the mean is over the global batch."""
     if kind == "uniform":
         return torch.full((2,), 0.5, dtype=torch.float32, device=q_a.device)
+    if pg is not None:
+        from .distributed import mean_global
+        m = mean_global(q_a, pg)
+        return torch.stack([m, 1.0 - m])
     m = q_a.float().mean()
     return torch.stack([m, 1.0 - m])
 

@@ -37,10 +37,11 @@ def selection_scores(out) -> torch.Tensor:
 
 
 def case_losses(out, labels: torch.Tensor, q_c: torch.Tensor, cfg: Config,
-                backend: Optional[str] = None, timer: Callable = no_timer) -> StepResult:
+                backend: Optional[str] = None, timer: Callable = no_timer, pg=None) -> StepResult:
     """``backend``: of the ops (case_fast.ops words; None: ``cfg.train.backend``). ``timer(name)``
     returns a context manager wrapped around each phase (``case-fast profile``): 'pooling',
-    'pseudo_labels', 'sinkhorn', 'losses'."""
+    'pseudo_labels', 'sinkhorn', 'losses'. ``pg``: a ``distributed.ProcessGroup`` when this batch
+    is one rank's slice of a data-parallel step (None: one process)."""
     tc = cfg.train
     backend = tc.backend if backend is None else backend
     b, t, _ = out["rgb"].cas.shape
@@ -67,7 +68,8 @@ def case_losses(out, labels: torch.Tensor, q_c: torch.Tensor, cfg: Config,
             q_s = scc_pseudo_labels(fused.reshape(-1, kk), att.reshape(-1), q_c, mode=tc.mode,
                                     sigma=tc.prior_sigma, n_iters=tc.sinkhorn_iters,
                                     epsilon=tc.sinkhorn_epsilon, temperature=cfg.model.temperature,
-                                    use_prior=tc.scc_prior, labels=tc.scc_labels, backend=backend)
+                                    use_prior=tc.scc_prior, labels=tc.scc_labels, backend=backend,
+                                    pg=pg)
         with timer("losses"):
             l_scc = sum(soft_cross_entropy(out[s].cluster_logits.reshape(-1, kk), q_s) for s in STREAMS)
             loss = loss + tc.lambda_s * l_scc
@@ -76,8 +78,8 @@ def case_losses(out, labels: torch.Tensor, q_c: torch.Tensor, cfg: Config,
             qa_flat = q_a.reshape(-1)
             with timer("pseudo_labels"):
                 logits = {s: cluster_fb_logits(out[s].embedding.reshape(b * t, -1), q_s, qa_flat,
-                                               cfg.model.temperature) for s in STREAMS}
-                beta = ccc_marginal(qa_flat, tc.ccc_marginal)
+                                               cfg.model.temperature, pg=pg) for s in STREAMS}
+                beta = ccc_marginal(qa_flat, tc.ccc_marginal, pg=pg)
             with timer("sinkhorn"):
                 new_qc = ccc_pseudo_labels(0.5 * logits["rgb"] + 0.5 * logits["flow"], beta,
                                            n_iters=tc.sinkhorn_iters, epsilon=tc.sinkhorn_epsilon,
@@ -93,11 +95,11 @@ def case_losses(out, labels: torch.Tensor, q_c: torch.Tensor, cfg: Config,
 
 
 def train_step(model, optim, feats: torch.Tensor, labels: torch.Tensor, q_c: torch.Tensor,
-               cfg: Config) -> StepResult:
+               cfg: Config, pg=None) -> StepResult:
     """Forward, losses, backward and the optimizer update of one training step. The caller zeroes
     the gradients first (``optim.zero_grad(set_to_none=True)``); the eager trainer and the
     captured CUDA graph (``graph_step.GraphedStep``) both run exactly this."""
-    res = case_losses(model(feats), labels, q_c, cfg)
+    res = case_losses(model(feats), labels, q_c, cfg, pg=pg)
     res.loss.backward()
     optim.step()
     return res

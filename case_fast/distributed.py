@@ -1,0 +1,233 @@
+"""Data-parallel training on torch.distributed (``torchrun --nproc_per_node N -m case_fast train``).
+
+The method is the same as in one process at the same global batch: each rank holds a contiguous
+slice of the global batch (``batch_for_step``'s ids, ``B / world`` videos each), and the pieces of
+CASE that look at the whole batch are reduced across ranks through a :class:`ProcessGroup` passed to
+the pseudo-label functions (``pg=None``, the default, is the single-process code path, unchanged):
+
+* SCC rank prior: the fused attention of all N snippets is all-gathered, ordered once (identical on
+  every rank: the same ``prior_rank`` on the same vector) and each rank takes its slice; the
+  prior's normalisation over all N·K entries is an all-reduced sum.
+* SCC Sinkhorn (reference sequence of SPEC §4): the column maxima, the kernel's total and the
+  column sums of every iteration are all-reduced; rows are local; M is the global N.
+* CCC: the Q^S- and [Q^A, 1-Q^A]-weighted sums of E are all-reduced *with autograd*
+  (``torch.distributed.nn.functional.all_reduce``), so the (K, 2) logits, the loss and Q^C are the
+  same on every rank; β = mean Q^A over the global batch.
+
+Gradient scaling. DDP averages gradients over the W ranks. The per-video / per-snippet losses
+(L_V, L_A, L_S) are means over a rank's B/W videos (N/W snippets): the average of the W local
+means is the global mean, so DDP's average is the global gradient. The CCC loss is computed on every
+rank from the all-reduced prototypes P = Σ_r P_r: its gradient dL/dP = g is the same on all ranks;
+the all_reduce backward sums it (W·g reaches each rank's P_r) and DDP's 1/W average gives
+Σ_r g·∂P_r/∂θ, the true gradient. Logged losses are averaged over ranks at logging time.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import torch
+
+
+@dataclass
+class ProcessGroup:
+    """This process's place in a data-parallel job: ``rank`` of ``world`` (``group``: a
+    torch.distributed group, None for the default one)."""
+    rank: int
+    world: int
+    group: Any = None
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # -- no-gradient collectives ----------------------------------------------------------------
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum of ``t`` over ranks (a new tensor, no gradient)."""
+        import torch.distributed as dist
+        out = t.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=self.group)
+        return out
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+        out = t.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.MAX, group=self.group)
+        return out
+
+    def cat(self, t: torch.Tensor) -> torch.Tensor:
+        """Concatenation along dim 0 of every rank's ``t`` (equal shapes), in rank order."""
+        import torch.distributed as dist
+        t = t.detach().contiguous()
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(parts, t, group=self.group)
+        return torch.cat(parts, dim=0)
+
+    # -- with gradient --------------------------------------------------------------------------
+    def sum_grad(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over ranks with autograd: the backward all-reduces (sums) the incoming gradients
+        (what torch.distributed.nn.functional.all_reduce does; that one is deprecated)."""
+        return _SumOverRanks.apply(t, self.group)
+
+    # -- Python objects -------------------------------------------------------------------------
+    def gather_objects(self, obj) -> List[Any]:
+        import torch.distributed as dist
+        out: List[Any] = [None] * self.world
+        dist.all_gather_object(out, obj, group=self.group)
+        return out
+
+    def broadcast_object(self, obj, src: int = 0):
+        import torch.distributed as dist
+        box = [obj]
+        dist.broadcast_object_list(box, src=src, group=self.group)
+        return box[0]
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+        dist.barrier(group=self.group)
+
+    def agree(self, error: Optional[BaseException]) -> None:
+        """Collective: every rank raises if any rank had an error (the first one's text), so a check
+        that fails on one rank (rank 0's run-directory checks) ends every rank, not a hang."""
+        msgs = self.gather_objects(None if error is None else (type(error).__name__, str(error)))
+        for r, m in enumerate(msgs):
+            if m is not None:
+                if error is not None:
+                    raise error
+                raise RankError(f"rank {r}: {m[1]}")
+
+
+class _SumOverRanks(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t, group):
+        import torch.distributed as dist
+        ctx.group = group
+        out = t.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+        g = grad.contiguous().clone()
+        dist.all_reduce(g, op=dist.ReduceOp.SUM, group=ctx.group)
+        return g, None
+
+
+class RankError(RuntimeError):
+    """Another rank of the job failed a check (its message is repeated)."""
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun (or another launcher) with WORLD_SIZE > 1."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+    except ValueError:
+        return False
+
+
+def env_world() -> tuple:
+    """(rank, world size, local rank) from the launcher's environment (0, 1, 0 without one)."""
+    if not launched():
+        return 0, 1, 0
+    return (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init(device_kind: str = "cpu", timeout_s: float = 1800.0) -> Optional[ProcessGroup]:
+    """Join the launcher's process group (gloo for CPU training, nccl for CUDA); None when this is a
+    single process. Idempotent."""
+    if not launched():
+        return None
+    import torch.distributed as dist
+    rank, world, local = env_world()
+    if device_kind == "cuda":
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        backend = "nccl" if device_kind == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return ProcessGroup(rank=rank, world=world, group=None, local_rank=local)
+
+
+def shutdown() -> None:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------------
+# The batch-wide pieces of the method, distributed (used by pseudo_labels when pg is given).
+
+def prior_rank_local(attention_local: torch.Tensor, mode: str, pg: ProcessGroup) -> torch.Tensor:
+    """This rank's slice of the rank vector r of SPEC §3.4 over the global batch: the fused
+    attention of all ranks is gathered (rank order = global batch order), ``prior_rank`` runs on
+    the whole vector on every rank (identical result), and rows [rank·n, (rank+1)·n) are returned."""
+    from .ops import prior_rank
+    a = attention_local.detach().reshape(-1)
+    n = a.numel()
+    full = prior_rank(pg.cat(a), mode)
+    return full[pg.rank * n:(pg.rank + 1) * n]
+
+
+def rank_prior_local(rank_local: torch.Tensor, fg_prob: torch.Tensor, sigma: float, n_global: int,
+                     pg: ProcessGroup) -> torch.Tensor:
+    """Rows of Q̂^S for this rank's snippets: d = |(r + 1)/N - (1 - fg)| with the global N, and the
+    normalisation to sum 1 over all N·K entries (an all-reduced total)."""
+    dtype = torch.promote_types(_work(rank_local), _work(fg_prob))
+    r = rank_local.reshape(-1).to(dtype)
+    fg = fg_prob.reshape(-1).to(device=r.device, dtype=dtype)
+    d = ((r[:, None] + 1.0) / n_global - (1.0 - fg[None, :])).abs()
+    q = torch.exp(-d.square() / (2.0 * sigma * sigma))
+    return q / pg.sum(q.sum())
+
+
+def _work(t: torch.Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+@torch.no_grad()
+def sinkhorn_distributed(logits: torch.Tensor, prior: Optional[torch.Tensor], col_marginal,
+                         n_iters: int, epsilon: float, temperature: float,
+                         pg: ProcessGroup) -> torch.Tensor:
+    """The reference Sinkhorn sequence of SPEC §4 (``ops.sinkhorn_reference``) over rows spread
+    across ranks: each rank holds M/W rows; column maxima, the total and the column sums are
+    all-reduced; M is the global row count. Returns this rank's rows of Q."""
+    m_local, c = logits.shape
+    dtype = _work(logits)
+    m = m_local * pg.world   # equal slices of the global batch
+    z = logits.to(dtype) * (1.0 / (temperature * epsilon))
+    if n_iters > 0:
+        z = z - pg.max(z.amax(dim=0, keepdim=True))
+    else:
+        z = z - pg.max(z.max())
+    g = torch.exp(z)
+    if prior is not None:
+        g = g * prior.to(dtype)
+    g = g / pg.sum(g.sum())
+    if col_marginal is None:
+        beta = torch.full((c,), 1.0 / c, dtype=dtype, device=logits.device)
+    else:
+        beta = col_marginal.reshape(-1).to(device=logits.device, dtype=dtype)
+    for _ in range(n_iters):
+        g = g / pg.sum(g.sum(dim=0, keepdim=True))
+        g = g * beta[None, :]
+        g = g / g.sum(dim=1, keepdim=True)
+        g = g / m
+    return g * m
+
+
+def mean_global(x: torch.Tensor, pg: ProcessGroup) -> torch.Tensor:
+    """Mean of all entries of ``x`` over every rank (no gradient)."""
+    x = x.float()
+    tot = pg.sum(torch.stack([x.sum(), torch.tensor(float(x.numel()), device=x.device)]))
+    return tot[0] / tot[1]
+
+
+def find_free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
