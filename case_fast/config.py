@@ -84,6 +84,12 @@ class TrainConfig:
     cuda_graph: bool = False           # CUDA only: after 3 eager warm-up steps, capture one step
                                        # (forward, losses, backward, Adam) in a CUDA graph and replay it
     progress: bool = True
+    # model selection: which periodic evaluation's step best.pt / summary "best" is
+    select: str = "test"               # 'test' (paper protocol: best test mAP) | 'val' | 'last'
+    val_fraction: float = 0.0          # class-stratified hold-out of the training videos (0: none)
+    tensorboard: bool = True           # TensorBoard event files in <run>/tensorboard (if installed)
+    deterministic: bool = False        # torch.use_deterministic_algorithms(True) (+ cuBLAS config)
+    world_size: int = 1                # recorded by the trainer: processes of a torchrun launch
 
 
 @dataclass
@@ -139,6 +145,9 @@ class Config:
             if not hasattr(getattr(self, sec), fld):   # a rule for a field this version lacks
                 continue
             _check_rule(key, getattr(getattr(self, sec), fld), rule)
+        if self.train.select == "val" and self.train.val_fraction <= 0:
+            raise ConfigError("config key train.select: 'val' needs a validation hold-out "
+                              "(set train.val_fraction > 0, e.g. 0.15)")
         if self.data.feature_dim != 2 * self.model.stream_dim:
             raise ConfigError(f"data.feature_dim ({self.data.feature_dim}) must be 2 x model.stream_dim "
                               f"({self.model.stream_dim}): RGB and flow halves")
@@ -194,6 +203,9 @@ _RULES = {
     "train.device": (("device",),),
     "train.backend": (("choice", ("auto", "reference", "fast")),),
     "train.num_threads": ((">=", 0),),
+    "train.select": (("choice", ("test", "val", "last")),),
+    "train.val_fraction": ((">=", 0), ("<", 1)),
+    "train.world_size": ((">=", 1),),
     "infer.fg_score": (("choice", ("PM", "PA", "PT")),),
     "infer.class_threshold": ((">=", 0), ("<=", 1)),
     "infer.act_thresholds": (("nonempty",), ("each", ((">=", 0), ("<=", 1)))),
@@ -258,6 +270,14 @@ FIELD_DOCS = {
     "train.num_threads": "torch CPU threads (0: torch default)",
     "train.cuda_graph": "CUDA only: capture the training step as a CUDA graph",
     "train.progress": "progress bar on stderr",
+    "train.select": ("model selection for best.pt: test (best periodic test mAP, the paper's protocol) "
+                     "| val (best on the val hold-out) | last"),
+    "train.val_fraction": ("held-out share of the training videos, class-stratified, same for every "
+                           "seed (0: none, no val number; > 0 needed by select=val), in [0, 1)"),
+    "train.tensorboard": "write TensorBoard event files to <run>/tensorboard (needs tensorboard)",
+    "train.deterministic": ("torch.use_deterministic_algorithms(True), cuDNN deterministic, "
+                            "CUBLAS_WORKSPACE_CONFIG on CUDA"),
+    "train.world_size": "processes of the data-parallel job (set by the trainer under torchrun)",
     "infer.use_cat": "clustering-assisted testing (P^T terms)",
     "infer.fg_score": "PM (P^A and P^T) | PA | PT (paper Table 7)",
     "infer.class_threshold": "video-level class score threshold, in [0, 1]",

@@ -6,7 +6,11 @@ Run directory layout:
   last.pt           model, optimizer, Q^C, step, best-so-far, metric history (every eval_every steps)
   best.pt           weights + Q^C + config + metrics of the best evaluation
   best_results.json detections of the best evaluation (ActivityNet-style)
-  summary.json      final best metrics
+  summary.json      final metrics: "best" (the evaluation at the selected step, train.select) and
+                    "selection" (test mAP best over the evaluations with its step, at the
+                    val-selected step - null without a val hold-out - and at the last step)
+  tensorboard/      TensorBoard event files (train.tensorboard and the tensorboard package):
+                    the numbers of metrics.jsonl (which stays the source of truth), plus lr and steps/s
   .lock             the run's lock (fcntl.flock, held while a process trains here; released by the
                     kernel when that process ends, however it ends)
   .previous-run/    only during a --restart: the old run's files, deleted once the new run has
@@ -22,6 +26,17 @@ any point and restarted resumes from last.pt and ends bit-for-bit like an uninte
 
 ``train.cuda_graph=true`` (CUDA only) runs the step as a captured CUDA graph (``graph_step.py``);
 everything else (sampling, evaluation, checkpoints, resume) is the same code.
+
+Model selection (``train.select``): 'test' (default; the paper's protocol: the best of the
+periodic test evaluations), 'val' (the best evaluation on a class-stratified hold-out of
+``train.val_fraction`` of the training videos, scored against their segment annotations; training
+then uses the rest), 'last'. best.pt is the checkpoint at the selected step. With
+``val_fraction > 0`` the hold-out is evaluated at every periodic evaluation whatever ``select`` is.
+
+Data parallel (``torchrun --nproc_per_node N -m case_fast train``, see ``distributed.py``): each
+rank trains on its contiguous slice of the same global batch with the batch-wide pieces of the
+method reduced across ranks; rank 0 alone writes (it holds the lock), the checkpoint it reads on
+resume is broadcast to the others; evaluation is split across ranks and gathered.
 """
 from __future__ import annotations
 
@@ -36,6 +51,7 @@ import numpy as np
 import torch
 import yaml
 
+from . import distributed as dist_mod
 from .config import Config, config_from_dict
 from .data import load_datasets, sample_test_indices, sample_train_indices
 from .evaluation import Detections, GroundTruth, evaluate, format_table
@@ -50,6 +66,7 @@ from .utils import (DirLock, OutputError, Progress, check_writable_dir, remove_s
 
 RUN_FILES = ("last.pt", "best.pt", "best_results.json", "best_table.txt", "metrics.jsonl",
              "summary.json", "config.yaml")
+RUN_DIRS = ("tensorboard",)   # folders of a run (moved aside by --restart with the files)
 
 
 class FeatureBank:
@@ -87,27 +104,93 @@ def ground_truth_of(dataset) -> GroundTruth:
     return GroundTruth(**gt)
 
 
+VAL_SEED = 15   # the hold-out does not depend on train.seed: every seed is selected on the same videos
+
+
+def val_split(labels: np.ndarray, fraction: float, seed: int = VAL_SEED):
+    """(train ids, val ids): a deterministic class-stratified hold-out of ``fraction`` of the videos.
+    Videos are grouped by their first (lowest-index) class (unlabelled ones form a group); each
+    group gives round(fraction * size) videos, at least one when it has two or more, drawn with a
+    fixed seed."""
+    n = labels.shape[0]
+    if fraction <= 0 or n == 0:
+        return np.arange(n), np.zeros(0, np.int64)
+    primary = np.where(labels.sum(1) > 0, labels.argmax(1), -1)
+    rng = np.random.default_rng([seed, 0])
+    val = []
+    for g in np.unique(primary):
+        members = np.flatnonzero(primary == g)
+        members = members[rng.permutation(len(members))]
+        k = int(round(fraction * len(members)))
+        if len(members) >= 2:
+            k = min(max(k, 1), len(members) - 1)
+        val += members[:k].tolist()
+    val = np.array(sorted(val), dtype=np.int64)
+    return np.setdiff1d(np.arange(n), val), val
+
+
+class SubsetView:
+    """Some videos of a VideoDataset (same interface as far as training and evaluation use it)."""
+
+    def __init__(self, dataset, ids, name: str):
+        self._ds, self._ids = dataset, np.asarray(ids, dtype=np.int64)
+        self.name = name
+        self.class_names = dataset.class_names
+        self.videos = [dataset.videos[i] for i in self._ids]
+        self.labels = dataset.labels[self._ids]
+        self.num_snippets = dataset.num_snippets[self._ids]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def features(self, i: int) -> np.ndarray:
+        return self._ds.features(int(self._ids[i]))
+
+    def ground_truth(self) -> dict:
+        gt = self._ds.ground_truth()
+        keep = np.isin(gt["video"], np.asarray(self.videos, dtype=str))
+        return dict(video=gt["video"][keep], label=gt["label"][keep], segment=gt["segment"][keep],
+                    videos=list(self.videos), class_names=list(self.class_names),
+                    ambiguous={v: a for v, a in gt["ambiguous"].items() if v in set(self.videos)})
+
+
 class Evaluator:
     """Evaluates a model on the test split; keeps the sampled test features on the device."""
 
-    def __init__(self, dataset, cfg: Config, device):
+    def __init__(self, dataset, cfg: Config, device, ambiguous_filter: Optional[bool] = None):
         self.dataset, self.cfg, self.device = dataset, cfg, device
         t = cfg.data.num_segments
         feats = np.stack([dataset.features(i)[sample_test_indices(int(dataset.num_snippets[i]), t)]
                           for i in range(len(dataset))]) if len(dataset) else None
         self.feats = None if feats is None else torch.from_numpy(feats).to(device)
         self.gt = ground_truth_of(dataset)
-        self.ambiguous_filter = cfg.data.protocol == "wtalc212"
+        self.ambiguous_filter = (cfg.data.protocol == "wtalc212" if ambiguous_filter is None
+                                 else ambiguous_filter)
 
-    def __call__(self, model, q_c):
+    def __call__(self, model, q_c, pg=None):
+        """``pg``: a data-parallel job's process group: each rank runs the forward and localisation
+        of a contiguous share of the videos, the proposals are gathered, and every rank scores them
+        (the same numbers everywhere)."""
+        n = len(self.dataset)
+        lo, hi = (0, n) if pg is None else (n * pg.rank // pg.world, n * (pg.rank + 1) // pg.world)
         was = model.training
         model.eval()
         try:
-            cas, scores = forward_videos(model, self.feats, q_c, self.cfg)
+            feats = self.feats[lo:hi] if self.feats is not None else None
+            if feats is None or feats.shape[0] == 0:
+                cas, scores = np.zeros((0,)), np.zeros((0,))
+            else:
+                cas, scores = forward_videos(model, feats, q_c, self.cfg)
         finally:
             model.train(was)
-        props = {v: localize_video(cas[i], scores[i], self.dataset.num_snippets[i], self.cfg)
-                 for i, v in enumerate(self.dataset.videos)}
+        props = {self.dataset.videos[i]: localize_video(cas[i - lo], scores[i - lo],
+                                                        self.dataset.num_snippets[i], self.cfg)
+                 for i in range(lo, hi)}
+        if pg is not None:
+            merged = {}
+            for part in pg.gather_objects(props):
+                merged.update(part)
+            props = {v: merged[v] for v in self.dataset.videos}
         det = proposals_to_detections(props)
         metrics = evaluate(det, self.gt, tuple(self.cfg.infer.tiou), ambiguous_filter=self.ambiguous_filter)
         metrics["n_pred"] = np.bincount(det.label, minlength=len(self.gt.class_names))
@@ -146,7 +229,8 @@ def never_predicted_warning(summ: dict, step: int) -> Optional[str]:
 
 def _config_for_compare(d: dict) -> dict:
     d = json.loads(json.dumps(d)) if isinstance(d, dict) else {}
-    for key in ("num_steps", "progress", "device", "num_threads", "backend", "cuda_graph"):
+    for key in ("num_steps", "progress", "device", "num_threads", "backend", "cuda_graph",
+                "world_size", "tensorboard"):
         if isinstance(d.get("train"), dict):
             d["train"].pop(key, None)
     return d
@@ -234,6 +318,8 @@ def _restore_previous(run_dir: str, log) -> None:
         p = os.path.join(run_dir, name)
         if os.path.lexists(p):
             os.remove(p)
+    for name in RUN_DIRS:
+        shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
     for name in os.listdir(prev):
         os.replace(os.path.join(prev, name), os.path.join(run_dir, name))
     os.rmdir(prev)
@@ -242,7 +328,7 @@ def _restore_previous(run_dir: str, log) -> None:
 
 def _move_aside(run_dir: str) -> bool:
     """Move the run's files into ``.previous-run`` (renames in one folder); False if there were none."""
-    present = [n for n in RUN_FILES if os.path.lexists(os.path.join(run_dir, n))]
+    present = [n for n in RUN_FILES + RUN_DIRS if os.path.lexists(os.path.join(run_dir, n))]
     if not present:
         return False
     staging = os.path.join(run_dir, PREVIOUS + ".partial")
@@ -271,9 +357,46 @@ def _check_run_dir(run_dir: str) -> None:
                            "to end or choose another --out")
 
 
+def _setup_determinism(on: bool, device) -> Callable[[], None]:
+    """train.deterministic: deterministic algorithms (an error for an op that has none), cuDNN
+    deterministic without autotuning, and CUBLAS_WORKSPACE_CONFIG (needed by cuBLAS on CUDA >= 10.2;
+    set before the first cuBLAS call of the process). Returns a function restoring the previous
+    settings. There are no data-loader workers to seed: batches are gathered from the resident
+    FeatureBank with the step's own generator."""
+    if not on:
+        return lambda: None
+    prev = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+    def restore():
+        torch.use_deterministic_algorithms(prev[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev[1], prev[2]
+    return restore
+
+
+def _collective(pg, fn):
+    """Run ``fn`` (on ranks that call it with a function; others pass None) and make every rank of
+    ``pg`` raise if any failed, so a check made by rank 0 alone cannot leave the others waiting."""
+    err, out = None, None
+    try:
+        out = fn() if fn is not None else None
+    except BaseException as e:   # noqa: BLE001 - re-raised below, on every rank
+        err = e
+    if pg is not None:
+        pg.agree(err)
+    elif err is not None:
+        raise err
+    return out
+
+
 def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[str], None] = print,
-          _interrupt_at: Optional[int] = None) -> dict:
-    """Train (or resume) CASE; returns the best evaluation's summary.
+          _interrupt_at: Optional[int] = None, pg: Optional["dist_mod.ProcessGroup"] = None) -> dict:
+    """Train (or resume) CASE; returns the summary of the evaluation at the selected step.
 
     Everything that can be checked is checked before anything is written: the configuration, the
     run directory (a file in the way, not writable, locked by another process), an existing run's
@@ -282,48 +405,85 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     are removed; with ``restart`` the old run's files are moved into ``.previous-run`` and deleted
     only once the new run has written its first checkpoint (put back if it fails before that).
     A run directory that this call created is removed again if the run fails before its first
-    checkpoint."""
+    checkpoint.
+
+    ``pg``: this process's place in a data-parallel job (``distributed.init()`` under torchrun);
+    rank 0 checks, locks and writes the run directory, every rank trains its slice of the batch."""
     cfg.validate()
     tc = cfg.train
-    _check_run_dir(run_dir)
+    world = 1 if pg is None else pg.world
+    main = pg is None or pg.is_main
+    tc.world_size = world
+    if tc.batch_size % world:
+        raise ValueError(f"train.batch_size = {tc.batch_size} is not a multiple of the {world} "
+                         "processes: each takes an equal slice of the global batch")
+    if world > 1 and tc.cuda_graph:
+        raise ValueError("train.cuda_graph is single-process only (not with torchrun)")
+    if not main:
+        log = lambda *_: None   # noqa: E731 - rank 0 speaks for the job
+        tc.progress = False
     last_path = os.path.join(run_dir, "last.pt")
-    if not restart and os.path.exists(last_path):   # refuse a foreign or broken run before loading data
-        _check_same_run(_read_last(last_path, "cpu"), cfg, run_dir)
+
+    def precheck():
+        _check_run_dir(run_dir)
+        if not restart and os.path.exists(last_path):   # refuse a foreign or broken run before loading data
+            _check_same_run(_read_last(last_path, "cpu"), cfg, run_dir)
+    _collective(pg, precheck if main else None)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     device = resolve_device(tc.device)
+    if pg is not None and device.type == "cuda":
+        device = torch.device("cuda", pg.local_rank)
     if tc.cuda_graph:
         require_cuda(device)   # before anything is loaded or written
 
     # Load and validate all data before anything is written.
-    train_set, test_set = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
+    train_all, test_set = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
+    train_ids, val_ids = val_split(train_all.labels, tc.val_fraction)
+    train_set = train_all if not len(val_ids) else SubsetView(train_all, train_ids, train_all.name)
+    val_set = SubsetView(train_all, val_ids, train_all.name + " (val)") if len(val_ids) else None
     if len(train_set) < tc.batch_size:
-        raise ValueError(f"{train_set.name}: {len(train_set)} training videos, fewer than one batch "
-                         f"of {tc.batch_size} (set train.batch_size lower)")
+        raise ValueError(f"{train_set.name}: {len(train_set)} training videos"
+                         + (f" (after holding out {len(val_ids)} for validation)" if len(val_ids) else "")
+                         + f", fewer than one batch of {tc.batch_size} (set train.batch_size lower)")
     t0 = time.time()
     bank = FeatureBank(train_set, device)
     evaluator = Evaluator(test_set, cfg, device)
+    val_evaluator = Evaluator(val_set, cfg, device, ambiguous_filter=False) if val_set else None
     labels_all = torch.from_numpy(train_set.labels).to(device)
-    log(f"data: {len(train_set)} train / {len(test_set)} test videos ({train_set.name}), "
-        f"T={cfg.data.num_segments}, k={cfg.k}, loaded in {time.time() - t0:.1f}s on {device}")
+    log(f"data: {len(train_set)} train"
+        + (f" + {len(val_set)} val (held out)" if val_set else "")
+        + f" / {len(test_set)} test videos ({train_all.name}), "
+        f"T={cfg.data.num_segments}, k={cfg.k}, loaded in {time.time() - t0:.1f}s on {device}"
+        + (f", {world} processes" if world > 1 else ""))
 
     created = not os.path.isdir(run_dir)
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-    except OSError as e:
-        raise OutputError(e.errno, f"cannot create the run directory {run_dir}: {e.strerror or e}") from e
-    lock = DirLock(run_dir)
-    try:
-        lock.acquire("--out")
-    except BaseException:
-        if created:
-            _remove_fresh(run_dir)
-        raise
+    holder = {"lock": None}
+
+    def make_and_lock():
+        try:
+            os.makedirs(run_dir, exist_ok=True)
+        except OSError as e:
+            raise OutputError(e.errno, f"cannot create the run directory {run_dir}: "
+                              f"{e.strerror or e}") from e
+        lock = DirLock(run_dir)
+        try:
+            lock.acquire("--out")
+        except BaseException:
+            if created:
+                _remove_fresh(run_dir)
+            raise
+        holder["lock"] = lock
+    _collective(pg, make_and_lock if main else None)
+    lock = holder["lock"]
     state = {"checkpointed": None, "aside": False}
+    restore_det = _setup_determinism(tc.deterministic, device)
     try:
         return _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, test_set,
-                             bank, evaluator, labels_all, state)
+                             bank, evaluator, labels_all, state, val_evaluator, pg)
     except BaseException as e:
+        if not main:
+            raise
         if state["aside"] and state["checkpointed"] is None:
             try:
                 _restore_previous(run_dir, log)
@@ -339,6 +499,7 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
                               "command to resume") from e
         raise
     finally:
+        restore_det()
         if lock is not None:
             lock.release()
 
@@ -351,6 +512,8 @@ def _remove_fresh(run_dir: str, lock: Optional[DirLock] = None) -> None:
         except OSError:
             pass
     remove_stale_temps(run_dir, RUN_FILES)
+    for name in RUN_DIRS:
+        shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
     if lock is not None:
         lock.release()
     try:
@@ -359,14 +522,94 @@ def _remove_fresh(run_dir: str, lock: Optional[DirLock] = None) -> None:
         pass
 
 
+def _first_max(evals: List[dict], key: Callable[[dict], float]) -> dict:
+    best = None
+    for h in evals:
+        if best is None or key(h) > key(best):
+            best = h
+    return best
+
+
+def selection_summary(history: List[dict]) -> dict:
+    """The three test numbers of a run from its evaluations: the best test mAP with its step
+    (the paper's protocol; optimistic, it selects on the test set), the test mAP at the step with the
+    best val mAP (None without a val hold-out) and at the last evaluation. First step wins ties."""
+    evals = [h for h in history if "eval" in h]
+    if not evals:
+        return {"test_best": None, "test_at_val": None, "test_at_last": None}
+
+    def pick(h, **extra):
+        e = h["eval"]
+        out = {"step": h["step"], "avg": e["avg"], "map": e["map"], "tiou": e["tiou"]}
+        out.update({k: e[k] for k in ("avg_0.1:0.5", "avg_0.3:0.7") if k in e})
+        out.update(extra)
+        return out
+
+    tb = _first_max(evals, lambda h: h["eval"]["avg"])
+    with_val = [h for h in evals if h.get("val") is not None]
+    tv = _first_max(with_val, lambda h: h["val"]["avg"]) if with_val else None
+    return {"test_best": pick(tb),
+            "test_at_val": pick(tv, val_avg=tv["val"]["avg"]) if tv is not None else None,
+            "test_at_last": pick(evals[-1])}
+
+
+class _TensorBoard:
+    """TensorBoard event files in <run>/tensorboard, opened on the first write (a resumed run that has
+    nothing left to do writes nothing). On resume from step s, events after s left by the killed run
+    are purged (purge_step = s + 1). Without the tensorboard package: one line, then nothing."""
+
+    def __init__(self, run_dir: str, enabled: bool, start: int, log):
+        self.dir, self.enabled, self.start, self.log = os.path.join(run_dir, "tensorboard"), enabled, start, log
+        self.writer = None
+
+    def _open(self):
+        if self.writer is None and self.enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self.log("tensorboard is not installed: no TensorBoard event files (metrics.jsonl has "
+                         "every number; pip install tensorboard, or train.tensorboard=false)")
+                self.enabled = False
+                return None
+            self.writer = SummaryWriter(self.dir, purge_step=self.start + 1 if self.start else None)
+        return self.writer
+
+    def scalars(self, prefix: str, values: dict, step: int) -> None:
+        w = self._open()
+        if w is None:
+            return
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                w.add_scalar(f"{prefix}/{k}", float(v), step)
+
+    def evaluation(self, prefix: str, summ: dict, step: int) -> None:
+        vals = {"avg": summ["avg"], **{k: summ[k] for k in ("avg_0.1:0.5", "avg_0.3:0.7") if k in summ}}
+        vals.update({f"mAP@{t:g}": m for t, m in zip(summ["tiou"], summ["map"])})
+        self.scalars(prefix, vals, step)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
 def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, test_set, bank,
-                  evaluator, labels_all, state) -> dict:
+                  evaluator, labels_all, state, val_evaluator=None, pg=None) -> dict:
     tc = cfg.train
+    main = pg is None or pg.is_main
+    world = 1 if pg is None else pg.world
     last_path = os.path.join(run_dir, "last.pt")
-    stale = remove_stale_temps(run_dir, RUN_FILES)
-    if stale:
-        log(f"removed {len(stale)} temporary file(s) left in {run_dir} by an interrupted write")
-    _restore_previous(run_dir, log)
+
+    def settle():
+        stale = remove_stale_temps(run_dir, RUN_FILES)
+        if stale:
+            log(f"removed {len(stale)} temporary file(s) left in {run_dir} by an interrupted write")
+        _restore_previous(run_dir, log)
+    _collective(pg, settle if main else None)
 
     seed_everything(tc.seed)
     model = CaseModel(cfg.model).to(device)
@@ -376,11 +619,19 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
     q_c = initial_cluster_labels(cfg.model.num_clusters, device)
     start, best, history = 0, None, []
 
-    if restart:  # the previous run's files must not outlive it, nor be lost before the new one exists
-        state["aside"] = _move_aside(run_dir)
-    elif os.path.exists(last_path):
-        ck = _read_last(last_path, device)
-        _check_same_run(ck, cfg, run_dir)
+    def read_state():
+        if restart:  # the previous run's files must not outlive it, nor be lost before the new one exists
+            state["aside"] = _move_aside(run_dir)
+            return None
+        if os.path.exists(last_path):
+            ck = _read_last(last_path, "cpu" if pg is not None else device)
+            _check_same_run(ck, cfg, run_dir)
+            return ck
+        return None
+    ck = _collective(pg, read_state if main else None)
+    if pg is not None:   # rank 0's checkpoint, to every rank (no shared file system needed)
+        ck = pg.broadcast_object(ck)
+    if ck is not None:
         try:
             model.load_state_dict(ck["model"])
             optim.load_state_dict(ck["optimizer"])
@@ -394,40 +645,76 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
         start, best, history = ck["step"], ck["best"], ck["history"]
         state["checkpointed"] = start
         log(f"resuming {run_dir} from step {start}")
-    save_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), os.path.join(run_dir, "config.yaml"))
+        del ck
+    if main:
+        save_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), os.path.join(run_dir, "config.yaml"))
+    step_model = model
+    if pg is not None:
+        from torch.nn.parallel import DistributedDataParallel
+        step_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=not tc.use_scc)
+    tb = _TensorBoard(run_dir, tc.tensorboard and main, start, log)
 
     def checkpoint(step: int) -> None:
-        save_torch({"model": model.state_dict(), "optimizer": optim.state_dict(), "q_c": q_c.cpu(),
-                    "step": step, "best": best, "history": history, "config": cfg.to_dict()}, last_path)
-        save_text("".join(json.dumps(h) + "\n" for h in history), os.path.join(run_dir, "metrics.jsonl"))
+        if main:
+            save_torch({"model": model.state_dict(), "optimizer": optim.state_dict(), "q_c": q_c.cpu(),
+                        "step": step, "best": best, "history": history, "config": cfg.to_dict()},
+                       last_path)
+            save_text("".join(json.dumps(h) + "\n" for h in history),
+                      os.path.join(run_dir, "metrics.jsonl"))
+            tb.flush()
         state["checkpointed"] = step
-        if state["aside"]:   # the new run exists: the old one can go
+        if main and state["aside"]:   # the new run exists: the old one can go
             shutil.rmtree(os.path.join(run_dir, PREVIOUS), ignore_errors=True)
             state["aside"] = False
+
+    def selected(entry: dict) -> bool:
+        """Whether this evaluation is the run's best so far under train.select (first wins ties)."""
+        if best is None or tc.select == "last":
+            return True
+        if tc.select == "val":
+            return entry["val"]["avg"] > best["val_avg"]
+        return entry["eval"]["avg"] > best["avg"]
 
     def run_eval(step: int) -> None:
         nonlocal best
         te = time.time()
-        metrics, props = evaluator(model, q_c)
+        metrics, props = evaluator(model, q_c, pg)
         summ = _summary(metrics)
-        history.append({"step": step, "eval": summ, "eval_seconds": round(time.time() - te, 3)})
-        is_best = best is None or summ["avg"] > best["avg"]
+        entry = {"step": step, "eval": summ}
+        if val_evaluator is not None:
+            entry["val"] = _summary(val_evaluator(model, q_c, pg)[0])
+        entry["eval_seconds"] = round(time.time() - te, 3)
+        history.append(entry)
+        is_best = selected(entry)
+        val_text = f", val {100 * entry['val']['avg']:.2f}" if "val" in entry else ""
         bar.write(f"step {step}: avg mAP {100 * summ['avg']:.2f} "
-                  f"(@0.5 {100 * summ['map'][min(4, len(summ['map']) - 1)]:.2f})"
-                  + ("  * best" if is_best else ""))
+                  f"(@0.5 {100 * summ['map'][min(4, len(summ['map']) - 1)]:.2f}{val_text})"
+                  + (f"  * selected ({tc.select})" if is_best and tc.select != "test"
+                     else "  * best" if is_best else ""))
         warning = never_predicted_warning(summ, step)
         if warning:
             bar.write(warning)
+        tb.evaluation("test", summ, step)
+        if "val" in entry:
+            tb.evaluation("val", entry["val"], step)
         if is_best:
             best = dict(summ, step=step)
-            save_torch({"model": model.state_dict(), "q_c": q_c.cpu(), "config": cfg.to_dict(),
-                        "metrics": best, "step": step}, os.path.join(run_dir, "best.pt"))
-            save_json(to_results_dict(props, test_set.class_names), os.path.join(run_dir, "best_results.json"), None)
-            save_text(format_table(metrics) + "\n", os.path.join(run_dir, "best_table.txt"))
+            if "val" in entry:
+                best["val_avg"] = entry["val"]["avg"]
+            if main:
+                save_torch({"model": model.state_dict(), "q_c": q_c.cpu(), "config": cfg.to_dict(),
+                            "metrics": best, "step": step}, os.path.join(run_dir, "best.pt"))
+                save_json(to_results_dict(props, test_set.class_names),
+                          os.path.join(run_dir, "best_results.json"), None)
+                save_text(format_table(metrics) + "\n", os.path.join(run_dir, "best_table.txt"))
 
     bar = Progress(tc.num_steps, "train", tc.progress, start=start)
     model.train()
     t = cfg.data.num_segments
+    local_b = tc.batch_size // world
+    lo = 0 if pg is None else pg.rank * local_b
     acc: Dict[str, torch.Tensor] = {}
     n_acc = 0
     graphed = None
@@ -436,17 +723,25 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
                               (tc.batch_size, labels_all.shape[1]), feats_dtype=bank.flat.dtype,
                               labels_dtype=labels_all.dtype)
         q_c = graphed.q_c   # static: every replay writes the new Q^C into it
+    kill_at = os.environ.get("CASE_FAST_TEST_KILL_AT")   # test hook: SIGKILL rank 0 at that step
     step_seconds, seg_t0 = 0.0, time.perf_counter()
+    win_t0, win_steps = time.perf_counter(), 0
     for step in range(start, tc.num_steps):
         if _interrupt_at is not None and step == _interrupt_at:
             raise KeyboardInterrupt(f"interrupted at step {step} (test hook)")
+        if kill_at is not None and main and step == int(kill_at):
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
         ids = batch_for_step(step, len(train_set), tc.batch_size, tc.seed)
         rng = np.random.default_rng([tc.seed, step, 11])
+        # every video of the global batch is drawn, in batch order, on every rank: the same
+        # indices as one process; a rank then keeps its contiguous slice
         idx = [sample_train_indices(int(train_set.num_snippets[v]), t, rng) for v in ids]
+        ids, idx = ids[lo:lo + local_b], idx[lo:lo + local_b]
         labels = labels_all[torch.from_numpy(ids).to(device)]
         if graphed is None:
             optim.zero_grad(set_to_none=True)
-            res = train_step(model, optim, bank.gather(ids, idx), labels, q_c, cfg)
+            res = train_step(step_model, optim, bank.gather(ids, idx), labels, q_c, cfg, pg=pg)
             q_c = res.q_c
             loss, step_parts, q_s = res.loss.detach(), res.parts, res.q_s
         else:   # the batch into the graph's static inputs, then warm-up / capture / replay
@@ -462,21 +757,34 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
         for name, v in parts.items():
             acc[name] = acc[name] + v if name in acc else v.clone()
         n_acc += 1
+        win_steps += 1
         done = step + 1
         postfix = ""
         at_checkpoint = done % tc.eval_every == 0 or done == tc.num_steps
         if done % 10 == 0 or at_checkpoint:   # windows end at checkpoints, so resume is exact
-            entry = {"step": done, **{n: round(float(v) / n_acc, 6) for n, v in acc.items()}}
-            postfix = f"loss {entry['loss']:.3f}"
+            names = list(acc)
+            vals = torch.stack([acc[n].float() for n in names])
+            ent = None
             if q_s is not None:
                 qs = q_s.float()
-                qs_mean = qs.mean(0)
                 # H(Q^S): mean per-snippet entropy (paper Fig. 4); H(mean Q^S): balance (Table 5)
-                entry["H_QS"] = float(-(qs * (qs + 1e-12).log()).sum(1).mean())
+                ent = torch.cat([(-(qs * (qs + 1e-12).log()).sum(1).mean())[None], qs.mean(0)])
+            if pg is not None:   # the global batch: equal slices, so the mean of the ranks' means
+                vals = pg.sum(vals) / world
+                ent = pg.sum(ent) / world if ent is not None else None
+            entry = {"step": done, **{n: round(float(v) / n_acc, 6) for n, v in zip(names, vals)}}
+            postfix = f"loss {entry['loss']:.3f}"
+            if ent is not None:
+                qs_mean = ent[1:]
+                entry["H_QS"] = float(ent[0])
                 entry["H_mean_QS"] = float(-(qs_mean * (qs_mean + 1e-12).log()).sum())
                 entry["H_QC"] = float(-(q_c * (q_c + 1e-12).log()).sum(1).mean())
                 entry["fg_clusters"] = int((q_c[:, 0] > 0.5).sum())
             history.append(entry)
+            now = time.perf_counter()
+            tb.scalars("train", {k: v for k, v in entry.items() if k != "step"}, done)
+            tb.scalars("train", {"lr": optim.param_groups[0]["lr"],
+                                 "steps_per_s": win_steps / max(now - win_t0, 1e-9)}, done)
             acc, n_acc = {}, 0
         bar.update(1, postfix)
         if at_checkpoint:   # the logging above read the losses: the device queue is drained
@@ -484,6 +792,8 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
             run_eval(done)
             checkpoint(done)
             seg_t0 = time.perf_counter()
+        if done % 10 == 0 or at_checkpoint:
+            win_t0, win_steps = time.perf_counter(), 0
 
     if tc.num_steps > start:
         n = tc.num_steps - start
@@ -491,13 +801,23 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
             f"CUDA graph, capture {graphed.capture_seconds:.2f} s included" if graphed.graph is not None
             else "CUDA graph warm-up only, never captured")
         log(f"training steps: {n} in {step_seconds:.2f} s ({n / max(step_seconds, 1e-9):.2f} steps/s, "
-            f"{how}; evaluations and checkpoints excluded)")
+            f"{how}{f', {world} processes' if world > 1 else ''}; evaluations and checkpoints excluded)")
 
     if best is None:  # num_steps == 0 or resumed at the end without an evaluation
         run_eval(start)
         checkpoint(start)
-    summary = {"best": best, "config": cfg.name, "run_dir": run_dir, "steps": tc.num_steps}
-    save_json(summary, os.path.join(run_dir, "summary.json"))
+    tb.close()
+    sel = selection_summary(history)
+    summary = {"best": best, "select": tc.select, "selection": sel, "val_fraction": tc.val_fraction,
+               "world_size": world, "config": cfg.name, "run_dir": run_dir, "steps": tc.num_steps}
+    if main:
+        save_json(summary, os.path.join(run_dir, "summary.json"))
+        def fmt(key, none="-"):
+            e = sel[key]
+            return f"{100 * e['avg']:.2f} (step {e['step']})" if e else none
+        log(f"test avg mAP: best {fmt('test_best')}, at the val-selected step "
+            f"{fmt('test_at_val', '- (no val hold-out)')}, at the last step {fmt('test_at_last')}; "
+            f"best.pt: select={tc.select}")
     return best
 
 
