@@ -30,7 +30,17 @@ SCC pseudo-labels H(mean Q^S) at the last logged training step (Table 5 reports 
 quantity on predictions; ln K = 2.77 for K = 16 means balanced clusters, ~0 a collapse), and the
 paired difference of avg mAP to the first row (per seed, then mean ± sample std), which removes
 the seed effect shared by all rows.
+Model selection: the "avg mAP" columns are each run's evaluation at its selected step
+(``train.select``, default ``test``: the best periodic test evaluation, the paper's protocol).
+Every trained run also reports its three test numbers (summary.json "selection"): best on test,
+at the val-selected step (needs ``train.val_fraction > 0``; "-" otherwise) and at the last step,
+as the columns "best test", "@val", "@last" (means over seeds; sample std in ablation.json).
 Written atomically as ``OUT/ablation.json`` and ``OUT/ablation.csv``.
+
+Under torchrun (``torchrun --nproc_per_node N -m case_fast ablate ...``) the runs are spread over
+the N processes (run i on rank i mod N, one at a time per rank, each an ordinary single-process
+training; on CUDA rank r uses cuda:LOCAL_RANK), the results are gathered and rank 0 writes the
+table; --jobs is ignored there.
 """
 from __future__ import annotations
 
@@ -212,6 +222,7 @@ def _job(job: dict) -> List[dict]:
         skipped = False
     summ = _read_json(summary_path)
     results.append({"row": job["row"], "seed": job["seed"], "run_dir": run_dir, "best": summ["best"],
+                    "selection": summ.get("selection"),
                     "H_QS": _last_entropy(run_dir), "skipped": skipped,
                     "wall_s": round(time.time() - t0, 1)})
     if job["derived"]:
@@ -327,6 +338,14 @@ def _map_at(best: dict, tiou: float) -> float:
 
 
 METRIC_KEYS = ("avg",) + tuple(f"map@{t}" for t in REPORT_TIOU)
+# the three test numbers of summary.json "selection" (avg mAP, percent)
+SELECTION_KEYS = ("test_best", "test_at_val", "test_at_last")
+
+
+def selection_metrics(selection: Optional[dict]) -> Dict[str, Optional[float]]:
+    """Percent avg mAP of each selection (None where the run has none: no val hold-out, test-time row)."""
+    sel = selection or {}
+    return {k: (100.0 * float(sel[k]["avg"]) if sel.get(k) else None) for k in SELECTION_KEYS}
 
 
 def run_metrics(best: dict) -> Dict[str, float]:
@@ -350,6 +369,11 @@ def aggregate(rows: Sequence[str], results: Iterable[dict]) -> List[dict]:
         mean, std = {}, {}
         for key in METRIC_KEYS:
             mean[key], std[key] = mean_std([p[key] for p in per])
+        sels = [selection_metrics(x.get("selection")) for x in runs]
+        sel_mean, sel_std = {}, {}
+        for key in SELECTION_KEYS:
+            vals = [p[key] for p in sels if p[key] is not None]
+            sel_mean[key], sel_std[key] = mean_std(vals) if vals else (None, None)
         steps = [x["best"].get("step") for x in runs if x["best"].get("step") is not None]
         hs = [x["H_QS"] for x in runs if x.get("H_QS") is not None]
         row = ROWS[r]
@@ -359,9 +383,10 @@ def aggregate(rows: Sequence[str], results: Iterable[dict]) -> List[dict]:
             "n": len(runs), "seeds": [x["seed"] for x in runs],
             "runs": [dict(seed=x["seed"], run_dir=x["run_dir"], step=x["best"].get("step"),
                           class_ap={c: 100.0 * a for c, a in (x["best"].get("class_ap") or {}).items()},
-                          never_predicted=list(x["best"].get("never_predicted") or []), **p)
-                     for x, p in zip(runs, per)],
-            "mean": mean, "std": std,
+                          never_predicted=list(x["best"].get("never_predicted") or []),
+                          selection=sp, **p)
+                     for x, p, sp in zip(runs, per, sels)],
+            "mean": mean, "std": std, "selection_mean": sel_mean, "selection_std": sel_std,
             "best_step_mean": (sum(steps) / len(steps)) if steps else None,
             "H_QS_mean": (sum(hs) / len(hs)) if hs else None,
         })
@@ -384,7 +409,8 @@ def _pm(m: float, s: Optional[float]) -> str:
 
 def format_ablation(table: Sequence[dict], derived_note: bool = True) -> str:
     head = (f"{'row':<14} {'paper table':<26} {'paper':>5}  {'n':>1}  {'avg mAP':>13}  {'mAP@0.3':>13}  "
-            f"{'mAP@0.5':>13}  {'mAP@0.7':>13}  {'step':>5}  {'H(Q^S)':>6}  {'paired d avg':>13}")
+            f"{'mAP@0.5':>13}  {'mAP@0.7':>13}  {'step':>5}  {'H(Q^S)':>6}  {'paired d avg':>13}  "
+            f"{'best test':>9}  {'@val':>6}  {'@last':>6}")
     lines = [head, "-" * len(head)]
     for t in table:
         step = f"{t['best_step_mean']:5.0f}" if t["best_step_mean"] is not None else "    -"
@@ -394,15 +420,23 @@ def format_ablation(table: Sequence[dict], derived_note: bool = True) -> str:
                      + "  ".join(f"{_pm(t['mean'][k], t['std'][k]):>13}" for k in METRIC_KEYS)
                      + f"  {step}  {h}  "
                      + (f"{_pm(t['delta_avg_mean'], t['delta_avg_std']):>13}"
-                        if t.get("delta_avg_mean") is not None else f"{'-':>13}"))
+                        if t.get("delta_avg_mean") is not None else f"{'-':>13}")
+                     + "  " + "  ".join(_opt(t.get("selection_mean", {}).get(k), w)
+                                        for k, w in zip(SELECTION_KEYS, (9, 6, 6))))
     lines.append("mean ± sample std (ddof=1) over seeds, mAP in %; 'paper' = THUMOS14 avg mAP of the "
                  "paper; step = mean best step; H(Q^S) = entropy of the mean SCC pseudo-labels at "
                  "the last logged training step; paired d avg = per-seed difference of avg mAP to the first row, "
-                 "mean ± sample std")
+                 "mean ± sample std; avg mAP columns at each run's selected step (train.select); best test / "
+                 "@val / @last = mean test avg mAP at the best test evaluation (the paper's protocol, "
+                 "optimistic), at the val-selected step (needs train.val_fraction > 0) and at the last step")
     if derived_note and any(t.get("eval_of") for t in table):
         lines.append("* test-time row: the parent row's best.pt (selected on the parent's inference "
                      "setting) evaluated with this row's inference settings, no retraining")
     return "\n".join(lines)
+
+
+def _opt(v: Optional[float], width: int) -> str:
+    return f"{v:{width}.2f}" if v is not None else f"{'-':>{width}}"
 
 
 def format_class_ap(table: Sequence[dict], low: float = 1.0) -> str:
@@ -437,6 +471,8 @@ def to_csv(table: Sequence[dict]) -> str:
     for k in METRIC_KEYS:
         cols += [f"{k}_mean", f"{k}_std"]
     cols += ["best_step_mean", "H_QS_mean", "delta_avg_mean", "delta_avg_std"]
+    for k in SELECTION_KEYS:
+        cols += [f"{k}_mean", f"{k}_std"]
     lines = [",".join(cols)]
 
     def cell(v):
@@ -453,6 +489,8 @@ def to_csv(table: Sequence[dict]) -> str:
         for k in METRIC_KEYS:
             vals += [t["mean"][k], t["std"][k]]
         vals += [t["best_step_mean"], t["H_QS_mean"], t.get("delta_avg_mean"), t.get("delta_avg_std")]
+        for k in SELECTION_KEYS:
+            vals += [t.get("selection_mean", {}).get(k), t.get("selection_std", {}).get(k)]
         lines.append(",".join(cell(v) for v in vals))
     return "\n".join(lines) + "\n"
 
@@ -506,6 +544,10 @@ def run_ablation(config: str = "synthetic", rows: Optional[Sequence[str]] = None
                            + ("-quick" if quick else ""))
     plan = plan_jobs(names, seeds, config, out, base_overrides, quick, retrain_test_rows)
     _precheck(plan)
+    from . import distributed
+    if distributed.launched():
+        return _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick,
+                                   retrain_test_rows, log)
     cores = available_cores()
     if jobs and jobs > 0:
         n_jobs = int(jobs)
@@ -540,13 +582,66 @@ def run_ablation(config: str = "synthetic", rows: Optional[Sequence[str]] = None
             futs = [ex.submit(_job, j) for j in plan]
             for i, f in enumerate(as_completed(futs), 1):
                 done(f.result(), i)
-    wall = time.time() - t0
+    return _report(names, results, config, seeds, out, base_overrides, quick, retrain_test_rows,
+                   n_jobs, threads, time.time() - t0, log)
+
+
+def _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick, retrain_test_rows,
+                        log) -> Optional[dict]:
+    """The ablation under torchrun: run i on rank i mod world, one at a time; results gathered;
+    rank 0 writes and returns the report (the other ranks return None)."""
+    from . import distributed
+
+    pg = distributed.init("cpu")   # gloo: only Python objects travel between the ranks
+    try:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", pg.world))
+        threads = max(1, available_cores() // max(1, local_world))
+        mine = [j for i, j in enumerate(plan) if i % pg.world == pg.rank]
+        if plan and _uses_cuda(plan[0]["config"]["train"]["device"]):
+            for j in mine:
+                j["config"]["train"]["device"] = f"cuda:{pg.local_rank}"
+                for d in j["derived"]:
+                    d["config"]["train"]["device"] = f"cuda:{pg.local_rank}"
+        if pg.is_main:
+            log(f"ablation: rows {', '.join(names)}; seeds {' '.join(map(str, seeds))}; {len(plan)} "
+                f"training runs in {out} over {pg.world} processes (torchrun) x {threads} threads")
+        t0 = time.time()
+        results: List[dict] = []
+        error = None
+        for j in mine:
+            j["threads"] = threads
+            try:
+                res = _job(j)
+            except Exception as e:   # noqa: BLE001 - reported by every rank below
+                error = e
+                break
+            for r in res:
+                status = "cached" if r["skipped"] else f"{r['wall_s']:.0f}s"
+                print(f"[rank {pg.rank}] {r['row']} seed {r['seed']}: avg mAP "
+                      f"{100 * r['best']['avg']:.2f} (step {r['best'].get('step')}, {status})", flush=True)
+            results.extend(res)
+        pg.agree(error)
+        gathered = pg.gather_objects(results)
+        if not pg.is_main:
+            return None
+        allres = [r for part in gathered for r in part]
+        return _report(names, allres, config, seeds, out, base_overrides, quick, retrain_test_rows,
+                       pg.world, threads, time.time() - t0, log, world=pg.world)
+    finally:
+        distributed.shutdown()
+
+
+def _report(names, results, config, seeds, out, base_overrides, quick, retrain_test_rows, n_jobs,
+            threads, wall, log, world: int = 1) -> dict:
+    from .utils import save_json, save_text
+
     table = aggregate(names, results)
     report = {
         "config": config, "overrides": list(base_overrides), "quick": bool(quick),
         "quick_overrides": QUICK_OVERRIDES if quick else [],
         "seeds": [int(s) for s in seeds], "rows": table, "out": out,
         "jobs": n_jobs, "threads_per_job": threads, "wall_seconds": round(wall, 1),
+        "torchrun_processes": world if world > 1 else None,
         "retrain_test_rows": bool(retrain_test_rows),
         "std": "sample standard deviation over seeds (ddof=1); null for a single seed",
         "units": "mAP in percent",

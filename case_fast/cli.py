@@ -37,16 +37,29 @@ class UsageError(ValueError):
 
 
 def cmd_train(args) -> int:
+    """Under torchrun (WORLD_SIZE > 1) every process joins the job's process group and trains its
+    slice of the global batch; rank 0 writes the run directory and prints."""
+    from . import distributed
     from .trainer import train
+    from .utils import resolve_device
 
     cfg = _load(args)
     run_dir = args.out or os.path.join("runs", f"{cfg.name}-seed{cfg.train.seed}")
-    t0 = time.time()
-    best = train(cfg, run_dir, restart=args.restart)
-    print(f"\nbest evaluation at step {best['step']} ({time.time() - t0:.0f}s) - {run_dir}")
-    table_path = os.path.join(run_dir, "best_table.txt")
-    with open(table_path) as f:
-        print(f.read().rstrip())
+    pg = None
+    if distributed.launched():
+        pg = distributed.init(resolve_device(cfg.train.device).type)
+    try:
+        t0 = time.time()
+        best = train(cfg, run_dir, restart=args.restart, pg=pg)
+        if pg is None or pg.is_main:
+            print(f"\nselected evaluation (train.select={cfg.train.select}) at step {best['step']} "
+                  f"({time.time() - t0:.0f}s) - {run_dir}")
+            table_path = os.path.join(run_dir, "best_table.txt")
+            with open(table_path) as f:
+                print(f.read().rstrip())
+    finally:
+        if pg is not None:
+            distributed.shutdown()
     return 0
 
 
