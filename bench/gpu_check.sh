@@ -3,7 +3,7 @@
 #   bash bench/gpu_check.sh          (results under $OUT, default ./gpu_out)
 #   FULL_RECIPE=1 bash bench/gpu_check.sh   also times the full-size recipe (up to ~10 min)
 #   PARTS="install tests" bash bench/gpu_check.sh    only some parts (default: all of
-#       install tests bench table graph), e.g. to split the check over two device calls on
+#       install tests bench table graph ddp), e.g. to split the check over two device calls on
 #       one warm machine (the editable install persists there between calls)
 # Keeps going when a part fails and lists the failures at the end. Expected time on an H100 box
 # (16 cores): install ~2 min, tests ~2-4 min (Triton compiles every specialisation once),
@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 PY="${PYTHON:-$(command -v python3 || command -v python)}"
 export TRITON_INTERPRET=0  # tests/conftest.py only setdefault()s it to 1: real kernels on the GPU
 FAILED=()
-PARTS="${PARTS:-install tests bench table graph}"
+PARTS="${PARTS:-install tests bench table graph ddp}"
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 T0=$SECONDS
 step() {  # step NAME TIMEOUT_S CMD...
@@ -100,6 +100,31 @@ for name, steps, graph in (("warm", 20, False), ("eager", 200, False), ("graph",
 print(f"steps/s eager {rates['eager']:.1f}  graph {rates['graph']:.1f}  "
       f"graph/eager {rates['graph'] / rates['eager']:.2f}x")
 PY
+
+# Issue 15: data-parallel training on 2 GPUs (torchrun, NCCL) against one GPU at the same global
+# batch (synthetic set, 40 steps, batch 16): the largest parameter / Q^C differences and both
+# steps/s. Skipped with fewer than two GPUs.
+if want ddp; then
+    NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+    if [ "${NGPU:-0}" -ge 2 ]; then
+        DDP_ARGS="train.device=cuda train.progress=false train.num_steps=40 train.eval_every=20 train.val_fraction=0.15"
+        step ddp_one_gpu 240 "$PY" -m case_fast train --out "$OUT/ddp_1" --restart $DDP_ARGS
+        step ddp_two_gpus 240 "$PY" -m torch.distributed.run --standalone --nproc_per_node 2 \
+            -m case_fast train --out "$OUT/ddp_2" --restart $DDP_ARGS
+        step ddp_compare 60 "$PY" - "$OUT" <<'PY'
+import sys, torch
+a = torch.load(f"{sys.argv[1]}/ddp_1/last.pt", map_location="cpu", weights_only=True)
+b = torch.load(f"{sys.argv[1]}/ddp_2/last.pt", map_location="cpu", weights_only=True)
+dp = max((a["model"][k] - b["model"][k]).abs().max().item() for k in a["model"])
+dq = (a["q_c"] - b["q_c"]).abs().max().item()
+print(f"1 GPU vs 2 GPUs after {a['step']} steps: max |param diff| {dp:.3g}, max |Q^C diff| {dq:.3g}")
+assert a["step"] == b["step"] and dp < 1e-3 and dq < 1e-3, "DDP departs from one process"
+PY
+        grep -h "training steps:" "$OUT/ddp_one_gpu.log" "$OUT/ddp_two_gpus.log" || true
+    else
+        echo "=== ddp: skipped ($NGPU GPU(s); needs 2)"
+    fi
+fi
 
 # Issue 5's target: the full THUMOS14-shaped recipe (3,600 steps + 72 evaluations, synthetic
 # full-size data, features resident on the GPU) in under 3 minutes. Opt-in (FULL_RECIPE=1): it
