@@ -30,7 +30,8 @@ import pytest
 
 import time
 
-from case_fast.evaluation import THUMOS_TIOU, Detections, GroundTruth, evaluate, extension_available
+from case_fast.evaluation import THUMOS_TIOU, Detections, GroundTruth, evaluate
+from case_fast.ops import extension_available
 
 N_VIDEOS = 210
 N_CLASSES = 20

@@ -136,7 +136,7 @@ def _beside(path: str, name: str):
 def _ground_truth(args):
     """(the GroundTruth ``case-fast eval`` scores against (see the --gt help), the ambiguous-segment
     file used or None)."""
-    from . import evaluation as ev
+    from . import ground_truth as G
     from .data import annotations as A
     from .data import assets_dir
 
@@ -152,12 +152,12 @@ def _ground_truth(args):
         if split is None and args.subset is None:
             split = os.path.join(a, "split_test.txt")
         amb = ambiguous_file or os.path.join(a, "Ambiguous_test.txt")
-        return ev.ground_truth_from_gt_json(os.path.join(a, "gt.json"), split, subset=args.subset,
+        return G.ground_truth_from_gt_json(os.path.join(a, "gt.json"), split, subset=args.subset,
                                             ambiguous_file=amb), amb
     if not os.path.exists(gt_path):
         raise A.DataError(f"--gt {gt_path} does not exist")
     if os.path.isdir(gt_path):
-        gt = ev.ground_truth_from_wtalc(gt_path, prefix=args.prefix, subset=args.subset or "test",
+        gt = G.ground_truth_from_wtalc(gt_path, prefix=args.prefix, subset=args.subset or "test",
                                         split_file=args.split_file)
         if ambiguous_file is not None:
             amb = A.read_ambiguous(ambiguous_file)
@@ -175,7 +175,7 @@ def _ground_truth(args):
             raise A.DataError(f"{gt_path}: no 'test' or 'validation' subset (subsets present: {present}); "
                               "pass --subset or --split-file")
     amb = ambiguous_file or _beside(gt_path, "Ambiguous_test.txt")
-    return ev.ground_truth_from_gt_json(
+    return G.ground_truth_from_gt_json(
         gt_path, args.split_file, subset=subset, class_list_file=_beside(gt_path, "classlist.txt"),
         ambiguous_file=amb), amb
 
@@ -198,6 +198,7 @@ def _parse_tiou(text: str):
 
 def cmd_eval(args) -> int:
     from . import evaluation as ev
+    from .results import read_results
     from .utils import check_writable_path
 
     tiou = _parse_tiou(args.tiou)
@@ -219,7 +220,7 @@ def cmd_eval(args) -> int:
         print(f"case-fast eval: note: --allow-unknown dropped {sum(dropped.values())} prediction(s) on "
               f"{len(names)} video(s) not in the ground truth: {shown}", file=sys.stderr)
 
-    det = ev.read_results(args.results, gt.class_names, known_videos=gt.videos,
+    det = read_results(args.results, gt.class_names, known_videos=gt.videos,
                           on_unknown=note if args.allow_unknown else None)
     metrics = ev.evaluate(det, gt, tiou, ambiguous_filter=use_ambiguous)
     print(f"{args.results}: {len(det.score)} predictions, {len(gt.videos)} videos, "

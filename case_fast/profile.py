@@ -59,7 +59,8 @@ def _peak_memory(device) -> str:
 
 def profile(cfg: Config, steps: int = 5, checkpoint: Optional[str] = None, eval_videos: int = 0,
             print_fn=print) -> dict:
-    from .evaluation import GroundTruth, evaluate
+    from .evaluation import evaluate
+    from .ground_truth import GroundTruth
     from .data import embedded_thumos14_test
     from .inference import forward_videos, localize_video
     from .trainer import proposals_to_detections

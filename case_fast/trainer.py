@@ -54,7 +54,9 @@ import yaml
 from . import distributed as dist_mod
 from .config import Config, config_from_dict
 from .data import load_datasets, sample_test_indices, sample_train_indices
-from .evaluation import Detections, GroundTruth, evaluate, format_table
+from .evaluation import evaluate, format_table
+from .ground_truth import GroundTruth
+from .results import Detections
 from .graph_step import GraphedStep, require_cuda, set_capturable
 from .inference import forward_videos, localize_video, to_results_dict
 from .model import CaseModel

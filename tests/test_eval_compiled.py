@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 
-import case_fast.evaluation as ev
+import case_fast.ops.ap as ap_fast
 from case_fast.evaluation import ANET_TIOU, THUMOS_TIOU, Detections, GroundTruth, evaluate
 
-needs_ops = pytest.mark.skipif(not ev.extension_available(),
+needs_ops = pytest.mark.skipif(not ap_fast.available(),
                                reason="case_fast._C without the AP ops")
 
 
@@ -95,8 +95,8 @@ def test_batches_and_threads_do_not_matter(monkeypatch):
     det, gt = _dense_case(3, n_cls=7, n_det=2500, decimals=2)
     ref = evaluate(det, gt, THUMOS_TIOU, backend="reference")["ap"]
     for workers in (1, 2, 3, 16):  # batch sizes follow the number of workers
-        ev._rank_pool()
-        monkeypatch.setitem(ev._POOL, "workers", workers)
+        ap_fast._rank_pool()
+        monkeypatch.setitem(ap_fast._POOL, "workers", workers)
         for _ in range(2):
             assert np.array_equal(evaluate(det, gt, THUMOS_TIOU, backend="fast")["ap"], ref)
 
@@ -107,7 +107,7 @@ def test_class_batches_cover_every_class_once():
     sizes[:3] = [50_000, 20_000, 0]
     classes = np.flatnonzero(sizes > 0)
     for workers in (1, 2, 4):
-        batches = ev._class_batches(sizes, classes, workers)
+        batches = ap_fast._class_batches(sizes, classes, workers)
         flat = [c for b in batches for c in b]
         assert sorted(flat) == classes.tolist()
         assert batches[0] == [0]  # the largest class first, alone
@@ -211,7 +211,7 @@ def test_ap_classes_op_subsets_and_checks():
     rest = np.setdiff1d(np.arange(n_cls), cls_tied)
     assert np.array_equal(first[rest].T, ref[:, rest])
     # numpy's order of their candidates, passed back: the reference's APs
-    ties = ev._tie_orders(tied, o, order.numpy(), det.segment, codes, None, gt.segment[g_order],
+    ties = ap_fast._tie_orders(tied, o, order.numpy(), det.segment, codes, None, gt.segment[g_order],
                           g_off, n_vid, float(thr.min()))
     for classes in ([0, 1, 2, 3, 4], [3, 0], [4], []):
         out, tied2 = run(classes, rank, ties)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import case_fast.evaluation as ev
+import case_fast.ops.ap as ap_fast
 from case_fast import ops
 from case_fast import proposals as P
 from case_fast.ops import _extension
@@ -48,7 +49,7 @@ def test_opcheck_ap_ops(monkeypatch):
     """The AP ops with the arguments case_fast.evaluation gives them (recorded from a run with
     ties, ambiguous segments and several classes)."""
     calls = {"group": [], "classes": [], "ambiguous_keep": []}
-    real = ev._ap_ops()
+    real = ap_fast._ap_ops()
 
     def recorder(name):
         def call(*args):
@@ -56,7 +57,7 @@ def test_opcheck_ap_ops(monkeypatch):
             return getattr(real, name)(*args)
         return call
 
-    monkeypatch.setattr(ev, "_ap_ops", lambda: ev._ApOps(*(recorder(n) for n in calls)))
+    monkeypatch.setattr(ap_fast, "_ap_ops", lambda: ap_fast._ApOps(*(recorder(n) for n in calls)))
     rng = np.random.default_rng(2)
     vids = [f"v{i}" for i in range(4)]
     names = np.array(vids, dtype=object)
