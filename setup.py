@@ -1,10 +1,12 @@
-"""Build script: the pure-Python package plus the optional compiled NMS extension.
+"""Build script: the pure-Python package plus the optional compiled extension case_fast._C.
 
 Install with ``pip install --no-build-isolation -e .`` so the build uses the torch already
-installed (build isolation would download a CUDA torch). The extension ``case_fast._C`` is built
-from csrc/: the CPU kernels always, the CUDA kernels when torch has CUDA and nvcc is found
-(CUDA_HOME). Without torch, or when the compiler fails, the package installs without it and
-``case_fast.ops`` falls back to the Python reference. Metadata lives in pyproject.toml.
+installed (build isolation would download a CUDA torch). The extension (the ops
+torch.ops.case_fast.temporal_nms, oic_proposals, ap_group, ap_classes, ambiguous_keep) is built
+from csrc/: the CPU kernels always, the CUDA kernel of temporal_nms when torch has CUDA and nvcc
+is found (CUDA_HOME). Without torch, or when the compiler fails, the package installs without it
+and every op's backend='auto' runs its reference (case_fast.ops._extension warns once).
+Metadata lives in pyproject.toml.
 """
 import glob
 import os

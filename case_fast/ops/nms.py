@@ -286,12 +286,6 @@ def _fast(segments, scores, groups, method, iou_threshold, alpha, min_score, plu
     return keep.numpy(), new.numpy()
 
 
-def _fast_available(segments) -> bool:
-    if isinstance(segments, torch.Tensor) and segments.is_cuda:
-        return _extension.cuda_available()
-    return _extension.available()
-
-
 def temporal_nms(segments, scores, groups=None, *, method: str = "one_pass_decay",
                  iou_threshold: float = 0.4, alpha: float = 0.35, min_score: float = 1e-3,
                  plus_one: Optional[bool] = None, backend: str = "auto"):
@@ -310,10 +304,11 @@ def temporal_nms(segments, scores, groups=None, *, method: str = "one_pass_decay
     """
     _check_method(method, alpha)
     po = _plus_one(method, plus_one)
-    if use_fast(backend, _fast_available(segments), lambda: _extension.unavailable_error(
-            "temporal_nms" + (" on CUDA tensors (an extension built with CUDA)"
-                              if isinstance(segments, torch.Tensor) and segments.is_cuda
-                              else ""))):
+    on_cuda = isinstance(segments, torch.Tensor) and segments.is_cuda
+    available = _extension.cuda_available() if on_cuda else _extension.available()
+    if use_fast(backend, available, lambda: _extension.unavailable_error(
+            "temporal_nms on CUDA tensors (an extension built with CUDA)" if on_cuda
+            else "temporal_nms")):
         return _fast(segments, scores, groups, method, iou_threshold, alpha, min_score, po)
     return nms_reference(segments, scores, groups, method=method, iou_threshold=iou_threshold,
                          alpha=alpha, min_score=min_score, plus_one=po)
