@@ -112,7 +112,7 @@ QUICK_OVERRIDES = ["train.num_steps=4", "train.eval_every=2", "data.synthetic_vi
 
 REPORT_TIOU = (0.3, 0.5, 0.7)
 # configuration keys that do not change a run's result (not compared when resuming)
-_VOLATILE = {"train": ("progress", "num_threads", "device", "backend")}
+_VOLATILE = {"train": ("progress", "num_threads", "device", "backend", "tensorboard", "world_size")}
 
 
 def select_rows(names: Optional[Sequence[str]]) -> List[str]:
