@@ -592,7 +592,9 @@ def _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick, 
     rank 0 writes and returns the report (the other ranks return None)."""
     from . import distributed
 
-    pg = distributed.init("cpu")   # gloo: only Python objects travel between the ranks
+    # gloo: only Python objects travel between the ranks; a rank that is done waits for the
+    # others' runs at the final gather, hence the long timeout
+    pg = distributed.init("cpu", timeout_s=7 * 24 * 3600.0)
     try:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", pg.world))
         threads = max(1, available_cores() // max(1, local_world))
