@@ -235,6 +235,10 @@ def _config_for_compare(d: dict) -> dict:
                 "world_size", "tensorboard"):
         if isinstance(d.get("train"), dict):
             d["train"].pop(key, None)
+    # fields added later: a checkpoint written before them ran with these values
+    for key, default in (("select", "test"), ("val_fraction", 0.0), ("deterministic", False)):
+        if isinstance(d.get("train"), dict):
+            d["train"].setdefault(key, default)
     return d
 
 

@@ -86,3 +86,16 @@ def test_deterministic_switch_same_result_on_cpu(tmp_path):
     sb = torch.load(b / "last.pt", weights_only=True)
     for k in sa["model"]:
         assert torch.equal(sa["model"][k], sb["model"][k]), k
+
+
+def test_checkpoint_written_before_the_selection_fields_resumes(tmp_path):
+    run = tmp_path / "old"
+    train(load_config("synthetic", TINY + ["train.num_steps=2"]), str(run), log=lambda *_: None)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    for key in ("select", "val_fraction", "deterministic", "tensorboard", "world_size"):
+        ck["config"]["train"].pop(key)
+    torch.save(ck, run / "last.pt")
+    logs = []
+    train(load_config("synthetic", TINY + ["train.num_steps=4"]), str(run), log=logs.append)
+    assert any("resuming" in m for m in logs)
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 4
