@@ -371,7 +371,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError, KeyError, RuntimeError, yaml.YAMLError) as e:
         if os.environ.get("CASE_FAST_DEBUG"):
             raise
-        print(f"case-fast {args.command}: error: {_message(e)}", file=sys.stderr)
+        from .distributed import RankError
+        if not isinstance(e, RankError):   # under torchrun the rank that failed says why, once
+            print(f"case-fast {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
 
 
