@@ -531,7 +531,6 @@ def run_ablation(config: str = "synthetic", rows: Optional[Sequence[str]] = None
                  base_overrides: Sequence[str] = (), jobs: int = 0, quick: bool = False,
                  retrain_test_rows: bool = False, log: Optional[Callable[[str], None]] = None) -> dict:
     """Run (or resume) the ablation; returns the ablation.json content."""
-    from .utils import save_json, save_text
 
     if log is None:
         def log(msg: str) -> None:

@@ -1,7 +1,6 @@
 """Model selection (train.select, train.val_fraction), the three test numbers of summary.json, and
 train.deterministic."""
 import json
-import os
 
 import numpy as np
 import pytest
