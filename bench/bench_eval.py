@@ -4,6 +4,8 @@ the compiled ops (backend='fast', torch.ops.case_fast.ap_group / ap_classes), si
 Run:  pytest bench/bench_eval.py --benchmark-only --benchmark-group-by=group
       python bench/bench_eval.py     # quick: medians (CPU time) and ratios without pytest-benchmark
       python bench/bench_eval.py --paired [N]   # N full-size reference/C++ pairs, interleaved
+      python bench/bench_eval.py --write DIR    # DIR/results.json and DIR/gt.json, for
+          case-fast eval DIR/results.json --gt DIR/gt.json   (the whole command on this file)
 
 Synthetic data (deterministic, seed 0): 210 videos of 60-600 s; each video has 1 action class
 (25 %: 2), 1-60 ground-truth segments per class (~16 per video, ~3.4k in all, like THUMOS14
@@ -214,10 +216,34 @@ def _quick_main() -> None:
           f"{c_plain * 1e3:.1f} ms ({r_full / c_plain:.0f}x)")
 
 
+def _write_files(folder: str) -> None:
+    """The synthetic set as an ActivityNet-style results file and ground-truth database
+    (predicted starts before 0 s clipped to 0, as a results file must not hold them)."""
+    import json
+    import os
+
+    det, gt = make_thumos_like(0)
+    os.makedirs(folder, exist_ok=True)
+    db = {v: {"subset": "test", "annotations": []} for v in gt.videos}
+    for v, c, (s, e) in zip(gt.video, gt.label, gt.segment):
+        db[v]["annotations"].append({"label": gt.class_names[c], "segment": [float(s), float(e)]})
+    res = {v: [] for v in gt.videos}
+    for v, c, sc, (s, e) in zip(det.video, det.label, det.score, det.segment):
+        res[v].append({"label": gt.class_names[c], "score": float(sc),
+                       "segment": [max(0.0, float(s)), max(0.0, float(e))]})
+    with open(os.path.join(folder, "gt.json"), "w") as f:
+        json.dump({"database": db}, f)
+    with open(os.path.join(folder, "results.json"), "w") as f:
+        json.dump({"version": "bench_eval", "results": res, "external_data": {}}, f)
+    print(f"{len(det.score)} predictions -> {folder}/results.json, ground truth {folder}/gt.json")
+
+
 if __name__ == "__main__":
     import sys
 
-    if "--paired" in sys.argv:  # --paired [N]: N interleaved full-size pairs (default 3, ~10 s each)
+    if "--write" in sys.argv:
+        _write_files(sys.argv[sys.argv.index("--write") + 1])
+    elif "--paired" in sys.argv:  # --paired [N]: N interleaved full-size pairs (default 3, ~10 s each)
         _args = sys.argv[sys.argv.index("--paired") + 1:]
         _paired_main(int(_args[0]) if _args else 3)
     else:
