@@ -8,7 +8,7 @@ the pseudo-label functions (``pg=None``, the default, is the single-process code
 * SCC rank prior: the fused attention of all N snippets is all-gathered, ordered once (identical on
   every rank: the same ``prior_rank`` on the same vector) and each rank takes its slice; the
   prior's normalisation over all N·K entries is an all-reduced sum.
-* SCC Sinkhorn (reference sequence of SPEC §4): the column maxima, the kernel's total and the
+* SCC Sinkhorn (reference sequence of method.md §4): the column maxima, the kernel's total and the
   column sums of every iteration are all-reduced; rows are local; M is the global N.
 * CCC: the Q^S- and [Q^A, 1-Q^A]-weighted sums of E are all-reduced *with autograd*
   (``torch.distributed.nn.functional.all_reduce``), so the (K, 2) logits, the loss and Q^C are the
@@ -162,7 +162,7 @@ def shutdown() -> None:
 # The batch-wide pieces of the method, distributed (used by pseudo_labels when pg is given).
 
 def prior_rank_local(attention_local: torch.Tensor, mode: str, pg: ProcessGroup) -> torch.Tensor:
-    """This rank's slice of the rank vector r of SPEC §3.4 over the global batch: the fused
+    """This rank's slice of the rank vector r of method.md §3.4 over the global batch: the fused
     attention of all ranks is gathered (rank order = global batch order), ``prior_rank`` runs on
     the whole vector on every rank (identical result), and rows [rank·n, (rank+1)·n) are returned."""
     from .ops import prior_rank
@@ -192,7 +192,7 @@ def _work(t: torch.Tensor) -> torch.dtype:
 def sinkhorn_distributed(logits: torch.Tensor, prior: Optional[torch.Tensor], col_marginal,
                          n_iters: int, epsilon: float, temperature: float,
                          pg: ProcessGroup) -> torch.Tensor:
-    """The reference Sinkhorn sequence of SPEC §4 (``ops.sinkhorn_reference``) over rows spread
+    """The reference Sinkhorn sequence of method.md §4 (``ops.sinkhorn_reference``) over rows spread
     across ranks: each rank holds M/W rows; column maxima, the total and the column sums are
     all-reduced; M is the global row count. Returns this rank's rows of Q."""
     m_local, c = logits.shape

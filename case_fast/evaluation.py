@@ -1,4 +1,4 @@
-"""Detection evaluation: ActivityNet-style mAP (SPEC §6). The results files it reads are in
+"""Detection evaluation: ActivityNet-style mAP (method.md §6). The results files it reads are in
 ``case_fast/results.py`` (:class:`Detections`), the ground truth in ``case_fast/ground_truth.py``
 (:class:`GroundTruth`); both are also importable from here, as before.
 
@@ -294,7 +294,7 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
             if segs is None:
                 continue  # no ground truth of this class in this video: false positive
             ious = _tiou_one(det.segment[p], segs)
-            by_iou = np.argsort(ious)[::-1]  # highest tIoU first, ties in numpy's order (SPEC §6)
+            by_iou = np.argsort(ious)[::-1]  # highest tIoU first, ties in numpy's order (method.md §6)
             for t, th in enumerate(thr):
                 for j in by_iou:
                     if ious[j] < th:

@@ -1,4 +1,4 @@
-"""The losses of SPEC §3: video MIL loss, generalized BCE attention loss, and the soft
+"""The losses of method.md §3: video MIL loss, generalized BCE attention loss, and the soft
 cross-entropies of SCC and CCC."""
 from __future__ import annotations
 

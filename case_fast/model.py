@@ -1,4 +1,4 @@
-"""The CASE network (SPEC §2): two identical streams (RGB, flow), each a video-classification
+"""The CASE network (method.md §2): two identical streams (RGB, flow), each a video-classification
 branch, an attention branch and a cosine clustering head. Default PyTorch initialisation."""
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class CaseStream(nn.Module):
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
-        """As released (SPEC §2): the prototype parameter itself is overwritten by its
+        """As released (method.md §2): the prototype parameter itself is overwritten by its
         row-normalised copy, outside the graph, before every forward; the logits then use it as a
         plain linear layer, so its gradient is a linear layer's at unit rows and Adam steps from
         unit rows. (Normalising inside the graph is a different method.)

@@ -1,4 +1,4 @@
-"""Pseudo-labels (SPEC §3): attention labels Q^A, snippet clustering Q^S (SCC) and cluster
+"""Pseudo-labels (method.md §3): attention labels Q^A, snippet clustering Q^S (SCC) and cluster
 classification Q^C (CCC). Everything here is free of host synchronisation (no nonzero/.item())."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def attention_pseudo_labels(topk_idx: torch.Tensor, labels: torch.Tensor, num_se
 
 
 def initial_cluster_labels(num_clusters: int, device=None) -> torch.Tensor:
-    """Q^C before the first step: every entry 1/K (SPEC §3.4)."""
+    """Q^C before the first step: every entry 1/K (method.md §3.4)."""
     return torch.full((num_clusters, 2), 1.0 / num_clusters, device=device)
 
 

@@ -1,4 +1,4 @@
-"""One CASE training step's forward computation (SPEC §3): losses, pseudo-labels and the new Q^C.
+"""One CASE training step's forward computation (method.md §3): losses, pseudo-labels and the new Q^C.
 
 ``case_losses`` is a pure function of (model outputs, labels, previous Q^C, config); it makes no
 host synchronisation, so it can be captured in a CUDA graph.

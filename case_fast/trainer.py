@@ -1,4 +1,4 @@
-"""Training loop (SPEC §3.6): Adam, periodic evaluation, best checkpoint, exact resume.
+"""Training loop (method.md §3.6): Adam, periodic evaluation, best checkpoint, exact resume.
 
 Run directory layout:
   config.yaml       the resolved configuration

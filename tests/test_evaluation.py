@@ -1,4 +1,4 @@
-"""Detection mAP (SPEC §6) and results IO (SPEC §5 "Output")."""
+"""Detection mAP (method.md §6) and results IO (method.md §5 "Output")."""
 
 import json
 import math
@@ -77,7 +77,7 @@ def test_next_best_unmatched_gt(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_equal_tiou_two_unmatched_takes_numpy_reversed_argsort_first(backend):
-    # SPEC §6: the GT are visited in np.argsort(tiou)[::-1] order; for two equal tIoUs numpy's
+    # method.md §6: the GT are visited in np.argsort(tiou)[::-1] order; for two equal tIoUs numpy's
     # argsort keeps [0, 1], so reversed the LATER one (g1) comes first.
     # g0=[0,10], g1=[5,15]; a=[2.5,12.5] has tIoU 7.5/12.5 = 0.6 with both -> takes g1.
     # b=[0,10] (lower score): tIoU 1 with the free g0 -> TP: AP = 1. (Taking g0 would leave b

@@ -1,4 +1,4 @@
-"""Number-for-number checks of the method (SPEC §2-4) on small hand-made inputs and the
+"""Number-for-number checks of the method (method.md §2-4) on small hand-made inputs and the
 reference outputs of the released code."""
 import math
 

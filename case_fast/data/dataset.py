@@ -1,4 +1,4 @@
-"""Video datasets and the loaders of the three on-disk layouts of SPEC §1 (plus the synthetic set).
+"""Video datasets and the loaders of the three on-disk layouts of method.md §1 (plus the synthetic set).
 
 ``load_datasets(data_cfg, num_classes, k)`` returns ``(train, test)`` :class:`VideoDataset` objects
 for ``data_cfg.layout`` in
@@ -45,7 +45,7 @@ the file and/or the video. What is checked, and when:
   it for all videos on demand. The synthetic set is generated, so it is not re-scanned.
 
 Videos shorter than k snippets are *not* an error: every video is resampled to T snippets
-(SPEC §1, indices repeat when T_v < T) and top-k acts on the T sampled snippets; real THUMOS14 has 60
+(method.md §1, indices repeat when T_v < T) and top-k acts on the T sampled snippets; real THUMOS14 has 60
 videos with T_v < 93. What must hold is 1 <= k <= T (checked).
 """
 from __future__ import annotations

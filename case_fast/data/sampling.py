@@ -1,4 +1,4 @@
-"""Sampling a video of T_v snippets to a fixed length T (SPEC §1).
+"""Sampling a video of T_v snippets to a fixed length T (method.md §1).
 
 * Training (:func:`sample_train_indices`): the range [0, T_v) is cut into T equal bins,
   bin i = [floor(i*T_v/T), floor((i+1)*T_v/T)), and one index is drawn uniformly inside each bin.
@@ -12,7 +12,7 @@ formula ``int(i * T_v / T)`` of the reference code for every T_v, T in range.
 
 Note on the released code (BaS-Net's ``random_perturb``, inherited by CASE): it draws from the
 *closed* range [floor(i*T_v/T), floor((i+1)*T_v/T)], so it can also pick the next bin's first index,
-and the last bin is [floor((T-1)*T_v/T), T_v). The half-open bins here follow the SPEC's wording;
+and the last bin is [floor((T-1)*T_v/T), T_v). The half-open bins here follow method.md §1's wording;
 the difference is at most one snippet per draw and does not change the expected coverage.
 """
 from __future__ import annotations
