@@ -468,15 +468,13 @@ def _yaml_error(path, e: yaml.YAMLError) -> ConfigError:
 
 def read_config_file(path) -> dict:
     """The mapping of a YAML config file; ConfigError naming the file (and line) otherwise."""
+    from .data.annotations import DataError, read_text
+
     path = pathlib.Path(path)
-    if path.is_dir():
-        raise ConfigError(f"config {path} is a directory, expected a YAML file")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config {path} is not UTF-8 text") from e
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from e
+    try:  # the checks every file the package reads gets (folder, unreadable, not UTF-8)
+        text = read_text(path, "config", allow_empty=True)
+    except DataError as e:
+        raise ConfigError(str(e)) from e
     if not text.strip():
         raise ConfigError(f"config {path} is empty (a config is a mapping of sections data, model, "
                           "train, infer; use --config synthetic for the defaults)")
