@@ -45,6 +45,7 @@ class DataConfig:
     synthetic_dim: int = 128                # per stream, small set (full set: 1024)
     synthetic_max_len: int = 0              # 0 = real lengths; >0 caps T_v (small set)
     synthetic_videos: int = 0               # 0 = all (200 train + 210 test); >0 = first n of each
+    synthetic_version: int = 2              # generator version (only the current one is generated)
 
 
 @dataclass
@@ -179,6 +180,7 @@ _RULES = {
     "data.synthetic_dim": ((">=", 1),),
     "data.synthetic_max_len": ((">=", 0),),
     "data.synthetic_videos": ((">=", 0),),
+    "data.synthetic_version": ((">=", 1),),
     "model.num_classes": ((">=", 1),),
     "model.stream_dim": ((">=", 1),),
     "model.hidden_dim": ((">=", 1),),

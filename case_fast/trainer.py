@@ -239,6 +239,12 @@ def _config_for_compare(d: dict) -> dict:
     for key, default in (("select", "test"), ("val_fraction", 0.0), ("deterministic", False)):
         if isinstance(d.get("train"), dict):
             d["train"].setdefault(key, default)
+    data = d.get("data")
+    if isinstance(data, dict):   # synthetic_version: a synthetic run before it existed used version 1
+        if data.get("layout", "synthetic") == "synthetic":
+            data.setdefault("synthetic_version", 1)
+        else:                    # and it means nothing for real features
+            data.pop("synthetic_version", None)
     return d
 
 
@@ -816,6 +822,8 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
     sel = selection_summary(history)
     summary = {"best": best, "select": tc.select, "selection": sel, "val_fraction": tc.val_fraction,
                "world_size": world, "config": cfg.name, "run_dir": run_dir, "steps": tc.num_steps}
+    if cfg.data.layout == "synthetic":
+        summary["synthetic_version"] = cfg.data.synthetic_version
     if main:
         save_json(summary, os.path.join(run_dir, "summary.json"))
         def fmt(key, none="-"):
