@@ -110,7 +110,7 @@ def cmd_detect(args) -> int:
     from .config import apply_overrides
     from .data import load_splits
     from .inference import detect, to_results_dict
-    from .trainer import load_checkpoint
+    from .checkpoint import load_checkpoint
     from .utils import Progress, check_writable_path, resolve_device, save_json
 
     check_writable_path(args.out, "--out")

@@ -384,7 +384,7 @@ def plot_run(run_dir: str, videos: Optional[Sequence[str]] = None, top_n: int = 
 
         from .data import load_datasets
         from .pseudo_labels import initial_cluster_labels
-        from .trainer import load_checkpoint
+        from .checkpoint import load_checkpoint
 
         ckpt = checkpoint or os.path.join(run_dir, "best.pt")
         model, q_c, cfg = load_checkpoint(ckpt, "cpu")

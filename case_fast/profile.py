@@ -63,12 +63,12 @@ def profile(cfg: Config, steps: int = 5, checkpoint: Optional[str] = None, eval_
     from .ground_truth import GroundTruth
     from .data import embedded_thumos14_test
     from .inference import forward_videos, localize_video
-    from .trainer import proposals_to_detections
+    from .evaluator import proposals_to_detections
 
     device = resolve_device(cfg.train.device)
     torch.manual_seed(0)
     if checkpoint:
-        from .trainer import load_checkpoint
+        from .checkpoint import load_checkpoint
         model, q_c, ck_cfg = load_checkpoint(checkpoint, device)
         cfg.model = ck_cfg.model
         q_c = (q_c if q_c is not None else initial_cluster_labels(cfg.model.num_clusters)).to(device)

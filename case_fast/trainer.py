@@ -40,333 +40,44 @@ resume is broadcast to the others; evaluation is split across ranks and gathered
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
 import yaml
 
 from . import distributed as dist_mod
-from .config import Config, config_from_dict
-from .data import load_datasets, sample_test_indices, sample_train_indices
-from .evaluation import evaluate, format_table
-from .ground_truth import GroundTruth
-from .results import Detections
+from .checkpoint import (LAST_KEYS, check_same_run, config_difference, config_for_compare,  # noqa: F401
+                         first_line, load_checkpoint, read_last)
+from .config import Config
+from .data import load_datasets, sample_train_indices
+from .evaluation import format_table
+from .evaluator import (Evaluator, ground_truth_of, never_predicted_warning,  # noqa: F401
+                        proposals_to_detections, selection_summary, summarize)
 from .graph_step import GraphedStep, require_cuda, set_capturable
-from .inference import forward_videos, localize_video, to_results_dict
+from .inference import to_results_dict
 from .model import CaseModel
 from .pseudo_labels import initial_cluster_labels
+from .run_files import (PREVIOUS, RUN_DIRS, RUN_FILES, RunError, check_run_dir, move_aside,  # noqa: F401
+                        remove_fresh, restore_previous)
 from .step import train_step
-from .utils import (DirLock, OutputError, Progress, check_writable_dir, remove_stale_temps, resolve_device,
-                    save_json, save_text, save_torch, seed_everything)
+from .tensorboard_log import TensorBoardLog
+from .train_data import VAL_SEED, FeatureBank, SubsetView, batch_for_step, val_split  # noqa: F401
+from .utils import (DirLock, OutputError, Progress, remove_stale_temps, resolve_device, save_json, save_text,
+                    save_torch, seed_everything)
 
+_summary = summarize   # the old private name
 
-RUN_FILES = ("last.pt", "best.pt", "best_results.json", "best_table.txt", "metrics.jsonl",
-             "summary.json", "config.yaml")
-RUN_DIRS = ("tensorboard",)   # folders of a run (moved aside by --restart with the files)
-
-
-class FeatureBank:
-    """All videos of a split as one flat (sum T_v, 2D) tensor on the training device, so that a
-    batch is one index_select (features stay resident on the GPU)."""
-
-    def __init__(self, dataset, device):
-        feats = [dataset.features(i) for i in range(len(dataset))]
-        lengths = np.array([f.shape[0] for f in feats], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        self.lengths = lengths
-        self.flat = torch.from_numpy(np.concatenate(feats, axis=0) if feats else
-                                     np.zeros((0, 0), np.float32)).to(device)
-        self.device = device
-
-    def gather(self, video_ids, index_lists, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, T, 2D) features; ``out``: a contiguous (B, T, 2D) tensor to write them into."""
-        rows = np.stack([self.offsets[v] + idx for v, idx in zip(video_ids, index_lists)])
-        rows_t = torch.from_numpy(rows.reshape(-1)).to(self.device, non_blocking=True)
-        if out is not None:
-            torch.index_select(self.flat, 0, rows_t, out=out.view(rows.size, -1))
-            return out
-        return self.flat.index_select(0, rows_t).view(len(video_ids), rows.shape[1], -1)
-
-
-def batch_for_step(step: int, n_videos: int, batch: int, seed: int) -> np.ndarray:
-    per_epoch = n_videos // batch
-    epoch, pos = divmod(step, per_epoch)
-    perm = np.random.default_rng([seed, epoch, 7]).permutation(n_videos)
-    return perm[pos * batch:(pos + 1) * batch]
-
-
-def ground_truth_of(dataset) -> GroundTruth:
-    gt = dataset.ground_truth()
-    return GroundTruth(**gt)
-
-
-VAL_SEED = 15   # the hold-out does not depend on train.seed: every seed is selected on the same videos
-
-
-def val_split(labels: np.ndarray, fraction: float, seed: int = VAL_SEED):
-    """(train ids, val ids): a deterministic class-stratified hold-out of ``fraction`` of the videos.
-    Videos are grouped by their first (lowest-index) class (unlabelled ones form a group); each
-    group gives round(fraction * size) videos, at least one when it has two or more, drawn with a
-    fixed seed."""
-    n = labels.shape[0]
-    if fraction <= 0 or n == 0:
-        return np.arange(n), np.zeros(0, np.int64)
-    primary = np.where(labels.sum(1) > 0, labels.argmax(1), -1)
-    rng = np.random.default_rng([seed, 0])
-    val = []
-    for g in np.unique(primary):
-        members = np.flatnonzero(primary == g)
-        members = members[rng.permutation(len(members))]
-        k = int(round(fraction * len(members)))
-        if len(members) >= 2:
-            k = min(max(k, 1), len(members) - 1)
-        val += members[:k].tolist()
-    val = np.array(sorted(val), dtype=np.int64)
-    return np.setdiff1d(np.arange(n), val), val
-
-
-class SubsetView:
-    """Some videos of a VideoDataset (same interface as far as training and evaluation use it)."""
-
-    def __init__(self, dataset, ids, name: str):
-        self._ds, self._ids = dataset, np.asarray(ids, dtype=np.int64)
-        self.name = name
-        self.class_names = dataset.class_names
-        self.videos = [dataset.videos[i] for i in self._ids]
-        self.labels = dataset.labels[self._ids]
-        self.num_snippets = dataset.num_snippets[self._ids]
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def features(self, i: int) -> np.ndarray:
-        return self._ds.features(int(self._ids[i]))
-
-    def ground_truth(self) -> dict:
-        gt = self._ds.ground_truth()
-        keep = np.isin(gt["video"], np.asarray(self.videos, dtype=str))
-        return dict(video=gt["video"][keep], label=gt["label"][keep], segment=gt["segment"][keep],
-                    videos=list(self.videos), class_names=list(self.class_names),
-                    ambiguous={v: a for v, a in gt["ambiguous"].items() if v in set(self.videos)})
-
-
-class Evaluator:
-    """Evaluates a model on the test split; keeps the sampled test features on the device."""
-
-    def __init__(self, dataset, cfg: Config, device, ambiguous_filter: Optional[bool] = None):
-        self.dataset, self.cfg, self.device = dataset, cfg, device
-        t = cfg.data.num_segments
-        feats = np.stack([dataset.features(i)[sample_test_indices(int(dataset.num_snippets[i]), t)]
-                          for i in range(len(dataset))]) if len(dataset) else None
-        self.feats = None if feats is None else torch.from_numpy(feats).to(device)
-        self.gt = ground_truth_of(dataset)
-        self.ambiguous_filter = (cfg.data.protocol == "wtalc212" if ambiguous_filter is None
-                                 else ambiguous_filter)
-
-    def __call__(self, model, q_c, pg=None):
-        """``pg``: a data-parallel job's process group: each rank runs the forward and localisation
-        of a contiguous share of the videos, the proposals are gathered, and every rank scores them
-        (the same numbers everywhere)."""
-        n = len(self.dataset)
-        lo, hi = (0, n) if pg is None else (n * pg.rank // pg.world, n * (pg.rank + 1) // pg.world)
-        was = model.training
-        model.eval()
-        try:
-            feats = self.feats[lo:hi] if self.feats is not None else None
-            if feats is None or feats.shape[0] == 0:
-                cas, scores = np.zeros((0,)), np.zeros((0,))
-            else:
-                cas, scores = forward_videos(model, feats, q_c, self.cfg)
-        finally:
-            model.train(was)
-        props = {self.dataset.videos[i]: localize_video(cas[i - lo], scores[i - lo],
-                                                        self.dataset.num_snippets[i], self.cfg)
-                 for i in range(lo, hi)}
-        if pg is not None:
-            merged = {}
-            for part in pg.gather_objects(props):
-                merged.update(part)
-            props = {v: merged[v] for v in self.dataset.videos}
-        det = proposals_to_detections(props)
-        metrics = evaluate(det, self.gt, tuple(self.cfg.infer.tiou), ambiguous_filter=self.ambiguous_filter)
-        metrics["n_pred"] = np.bincount(det.label, minlength=len(self.gt.class_names))
-        metrics["n_gt"] = np.bincount(self.gt.label, minlength=len(self.gt.class_names))
-        return metrics, props
-
-
-def proposals_to_detections(props: Dict[str, np.ndarray]) -> Detections:
-    return Detections.from_proposals(props)
-
-
-def _summary(metrics: dict) -> dict:
-    """The logged evaluation: mAP per tIoU and averages; with the trainer's Evaluator also the
-    AP of each class (mean over tIoU) and the classes with ground truth never predicted."""
-    out = {"avg": float(metrics["avg"]), "map": [float(x) for x in metrics["map"]],
-           "tiou": [float(x) for x in metrics["tiou"]]}
-    for key in ("avg_0.1:0.5", "avg_0.3:0.7"):
-        if key in metrics:
-            out[key] = float(metrics[key])
-    if "n_pred" in metrics:
-        names = metrics["class_names"]
-        out["class_ap"] = {c: round(float(a), 6) for c, a in zip(names, metrics["ap"].mean(axis=0))}
-        out["never_predicted"] = [c for c, p, g in zip(names, metrics["n_pred"], metrics["n_gt"])
-                                  if p == 0 and g > 0]
-    return out
-
-
-def never_predicted_warning(summ: dict, step: int) -> Optional[str]:
-    """One line when classes with ground truth got no detection at all (a collapsed class)."""
-    lost = summ.get("never_predicted") or []
-    if not lost:
-        return None
-    return (f"warning: step {step}: {len(lost)} class(es) with ground truth never predicted "
-            f"(AP 0): {', '.join(lost)}")
-
-
-def _config_for_compare(d: dict) -> dict:
-    d = json.loads(json.dumps(d)) if isinstance(d, dict) else {}
-    for key in ("num_steps", "progress", "device", "num_threads", "backend", "cuda_graph",
-                "world_size", "tensorboard"):
-        if isinstance(d.get("train"), dict):
-            d["train"].pop(key, None)
-    # fields added later: a checkpoint written before them ran with these values
-    for key, default in (("select", "test"), ("val_fraction", 0.0), ("deterministic", False)):
-        if isinstance(d.get("train"), dict):
-            d["train"].setdefault(key, default)
-    data = d.get("data")
-    if isinstance(data, dict):   # synthetic_version: a synthetic run before it existed used version 1
-        if data.get("layout", "synthetic") == "synthetic":
-            data.setdefault("synthetic_version", 1)
-        else:                    # and it means nothing for real features
-            data.pop("synthetic_version", None)
-    return d
-
-
-def _flat(d, prefix=""):
-    out = {}
-    for k, v in (d.items() if isinstance(d, dict) else ()):
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _config_difference(old: dict, new: dict, n: int = 3) -> str:
-    a, b = _flat(_config_for_compare(old)), _flat(_config_for_compare(new))
-    keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
-    shown = ", ".join(f"{k}: {a.get(k, '<unset>')!r} there, {b.get(k, '<unset>')!r} now" for k in keys[:n])
-    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
-
-
-class RunError(RuntimeError):
-    """The run directory cannot be used as asked (another config, a broken checkpoint, a file in the
-    way, in use by another process); the message says what to do."""
-
-
-PREVIOUS = ".previous-run"   # where --restart keeps the old run until the new one has a checkpoint
-LAST_KEYS = ("model", "optimizer", "q_c", "step", "best", "history", "config")
-
-
-def _first_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text[:200] + ("..." if len(text) > 200 else "")
-
-
-def _read_last(path: str, device) -> dict:
-    """last.pt, checked; RunError naming the file and the way out otherwise."""
-    way_out = ("pass --restart to start this run over (the old files are kept until the new run's "
-               "first checkpoint) or choose another --out")
-    if os.path.isdir(path):
-        raise RunError(f"{path} is a directory, not a checkpoint; {way_out}")
-    try:
-        ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise RunError(f"{path} cannot be read, it is truncated or not a case-fast checkpoint "
-                       f"({_first_line(e)}); {way_out}") from e
-    if not isinstance(ck, dict) or any(k not in ck for k in LAST_KEYS) or not isinstance(ck["config"], dict):
-        raise RunError(f"{path} is not a case-fast training checkpoint (expected the keys "
-                       f"{', '.join(LAST_KEYS)}); {way_out}")
-    return ck
-
-
-def _check_same_run(ck: dict, cfg: Config, run_dir: str) -> None:
-    if _config_for_compare(ck["config"]) != _config_for_compare(cfg.to_dict()):
-        raise RunError(f"{run_dir} holds a run with a different configuration "
-                       f"({_config_difference(ck['config'], cfg.to_dict())}); pass --restart to "
-                       "overwrite it or choose another --out")
-    step = ck["step"]
-    if not isinstance(step, int) or step < 0:
-        raise RunError(f"{os.path.join(run_dir, 'last.pt')}: step {step!r} is not a step count; "
-                       "pass --restart to start this run over")
-    if step > cfg.train.num_steps:
-        raise RunError(f"{run_dir} holds a run already at step {step}, beyond train.num_steps = "
-                       f"{cfg.train.num_steps}; pass a train.num_steps >= {step} to continue it, or "
-                       "--restart to start over")
-
-
-def _restore_previous(run_dir: str, log) -> None:
-    """Settle what an earlier --restart left (under the run lock): the old run moved aside is put back
-    when the new run never reached a checkpoint (``last.pt``), and deleted when it did."""
-    staging = os.path.join(run_dir, PREVIOUS + ".partial")
-    if os.path.isdir(staging):   # killed while moving the old files aside: nothing new written yet
-        for name in os.listdir(staging):
-            os.replace(os.path.join(staging, name), os.path.join(run_dir, name))
-        os.rmdir(staging)
-        log(f"restored the previous run in {run_dir} (a --restart there was interrupted)")
-    prev = os.path.join(run_dir, PREVIOUS)
-    if not os.path.isdir(prev):
-        return
-    if os.path.exists(os.path.join(run_dir, "last.pt")):
-        shutil.rmtree(prev, ignore_errors=True)
-        return
-    for name in RUN_FILES:   # the new run's files before its first checkpoint
-        p = os.path.join(run_dir, name)
-        if os.path.lexists(p):
-            os.remove(p)
-    for name in RUN_DIRS:
-        shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
-    for name in os.listdir(prev):
-        os.replace(os.path.join(prev, name), os.path.join(run_dir, name))
-    os.rmdir(prev)
-    log(f"restored the previous run in {run_dir} (a --restart there ended before its first checkpoint)")
-
-
-def _move_aside(run_dir: str) -> bool:
-    """Move the run's files into ``.previous-run`` (renames in one folder); False if there were none."""
-    present = [n for n in RUN_FILES + RUN_DIRS if os.path.lexists(os.path.join(run_dir, n))]
-    if not present:
-        return False
-    staging = os.path.join(run_dir, PREVIOUS + ".partial")
-    os.makedirs(staging, exist_ok=True)
-    for name in present:
-        os.replace(os.path.join(run_dir, name), os.path.join(staging, name))
-    os.replace(staging, os.path.join(run_dir, PREVIOUS))
-    return True
-
-
-def _check_run_dir(run_dir: str) -> None:
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise RunError(f"--out {run_dir} is a file, not a run directory; choose another --out")
-    try:
-        check_writable_dir(run_dir, "run directory")
-    except OutputError as e:
-        raise RunError(str(e)) from None
-    for name in RUN_FILES:
-        if os.path.isdir(os.path.join(run_dir, name)):
-            raise RunError(f"{os.path.join(run_dir, name)} is a directory where the run keeps a file; "
-                           "move it away or choose another --out")
-    if os.path.isdir(run_dir):
-        pid = DirLock.holder(run_dir)
-        if pid is not None:
-            raise RunError(f"{run_dir} is in use by another case-fast process (pid {pid}); wait for it "
-                           "to end or choose another --out")
+# names that lived here before the trainer was split by job (run_files, checkpoint, train_data,
+# evaluator, tensorboard_log); importing them from case_fast.trainer keeps working
+__all__ = ["train", "load_checkpoint", "RunError", "FeatureBank", "SubsetView", "batch_for_step", "val_split",
+           "VAL_SEED", "Evaluator", "ground_truth_of", "proposals_to_detections", "never_predicted_warning",
+           "selection_summary", "summarize", "_summary", "RUN_FILES", "RUN_DIRS", "PREVIOUS", "LAST_KEYS",
+           "config_for_compare", "config_difference"]
 
 
 def _setup_determinism(on: bool, device) -> Callable[[], None]:
@@ -437,9 +148,9 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     last_path = os.path.join(run_dir, "last.pt")
 
     def precheck():
-        _check_run_dir(run_dir)
+        check_run_dir(run_dir)
         if not restart and os.path.exists(last_path):   # refuse a foreign or broken run before loading data
-            _check_same_run(_read_last(last_path, "cpu"), cfg, run_dir)
+            check_same_run(read_last(last_path, "cpu"), cfg, run_dir)
     _collective(pg, precheck if main else None)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -483,7 +194,7 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
             lock.acquire("--out")
         except BaseException:
             if created:
-                _remove_fresh(run_dir)
+                remove_fresh(run_dir)
             raise
         holder["lock"] = lock
     _collective(pg, make_and_lock if main else None)
@@ -498,12 +209,12 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
             raise
         if state["aside"] and state["checkpointed"] is None:
             try:
-                _restore_previous(run_dir, log)
+                restore_previous(run_dir, log)
             except OSError as e2:   # pragma: no cover - the next run retries
                 log(f"could not restore the previous run in {run_dir} yet ({e2}); the next "
                     "`case-fast train` there restores it")
         elif created and state["checkpointed"] is None:
-            _remove_fresh(run_dir, lock)
+            remove_fresh(run_dir, lock)
             lock = None
         if isinstance(e, OutputError) and state["checkpointed"] is not None:
             raise OutputError(e.errno, f"{e}; the last checkpoint in {run_dir} (step "
@@ -515,98 +226,6 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
         if lock is not None:
             lock.release()
 
-
-def _remove_fresh(run_dir: str, lock: Optional[DirLock] = None) -> None:
-    """Remove a run directory this process created, with what it wrote before its first checkpoint."""
-    for name in RUN_FILES + (DirLock.NAME,):
-        try:
-            os.remove(os.path.join(run_dir, name))
-        except OSError:
-            pass
-    remove_stale_temps(run_dir, RUN_FILES)
-    for name in RUN_DIRS:
-        shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
-    if lock is not None:
-        lock.release()
-    try:
-        os.rmdir(run_dir)
-    except OSError:
-        pass
-
-
-def _first_max(evals: List[dict], key: Callable[[dict], float]) -> dict:
-    best = None
-    for h in evals:
-        if best is None or key(h) > key(best):
-            best = h
-    return best
-
-
-def selection_summary(history: List[dict]) -> dict:
-    """The three test numbers of a run from its evaluations: the best test mAP with its step
-    (the paper's protocol; optimistic, it selects on the test set), the test mAP at the step with the
-    best val mAP (None without a val hold-out) and at the last evaluation. First step wins ties."""
-    evals = [h for h in history if "eval" in h]
-    if not evals:
-        return {"test_best": None, "test_at_val": None, "test_at_last": None}
-
-    def pick(h, **extra):
-        e = h["eval"]
-        out = {"step": h["step"], "avg": e["avg"], "map": e["map"], "tiou": e["tiou"]}
-        out.update({k: e[k] for k in ("avg_0.1:0.5", "avg_0.3:0.7") if k in e})
-        out.update(extra)
-        return out
-
-    tb = _first_max(evals, lambda h: h["eval"]["avg"])
-    with_val = [h for h in evals if h.get("val") is not None]
-    tv = _first_max(with_val, lambda h: h["val"]["avg"]) if with_val else None
-    return {"test_best": pick(tb),
-            "test_at_val": pick(tv, val_avg=tv["val"]["avg"]) if tv is not None else None,
-            "test_at_last": pick(evals[-1])}
-
-
-class _TensorBoard:
-    """TensorBoard event files in <run>/tensorboard, opened on the first write (a resumed run that has
-    nothing left to do writes nothing). On resume from step s, events after s left by the killed run
-    are purged (purge_step = s + 1). Without the tensorboard package: one line, then nothing."""
-
-    def __init__(self, run_dir: str, enabled: bool, start: int, log):
-        self.dir, self.enabled, self.start, self.log = os.path.join(run_dir, "tensorboard"), enabled, start, log
-        self.writer = None
-
-    def _open(self):
-        if self.writer is None and self.enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                self.log("tensorboard is not installed: no TensorBoard event files (metrics.jsonl has "
-                         "every number; pip install tensorboard, or train.tensorboard=false)")
-                self.enabled = False
-                return None
-            self.writer = SummaryWriter(self.dir, purge_step=self.start + 1 if self.start else None)
-        return self.writer
-
-    def scalars(self, prefix: str, values: dict, step: int) -> None:
-        w = self._open()
-        if w is None:
-            return
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                w.add_scalar(f"{prefix}/{k}", float(v), step)
-
-    def evaluation(self, prefix: str, summ: dict, step: int) -> None:
-        vals = {"avg": summ["avg"], **{k: summ[k] for k in ("avg_0.1:0.5", "avg_0.3:0.7") if k in summ}}
-        vals.update({f"mAP@{t:g}": m for t, m in zip(summ["tiou"], summ["map"])})
-        self.scalars(prefix, vals, step)
-
-    def flush(self) -> None:
-        if self.writer is not None:
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
 
 
 def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, test_set, bank,
@@ -620,7 +239,7 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
         stale = remove_stale_temps(run_dir, RUN_FILES)
         if stale:
             log(f"removed {len(stale)} temporary file(s) left in {run_dir} by an interrupted write")
-        _restore_previous(run_dir, log)
+        restore_previous(run_dir, log)
     _collective(pg, settle if main else None)
 
     seed_everything(tc.seed)
@@ -633,11 +252,11 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
 
     def read_state():
         if restart:  # the previous run's files must not outlive it, nor be lost before the new one exists
-            state["aside"] = _move_aside(run_dir)
+            state["aside"] = move_aside(run_dir)
             return None
         if os.path.exists(last_path):
-            ck = _read_last(last_path, "cpu" if pg is not None else device)
-            _check_same_run(ck, cfg, run_dir)
+            ck = read_last(last_path, "cpu" if pg is not None else device)
+            check_same_run(ck, cfg, run_dir)
             return ck
         return None
     ck = _collective(pg, read_state if main else None)
@@ -651,7 +270,7 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
             if tuple(q_c.shape) != (cfg.model.num_clusters, 2):
                 raise ValueError(f"Q^C has shape {tuple(q_c.shape)}")
         except Exception as e:
-            raise RunError(f"{last_path} does not fit its own configuration ({_first_line(e)}); pass "
+            raise RunError(f"{last_path} does not fit its own configuration ({first_line(e)}); pass "
                            "--restart to start this run over") from e
         set_capturable(optim, tc.cuda_graph)   # the saved groups carry the saving run's flag
         start, best, history = ck["step"], ck["best"], ck["history"]
@@ -666,7 +285,7 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
         step_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not tc.use_scc)
-    tb = _TensorBoard(run_dir, tc.tensorboard and main, start, log)
+    tb = TensorBoardLog(run_dir, tc.tensorboard and main, start, log)
 
     def checkpoint(step: int) -> None:
         if main:
@@ -693,10 +312,10 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
         nonlocal best
         te = time.time()
         metrics, props = evaluator(model, q_c, pg)
-        summ = _summary(metrics)
+        summ = summarize(metrics)
         entry = {"step": step, "eval": summ}
         if val_evaluator is not None:
-            entry["val"] = _summary(val_evaluator(model, q_c, pg)[0])
+            entry["val"] = summarize(val_evaluator(model, q_c, pg)[0])
         entry["eval_seconds"] = round(time.time() - te, 3)
         history.append(entry)
         is_best = selected(entry)
@@ -834,34 +453,3 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
             f"best.pt: select={tc.select}")
     return best
 
-
-def load_checkpoint(path: str, device="cpu"):
-    """(model, q_c, cfg) from a best.pt / last.pt checkpoint; ValueError naming ``path`` for a
-    folder, a truncated or foreign file, an invalid configuration or weights that do not fit it."""
-    if os.path.isdir(path):
-        raise ValueError(f"checkpoint {path} is a directory, expected a run's best.pt or last.pt")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # corrupt, truncated or not a checkpoint
-        raise ValueError(f"{path}: not a readable case-fast checkpoint, truncated or of another kind "
-                         f"({_first_line(e)})") from e
-    if not isinstance(ck, dict) or "model" not in ck or not isinstance(ck.get("config"), dict):
-        raise ValueError(f"{path}: not a case-fast checkpoint (missing model/config)")
-    try:
-        cfg = config_from_dict(ck["config"])
-    except ValueError as e:
-        raise ValueError(f"{path}: the checkpoint's configuration is invalid: {e}") from e
-    model = CaseModel(cfg.model).to(device)
-    try:
-        model.load_state_dict(ck["model"])
-    except Exception as e:
-        raise ValueError(f"{path}: the weights do not fit the checkpoint's configuration "
-                         f"({_first_line(e)})") from e
-    q_c = ck.get("q_c")
-    if q_c is not None and (not isinstance(q_c, torch.Tensor)
-                            or tuple(q_c.shape) != (cfg.model.num_clusters, 2)):
-        raise ValueError(f"{path}: Q^C does not fit model.num_clusters = {cfg.model.num_clusters}")
-    model.eval()
-    return model, q_c, cfg
