@@ -1,4 +1,4 @@
-"""Inference (SPEC §5): localisation T-CAS, video-level scores, proposals, NMS, results JSON."""
+"""Inference (method.md §5): localisation T-CAS, video-level scores, proposals, NMS, results JSON."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple

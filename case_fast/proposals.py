@@ -1,4 +1,4 @@
-"""Proposal generation (SPEC §5): T-CAS upsampling, multi-threshold runs, OIC scoring, seconds.
+"""Proposal generation (method.md §5): T-CAS upsampling, multi-threshold runs, OIC scoring, seconds.
 
 Two implementations with bitwise-identical output (same rows, same order, same bits), picked by
 ``backend=`` (the words of case_fast.ops):

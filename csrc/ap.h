@@ -1,4 +1,4 @@
-// Detection AP (SPEC §6), CPU: the greedy matching and the interpolated AP of
+// Detection AP (method.md §6), CPU: the greedy matching and the interpolated AP of
 // case_fast.evaluation (bitwise the reference backend's APs), and the ambiguous-segment filter.
 #pragma once
 
@@ -28,7 +28,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ap_group_cpu(const at
 // (n_gt, 2) float64 sorted by group c * n_vid + v, GroundTruth order inside a group, with
 // gt_offsets (n_cls * n_vid + 1,) int64; thresholds (1 <= n_thr <= 64,) float64 in (0, 1].
 // A prediction's candidates are visited by tIoU descending; among equal tIoUs in numpy's order
-// (SPEC §6: numpy.argsort(tiou)[::-1] over the video's GT of the class): tie_pos (t,) int64
+// (method.md §6: numpy.argsort(tiou)[::-1] over the video's GT of the class): tie_pos (t,) int64
 // increasing class-major positions (a + position in the class) with tie_offsets (t + 1,) and
 // tie_gt (GT indices in the class, numpy's order) give that order for those predictions; any
 // other prediction whose candidates tie is listed in `tied`, and its class's APs are NaN (not

@@ -1,4 +1,4 @@
-// Temporal NMS (SPEC §5) shared declarations: the IoU and the decay exp both devices use, the
+// Temporal NMS (method.md §5) shared declarations: the IoU and the decay exp both devices use, the
 // method ids, the raw CUDA launcher (plain pointers, no torch), and the torch-level entry points.
 #pragma once
 

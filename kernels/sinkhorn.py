@@ -1,4 +1,4 @@
-"""Fused Sinkhorn-Knopp (SPEC §4) with the optional in-kernel SCC rank prior (SPEC §3.4).
+"""Fused Sinkhorn-Knopp (method.md §4) with the optional in-kernel SCC rank prior (method.md §3.4).
 
 Reference: ``case_fast.ops.sinkhorn.sinkhorn_reference`` (and ``sinkhorn_rank_prior_reference``).
 

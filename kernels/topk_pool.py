@@ -1,4 +1,4 @@
-"""Fused top-k multiple-instance pooling (SPEC §3.1).
+"""Fused top-k multiple-instance pooling (method.md §3.1).
 
 Reference: ``case_fast.ops.topk_pool.topk_mil_pool_reference`` (torch.topk + gather + mean).
 

@@ -1,4 +1,4 @@
-"""Data layer: SPEC §1 sampling, the synthetic THUMOS14 set, the three loaders and their errors."""
+"""Data layer: method.md §1 sampling, the synthetic THUMOS14 set, the three loaders and their errors."""
 import json
 import pathlib
 import shutil

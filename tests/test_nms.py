@@ -1,4 +1,4 @@
-"""Temporal NMS (SPEC §5): the reference against the released code's outputs, hand-made
+"""Temporal NMS (method.md §5): the reference against the released code's outputs, hand-made
 semantics, and the compiled extension (CPU; CUDA when a GPU is present) against the reference."""
 import math
 import os

@@ -1,4 +1,4 @@
-"""Proposal generation (SPEC §5): upsampling, runs, OIC scores, seconds; reference vs fast."""
+"""Proposal generation (method.md §5): upsampling, runs, OIC scores, seconds; reference vs fast."""
 import math
 import pathlib
 

@@ -34,7 +34,7 @@ def _triton_fast(backend: str, op: str, t: torch.Tensor, *float64_refused) -> bo
 def sinkhorn(logits: torch.Tensor, prior: Optional[torch.Tensor] = None,
              col_marginal: Optional[torch.Tensor] = None, n_iters: int = 3, epsilon: float = 0.05,
              temperature: float = 10.0, *, backend: str = "auto") -> torch.Tensor:
-    """Sinkhorn-Knopp pseudo-labels Q (M, C) from logits L (M, C), rows summing to 1 (SPEC §4).
+    """Sinkhorn-Knopp pseudo-labels Q (M, C) from logits L (M, C), rows summing to 1 (method.md §4).
 
     G = exp(L / temperature / epsilon) * prior; ``n_iters`` rounds of column normalisation to the
     marginal ``col_marginal`` (default uniform 1/C) and row normalisation. No gradient. float32
@@ -52,7 +52,7 @@ def sinkhorn_rank_prior(logits: torch.Tensor, rank: torch.Tensor, fg_prob: torch
                         sigma: float = 10.0, col_marginal: Optional[torch.Tensor] = None,
                         n_iters: int = 3, epsilon: float = 0.05, temperature: float = 10.0, *,
                         backend: str = "auto") -> torch.Tensor:
-    """Sinkhorn with CASE's SCC prior (SPEC §3.4) computed from the rank vector (N,), the
+    """Sinkhorn with CASE's SCC prior (method.md §3.4) computed from the rank vector (N,), the
     per-cluster foreground probability (K,) and sigma. The fused kernel never materialises the
     (N, K) prior; the reference does (``rank_prior``). Use ``prior_rank(attention, mode)`` for r.
     """
@@ -65,7 +65,7 @@ def sinkhorn_rank_prior(logits: torch.Tensor, rank: torch.Tensor, fg_prob: torch
 
 
 def topk_mil_pool(scores: torch.Tensor, values, k: int, *, backend: str = "auto"):
-    """Top-k MIL pooling (SPEC §3.1): mean of ``values`` (B, T, G) — or a sequence of such
+    """Top-k MIL pooling (method.md §3.1): mean of ``values`` (B, T, G) — or a sequence of such
     tensors, one per stream — at the top-k time indices of ``scores`` per (video, class).
 
     Returns ``(pooled, indices)``: (B, G) (a tuple for a sequence of values) and (B, k, G) int64.

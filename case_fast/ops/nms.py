@@ -1,4 +1,4 @@
-"""Temporal NMS (SPEC §5): the faithful one-pass decay, hard NMS and true Soft-NMS.
+"""Temporal NMS (method.md §5): the faithful one-pass decay, hard NMS and true Soft-NMS.
 
 ``temporal_nms`` runs every group (e.g. ``video * G + class``) in one call, on the compiled op
 ``torch.ops.case_fast.temporal_nms`` (CUDA kernels for CUDA tensors) or on ``nms_reference``, the
@@ -289,7 +289,7 @@ def _fast(segments, scores, groups, method, iou_threshold, alpha, min_score, plu
 def temporal_nms(segments, scores, groups=None, *, method: str = "one_pass_decay",
                  iou_threshold: float = 0.4, alpha: float = 0.35, min_score: float = 1e-3,
                  plus_one: Optional[bool] = None, backend: str = "auto"):
-    """Temporal NMS over all groups in one call (SPEC §5; semantics in the module docstring).
+    """Temporal NMS over all groups in one call (method.md §5; semantics in the module docstring).
 
     segments: (n, 2) [start, end] seconds; scores: (n,); groups: (n,) int64 ids (e.g.
     ``video * G + class``) or None for one group. numpy arrays or torch tensors (CPU or CUDA).

@@ -1,4 +1,4 @@
-"""Sinkhorn-Knopp pseudo-labelling (SPEC §4) and the rank prior of SCC (SPEC §3.4): references.
+"""Sinkhorn-Knopp pseudo-labelling (method.md §4) and the rank prior of SCC (method.md §3.4): references.
 
 The reference follows the released code's sequence of normalisations exactly (it is what the
 faithful tests compare against); the fused Triton kernel uses the equivalent scaling-vector form.
@@ -37,7 +37,7 @@ def check_args(logits: torch.Tensor, prior: Optional[torch.Tensor] = None,
 
 
 def prior_rank(attention: torch.Tensor, mode: str = "faithful") -> torch.Tensor:
-    """The vector r of SPEC §3.4 from the fused attention a (length N).
+    """The vector r of method.md §3.4 from the fused attention a (length N).
 
     faithful: r = argsort(-a), used directly as if it were a rank (the released code's quirk).
     paper:    r_n = rank of snippet n when a is sorted in descending order (0 = highest).

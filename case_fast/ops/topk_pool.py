@@ -1,4 +1,4 @@
-"""Top-k multiple-instance pooling (SPEC §3.1): reference."""
+"""Top-k multiple-instance pooling (method.md §3.1): reference."""
 from __future__ import annotations
 
 from typing import Sequence, Tuple, Union

@@ -1,4 +1,4 @@
-// Temporal NMS on the CPU (SPEC §5): one call runs every group. Each group is walked on compact
+// Temporal NMS on the CPU (method.md §5): one call runs every group. Each group is walked on compact
 // arrays of its live candidates (start, end, score, input index) in walk order.
 #include <ATen/ATen.h>
 

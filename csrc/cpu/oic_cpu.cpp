@@ -1,4 +1,4 @@
-// OIC proposal generation on the CPU (SPEC §5): one video per call, bitwise equal to
+// OIC proposal generation on the CPU (method.md §5): one video per call, bitwise equal to
 // case_fast.proposals.generate_proposals_reference (same rows, same order, same bits).
 //
 // Every value is computed with the reference's IEEE operations in the reference's order (the
