@@ -8,8 +8,7 @@ Two backends compute the same average precisions, bit for bit:
   It is the specification in executable form; read it first.
 * ``backend="fast"`` (default) — ``case_fast/ops/ap.py`` driving the compiled ops
   (csrc/cpu/ap_cpu.cpp): ``ap_group`` checks
-  the predictions and groups them by class; then, per batch of classes on a few threads, each
-  class is ranked in NumPy (the same ``np.argsort`` call on the same array as the reference,
+  the predictions and groups them by class; then each class is ranked in NumPy (the same ``np.argsort`` call on the same array as the reference,
   which fixes the tie order) and ``ap_classes`` finds each prediction's candidate GT segments
   (tIoU and the number of thresholds reached), runs the greedy matching for all thresholds in
   one walk of the ranking and sums the AP like the reference (numpy's pairwise summation

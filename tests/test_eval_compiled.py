@@ -91,27 +91,11 @@ def test_more_than_two_candidates_happen():
 
 
 @needs_ops
-def test_batches_and_threads_do_not_matter(monkeypatch):
+def test_repeated_calls_agree_with_the_reference():
     det, gt = _dense_case(3, n_cls=7, n_det=2500, decimals=2)
     ref = evaluate(det, gt, THUMOS_TIOU, backend="reference")["ap"]
-    for workers in (1, 2, 3, 16):  # batch sizes follow the number of workers
-        ap_fast._rank_pool()
-        monkeypatch.setitem(ap_fast._POOL, "workers", workers)
-        for _ in range(2):
-            assert np.array_equal(evaluate(det, gt, THUMOS_TIOU, backend="fast")["ap"], ref)
-
-
-def test_class_batches_cover_every_class_once():
-    r = np.random.default_rng(0)
-    sizes = r.integers(0, 1000, 40)
-    sizes[:3] = [50_000, 20_000, 0]
-    classes = np.flatnonzero(sizes > 0)
-    for workers in (1, 2, 4):
-        batches = ap_fast._class_batches(sizes, classes, workers)
-        flat = [c for b in batches for c in b]
-        assert sorted(flat) == classes.tolist()
-        assert batches[0] == [0]  # the largest class first, alone
-        assert len(batches) <= 8 * workers + 1
+    for _ in range(2):
+        assert np.array_equal(evaluate(det, gt, THUMOS_TIOU, backend="fast")["ap"], ref)
 
 
 @needs_ops

@@ -3,7 +3,6 @@
 backend and the rules are in ``case_fast/evaluation.py``; both give the same APs, bit for bit."""
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
@@ -63,21 +62,6 @@ def _ambiguous_drop(vid, seg, gt: GroundTruth, ops: _ApOps) -> np.ndarray:
     return np.flatnonzero(~keep.numpy())
 
 
-_POOL: dict = {}
-
-
-def _rank_pool():
-    """A few threads for per-class work (numpy's sort and the compiled ops release the GIL); a
-    forked child (whose copy of the pool has no threads) makes its own."""
-    if _POOL.get("pid") != os.getpid():
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL["workers"] = max(1, min(4, os.cpu_count() or 1))
-        _POOL["pool"] = ThreadPoolExecutor(max_workers=_POOL["workers"],
-                                           thread_name_prefix="case-fast-rank")
-        _POOL["pid"] = os.getpid()
-    return _POOL["pool"]
-
-
 def evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool):
     """The fast backend: the compiled AP ops (``evaluate`` checks that they are built)."""
     ops = _ap_ops()
@@ -132,34 +116,18 @@ def _tie_orders(tied, cls_off, cls_order, seg, codes, lut, g_seg, g_off, n_vid, 
     return tied.astype(np.int64), offsets, np.concatenate(lists).astype(np.int64)
 
 
-def _class_batches(sizes: np.ndarray, classes: np.ndarray, n_workers: int) -> list:
-    """``classes`` in batches for the workers: largest first, a class alone when it is big, small
-    ones together (about 8 batches per worker at least; one call per batch)."""
-    order = classes[np.argsort(-sizes[classes], kind="stable")].tolist()
-    target = max(int(sizes[classes].sum()) // (8 * n_workers), 1)
-    batches, cur, acc = [], [], 0
-    for c in order:
-        cur.append(c)
-        acc += int(sizes[c])
-        if acc >= target:
-            batches.append(cur)
-            cur, acc = [], 0
-    if cur:
-        batches.append(cur)
-    return batches
-
-
 def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: GroundTruth, thr):
     """AP (n_thr, n_cls) by the compiled ops (csrc/cpu/ap_cpu.cpp); prediction i's video is
     ``lut[codes[i]]`` (``lut`` None: ``codes[i]``).
 
     ``ap_group`` checks the predictions and groups them by class (input order inside a class).
-    The classes with ground truth and predictions then go in batches to a few threads (numpy's
-    sort and torch ops release the GIL): each class is ranked by ``np.argsort`` of its scores —
-    the very array the reference sorts, hence the same tie order — and ``ap_classes`` walks each
-    ranking reversed and computes the batch's APs. It also lists the predictions whose candidate
-    GT segments tie in tIoU; their classes are computed again with numpy's order of those
-    candidates (``_tie_orders``), the reference's ``np.argsort(tiou)[::-1]``.
+    Each class with ground truth and predictions is then ranked by ``np.argsort`` of its scores —
+    the very array the reference sorts, hence the same tie order — and one ``ap_classes`` call
+    walks each ranking reversed and computes their APs. It also lists the predictions whose
+    candidate GT segments tie in tIoU; their classes are computed again with numpy's order of those
+    candidates (``_tie_orders``), the reference's ``np.argsort(tiou)[::-1]``. One thread: the
+    whole AP of a 420k-prediction file takes tens of milliseconds, a few percent of ``case-fast
+    eval`` on it (reading the JSON dominates).
     """
     import torch
 
@@ -183,27 +151,22 @@ def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: Ground
     rest = (torch.from_numpy(rank), torch.from_numpy(np.ascontiguousarray(gt.segment[g_order])),
             torch.from_numpy(g_off), torch.from_numpy(np.array(thr, dtype=np.float64)))
 
-    def run(batch):
-        for c in batch:
-            a, b = cls_off[c], cls_off[c + 1]
-            rank[a:b] = np.argsort(cls_score[a:b])
-        ap_b, tied = ops.classes(*args, torch.tensor(batch, dtype=torch.int64), *rest)
-        ap_b, tied = ap_b.numpy(), tied.numpy()
-        if tied.size:
-            tied.sort()
-            redo = np.unique(np.searchsorted(cls_off, tied, side="right") - 1)
-            ties = _tie_orders(tied, cls_off, cls_order_t.numpy(), seg, codes, lut, gt.segment[g_order],
-                               g_off, n_vid, float(np.min(thr)))
-            ap_r, _ = ops.classes(*args, torch.from_numpy(redo), *rest, *map(torch.from_numpy, ties))
-            at = {c: i for i, c in enumerate(batch)}
-            ap_b[[at[c] for c in redo.tolist()]] = ap_r.numpy()
-        return ap_b
-
     sizes = cls_off[1:] - cls_off[:-1]
     todo = np.flatnonzero((sizes > 0) & (g_off[n_vid::n_vid] > g_off[:-1:n_vid]))
-    pool = _rank_pool()
     ap = np.zeros((len(thr), n_cls))
-    batches = _class_batches(sizes, todo, _POOL["workers"])
-    for batch, out in zip(batches, pool.map(run, batches)):
-        ap[:, batch] = out.T
+    if not todo.size:
+        return ap
+    for c in todo.tolist():
+        a, b = cls_off[c], cls_off[c + 1]
+        rank[a:b] = np.argsort(cls_score[a:b])
+    ap_t, tied = ops.classes(*args, torch.from_numpy(todo.astype(np.int64)), *rest)
+    ap[:, todo] = ap_t.numpy().T
+    tied = tied.numpy()
+    if tied.size:
+        tied.sort()
+        redo = np.unique(np.searchsorted(cls_off, tied, side="right") - 1)
+        ties = _tie_orders(tied, cls_off, cls_order_t.numpy(), seg, codes, lut, gt.segment[g_order],
+                           g_off, n_vid, float(np.min(thr)))
+        ap_r, _ = ops.classes(*args, torch.from_numpy(redo), *rest, *map(torch.from_numpy, ties))
+        ap[:, redo] = ap_r.numpy().T
     return ap

@@ -1,4 +1,4 @@
-// Detection AP on the CPU (SPEC §6): bitwise the APs of case_fast.evaluation's reference backend.
+// Detection AP on the CPU (method.md §6): bitwise the APs of case_fast.evaluation's reference backend.
 //
 // Two ops, with numpy's argsort between them (numpy's sort fixes the order of tied scores, so
 // the ranking itself stays numpy's):
@@ -6,8 +6,7 @@
 //   stable counting sort: the class offsets, the class-major prediction indices and scores; the
 //   caller ranks each class with np.argsort of its scores (the very array the reference sorts).
 // * ap_classes computes the APs of some classes from their predictions and those argsorts.
-//   Classes are independent: the caller runs batches of them on a few threads (numpy's sort and
-//   torch ops release the GIL). Per class:
+//   One thread; the caller passes every class to compute in one call. Per class:
 //   1. gather_class / find_candidates, in input order: for each prediction, the GT segments of
 //      its video with tIoU >= the lowest threshold, ordered by tIoU descending, each with its
 //      level (the number of thresholds that it reaches); kept inline when there are at most two
