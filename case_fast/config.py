@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import pathlib
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 import yaml
 
+from .config_fields import FIELD_DOCS, MODES, RULES
+from .config_values import ConfigError, check_rule, coerce, describe_type, parse_value
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
-MODES = ("faithful", "paper")
+# the fields' rules and docs are in config_fields.py, value parsing and checks in config_values.py
+__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "InferConfig", "ConfigError", "MODES",
+           "FIELD_DOCS", "CONFIG_DIR", "load_config", "apply_overrides", "config_from_dict",
+           "read_config_file", "field_table", "available_configs"]
 
 
 @dataclass
@@ -138,14 +142,14 @@ class Config:
             section = getattr(self, sec)
             for f in dataclasses.fields(section):
                 key = f"{sec}.{f.name}"
-                setattr(section, f.name, _coerce(key, getattr(section, f.name), _field_type(sec, f.name)))
+                setattr(section, f.name, coerce(key, getattr(section, f.name), _field_type(sec, f.name)))
         if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name or "\0" in self.name:
             raise ConfigError(f"config key name: expected a non-empty name without '/', got {self.name!r}")
-        for key, rule in _RULES.items():
+        for key, rule in RULES.items():
             sec, fld = key.split(".")
             if not hasattr(getattr(self, sec), fld):   # a rule for a field this version lacks
                 continue
-            _check_rule(key, getattr(getattr(self, sec), fld), rule)
+            check_rule(key, getattr(getattr(self, sec), fld), rule)
         if self.train.select == "val" and self.train.val_fraction <= 0:
             raise ConfigError("config key train.select: 'val' needs a validation hold-out "
                               "(set train.val_fraction > 0, e.g. 0.15)")
@@ -155,262 +159,11 @@ class Config:
         return self
 
 
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or out of range; the message names the key."""
-
-
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "infer": InferConfig}
-
-# Range rules, checked by Config.validate. A rule is a tuple of checks:
-#   ("choice", values) | (">", x) | (">=", x) | ("<=", x) | ("<", x) | ("nonempty",)
-#   ("each", rule)  (every element of a list) | ("device",)
-# Every float must also be finite (checked for all floats).
-_RULES = {
-    "data.layout": (("choice", ("synthetic", "basnet", "wtalc", "anet_json")),),
-    "data.dataset_name": (("nonempty",),),
-    "data.train_subset": (("nonempty",),),
-    "data.test_subset": (("nonempty",),),
-    "data.num_segments": ((">=", 1),),
-    "data.feature_dim": ((">=", 2),),
-    "data.fps": ((">", 0),),
-    "data.frames_per_snippet": ((">=", 1),),
-    "data.protocol": (("choice", ("basnet210", "wtalc212", "all")),),
-    "data.synthetic_size": (("choice", ("small", "full")),),
-    "data.synthetic_seed": ((">=", 0),),
-    "data.synthetic_dim": ((">=", 1),),
-    "data.synthetic_max_len": ((">=", 0),),
-    "data.synthetic_videos": ((">=", 0),),
-    "data.synthetic_version": ((">=", 1),),
-    "model.num_classes": ((">=", 1),),
-    "model.stream_dim": ((">=", 1),),
-    "model.hidden_dim": ((">=", 1),),
-    "model.num_clusters": ((">=", 1),),
-    "model.temperature": ((">", 0),),
-    "train.mode": (("choice", MODES),),
-    "train.seed": ((">=", 0),),
-    "train.batch_size": ((">=", 1),),
-    "train.lr": ((">", 0),),
-    "train.weight_decay": ((">=", 0),),
-    "train.num_steps": ((">=", 1),),
-    "train.eval_every": ((">=", 1),),
-    "train.k_divisor": ((">=", 1),),
-    "train.gce_q": ((">", 0), ("<=", 1)),
-    "train.prior_sigma": ((">", 0),),
-    "train.lambda_s": ((">=", 0),),
-    "train.lambda_c": ((">=", 0),),
-    "train.sinkhorn_iters": ((">=", 1),),
-    "train.sinkhorn_epsilon": ((">", 0),),
-    "train.scc_labels": (("choice", ("ot_soft", "ot_hard", "soft", "hard")),),
-    "train.ccc_marginal": (("choice", ("empirical", "uniform")),),
-    "train.device": (("device",),),
-    "train.backend": (("choice", ("auto", "reference", "fast")),),
-    "train.num_threads": ((">=", 0),),
-    "train.select": (("choice", ("test", "val", "last")),),
-    "train.val_fraction": ((">=", 0), ("<", 1)),
-    "train.world_size": ((">=", 1),),
-    "infer.fg_score": (("choice", ("PM", "PA", "PT")),),
-    "infer.class_threshold": ((">=", 0), ("<=", 1)),
-    "infer.act_thresholds": (("nonempty",), ("each", ((">=", 0), ("<=", 1)))),
-    "infer.scale": ((">=", 1),),
-    "infer.oic_lambda": ((">=", 0),),
-    "infer.oic_gamma": ((">=", 0),),
-    "infer.nms": (("choice", ("one_pass_decay", "hard", "soft_gaussian", "soft_linear")),),
-    "infer.nms_threshold": ((">=", 0), ("<=", 1)),
-    "infer.nms_alpha": ((">", 0),),
-    "infer.soft_min_score": ((">=", 0), ("<", 1)),
-    "infer.max_per_video": ((">=", 0),),
-    "infer.tiou": (("nonempty",), ("each", ((">", 0), ("<=", 1)))),
-}
-
-# One line per field for `case-fast info --fields` (the default comes from the dataclass).
-FIELD_DOCS = {
-    "name": "run name (default run directory runs/<name>-seed<seed>)",
-    "data.layout": "synthetic | basnet (THUMOS14 BaS-Net layout) | wtalc (W-TALC .npy) | anet_json",
-    "data.root": "dataset folder (required unless layout=synthetic)",
-    "data.dataset_name": "W-TALC file prefix (<prefix>-Annotations/, <prefix>-I3D-JOINTFeatures.npy)",
-    "data.feature_dir": "anet_json: folder of <video>.npy features (default root/features)",
-    "data.annotation_file": "anet_json: the annotation JSON (default root/annotations.json)",
-    "data.train_subset": "training subset name as in the files (basnet: split_<name>.txt)",
-    "data.test_subset": "test subset name as in the files (basnet: split_<name>.txt)",
-    "data.num_segments": "T, snippets sampled per video (> 0)",
-    "data.feature_dim": "feature width, RGB + flow (= 2 x model.stream_dim)",
-    "data.fps": "frame rate the features were extracted at (> 0)",
-    "data.frames_per_snippet": "frames per feature snippet (> 0)",
-    "data.protocol": "evaluation ground truth: basnet210 | wtalc212 (drops ambiguous overlaps) | all",
-    "data.synthetic_size": "synthetic set: small (synthetic_dim channels) | full (1024 channels)",
-    "data.synthetic_seed": "synthetic set: seed of the rendered features (>= 0)",
-    "data.synthetic_dim": "synthetic set, small: channels per stream",
-    "data.synthetic_max_len": "synthetic set: cap on T_v, longer videos are time-compressed (0: none)",
-    "data.synthetic_videos": "synthetic set: first n videos of each split (0: all)",
-    "data.synthetic_version": "synthetic set: generator version (others are refused)",
-    "model.num_classes": "G, action classes (must match the data)",
-    "model.stream_dim": "D, feature width per stream",
-    "model.hidden_dim": "H, embedding width",
-    "model.num_clusters": "K, snippet clusters (>= 1)",
-    "model.temperature": "cosine classifier scale (> 0)",
-    "train.mode": "faithful (released code) | paper",
-    "train.seed": "seed of initialisation, batches and sampling (>= 0)",
-    "train.batch_size": "videos per step (>= 1, at most the training videos)",
-    "train.lr": "Adam learning rate (> 0; 1e-4 and 0.0001 both accepted)",
-    "train.weight_decay": "Adam weight decay (>= 0)",
-    "train.num_steps": "training steps (>= 1)",
-    "train.eval_every": "evaluate and checkpoint every n steps (>= 1)",
-    "train.k_divisor": "top-k size k = T // k_divisor (>= 1; THUMOS14 8, ActivityNet 2)",
-    "train.gce_q": "generalised cross-entropy q, in (0, 1]",
-    "train.prior_sigma": "rank prior sigma of the snippet clustering (> 0)",
-    "train.lambda_s": "weight of the snippet clustering loss (>= 0)",
-    "train.lambda_c": "weight of the cluster classification loss (>= 0)",
-    "train.sinkhorn_iters": "Sinkhorn iterations (>= 1)",
-    "train.sinkhorn_epsilon": "Sinkhorn entropy epsilon (> 0)",
-    "train.use_scc": "snippet clustering component on/off",
-    "train.use_ccc": "cluster classification component on/off",
-    "train.scc_labels": "ot_soft | ot_hard | soft | hard (paper Table 5)",
-    "train.scc_prior": "rank prior in the clustering objective (false: plain equipartition)",
-    "train.ccc_marginal": "empirical | uniform cluster marginal (Eq. 9)",
-    "train.device": "auto | cpu | cuda | cuda:N",
-    "train.backend": "ops backend: auto | reference | fast",
-    "train.num_threads": "torch CPU threads (0: torch default)",
-    "train.cuda_graph": "CUDA only: capture the training step as a CUDA graph",
-    "train.progress": "progress bar on stderr",
-    "train.select": ("model selection for best.pt: test (best periodic test mAP, the paper's protocol) "
-                     "| val (best on the val hold-out) | last"),
-    "train.val_fraction": ("held-out share of the training videos, class-stratified, same for every "
-                           "seed (0: none, no val number; > 0 needed by select=val), in [0, 1)"),
-    "train.tensorboard": "write TensorBoard event files to <run>/tensorboard (needs tensorboard)",
-    "train.deterministic": ("torch.use_deterministic_algorithms(True), cuDNN deterministic, "
-                            "CUBLAS_WORKSPACE_CONFIG on CUDA"),
-    "train.world_size": "processes of the data-parallel job (set by the trainer under torchrun)",
-    "infer.use_cat": "clustering-assisted testing (P^T terms)",
-    "infer.fg_score": "PM (P^A and P^T) | PA | PT (paper Table 7)",
-    "infer.class_threshold": "video-level class score threshold, in [0, 1]",
-    "infer.act_thresholds": "T-CAS thresholds of the proposals (non-empty list, each in [0, 1])",
-    "infer.scale": "T-CAS upsampling factor (>= 1)",
-    "infer.oic_lambda": "outer-inner-contrast weight (null: 0.15 faithful / 0.25 paper)",
-    "infer.oic_gamma": "weight of the video score in the proposal score (>= 0)",
-    "infer.nms": "one_pass_decay | hard | soft_gaussian | soft_linear",
-    "infer.nms_threshold": "NMS IoU threshold, in [0, 1]",
-    "infer.nms_alpha": "one-pass decay exp(-IoU^2 / alpha) (> 0)",
-    "infer.soft_min_score": "Soft-NMS score floor, in [0, 1)",
-    "infer.max_per_video": "keep the n best proposals per video (0: all)",
-    "infer.tiou": "tIoU thresholds of the mAP table (non-empty list, each in (0, 1])",
-}
 
 
 def _field_type(section: str, name: str):
     return typing.get_type_hints(_SECTIONS[section])[name]
-
-
-def _describe(tp) -> str:
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) is typing.Union and type(None) in args:
-        inner = [a for a in args if a is not type(None)][0]
-        return f"{_describe(inner)} or null"
-    if typing.get_origin(tp) in (list, List):
-        return f"list of {_describe(args[0])}"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _parse_value(key: str, text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config key {key}: cannot parse the value {text!r} "
-                          f"({' '.join(str(getattr(e, 'problem', '') or e).split())})") from e
-
-
-def _coerce(key: str, value: Any, tp) -> Any:
-    """``value`` (YAML-parsed, or a string still to parse) as a value of type ``tp`` (the field's
-    annotation), or ConfigError naming ``key``. Floats accept ints and decimal strings such as
-    ``1e-3`` (YAML 1.1 reads that as a string); ints accept integral floats (``3600.0``)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Union and type(None) in args:
-        if value is None:
-            return None
-        if isinstance(value, str) and value.strip() in ("null", "~", "None", ""):
-            return None
-        return _coerce(key, value, [a for a in args if a is not type(None)][0])
-    if origin in (list, List):
-        if isinstance(value, str):
-            value = _parse_value(key, value)
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            value = [value]
-        return [_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
-    want = getattr(tp, "__name__", str(tp))
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"config key {key}: expected a string, got {value!r}")
-    if tp is bool:
-        if isinstance(value, str):
-            low = value.strip().lower()
-            if low in ("true", "yes", "on"):
-                return True
-            if low in ("false", "no", "off"):
-                return False
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key {key}: expected true or false, got {value!r}")
-    if tp is int:
-        v = value
-        if isinstance(v, str):
-            try:
-                v = float(v) if any(c in v for c in ".eE") and not v.strip().lower().startswith(
-                    ("0x", "0o", "0b")) else int(v.strip().replace("_", ""), 0)
-            except ValueError:
-                raise ConfigError(f"config key {key}: expected an integer, got {value!r}") from None
-        if isinstance(v, float) and not isinstance(v, bool) and math.isfinite(v) and v.is_integer():
-            v = int(v)
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v
-        raise ConfigError(f"config key {key}: expected an integer, got {value!r}")
-    if tp is float:
-        v = value
-        if isinstance(v, str):
-            try:
-                v = float(v.strip().replace("_", ""))
-            except ValueError:
-                raise ConfigError(f"config key {key}: expected a number, got {value!r}") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"config key {key}: expected a number, got {value!r}")
-        try:
-            v = float(v)
-        except OverflowError:
-            raise ConfigError(f"config key {key}: {value!r} is too large") from None
-        if not math.isfinite(v):
-            raise ConfigError(f"config key {key}: expected a finite number, got {value!r}")
-        return v
-    if not isinstance(value, tp):   # pragma: no cover - no other field types today
-        raise ConfigError(f"config key {key}: expected {want}, got {value!r}")
-    return value
-
-
-def _check_rule(key: str, value: Any, rule) -> None:
-    if value is None:
-        return
-    for check in rule:
-        op = check[0]
-        if op == "choice":
-            if value not in check[1]:
-                raise ConfigError(f"config key {key}: must be one of {', '.join(map(str, check[1]))}; "
-                                  f"got {value!r}")
-        elif op == "nonempty":
-            if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
-                raise ConfigError(f"config key {key}: must not be empty")
-        elif op == "each":
-            for i, v in enumerate(value):
-                _check_rule(f"{key}[{i}]", v, check[1])
-        elif op == "device":
-            if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(value)):
-                raise ConfigError(f"config key {key}: must be auto, cpu, cuda or cuda:N; got {value!r}")
-        else:
-            bound = check[1]
-            ok = {">": value > bound, ">=": value >= bound, "<": value < bound, "<=": value <= bound}[op]
-            if not ok:
-                raise ConfigError(f"config key {key}: must be {op} {bound}, got {value!r}")
 
 
 def field_table() -> List[tuple]:
@@ -423,7 +176,7 @@ def field_table() -> List[tuple]:
             default = getattr(getattr(defaults, sec), f.name)
             if isinstance(default, list):
                 default = [round(x, 6) if isinstance(x, float) else x for x in default]
-            rows.append((key, _describe(_field_type(sec, f.name)), default, FIELD_DOCS.get(key, "")))
+            rows.append((key, describe_type(_field_type(sec, f.name)), default, FIELD_DOCS.get(key, "")))
     return rows
 
 
@@ -432,7 +185,7 @@ def _apply(cfg: Config, key: str, value: Any, source: str = "") -> None:
     where = f"{source}: " if source else ""
     if len(parts) == 1 and parts[0] == "name":
         if isinstance(value, str) and source == "":
-            value = _parse_value(key, value)
+            value = parse_value(key, value)
         if value is None or isinstance(value, (bool, list, dict)):
             raise ConfigError(f"{where}config key name: expected a string, got {value!r}")
         cfg.name = str(value)
@@ -447,9 +200,9 @@ def _apply(cfg: Config, key: str, value: Any, source: str = "") -> None:
         hint = f" (did you mean {parts[0]}.{close[0]}?)" if close else ""
         raise ConfigError(f"{where}unknown config key {key!r}{hint}; `case-fast info --fields` lists them all")
     if isinstance(value, str) and source == "":   # a command-line value: YAML text
-        value = _parse_value(key, value)
+        value = parse_value(key, value)
     try:
-        setattr(section, parts[1], _coerce(key, value, _field_type(parts[0], parts[1])))
+        setattr(section, parts[1], coerce(key, value, _field_type(parts[0], parts[1])))
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from None
 
