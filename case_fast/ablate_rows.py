@@ -99,7 +99,6 @@ def row_config(config: str, name: str, base_overrides: Sequence[str] = (), seed:
     return load_config(config, ovs)
 
 
-
 def plan_jobs(rows: Sequence[str], seeds: Sequence[int], config: str, out: str,
               base_overrides: Sequence[str] = (), quick: bool = False,
               retrain_test_rows: bool = False) -> List[dict]:

@@ -55,7 +55,6 @@ def config_difference(old: dict, new: dict, n: int = 3) -> str:
     return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
-
 def read_last(path: str, device) -> dict:
     """last.pt, checked; RunError naming the file and the way out otherwise."""
     way_out = ("pass --restart to start this run over (the old files are kept until the new run's "
@@ -86,7 +85,6 @@ def check_same_run(ck: dict, cfg: Config, run_dir: str) -> None:
         raise RunError(f"{run_dir} holds a run already at step {step}, beyond train.num_steps = "
                        f"{cfg.train.num_steps}; pass a train.num_steps >= {step} to continue it, or "
                        "--restart to start over")
-
 
 
 def load_checkpoint(path: str, device="cpu"):

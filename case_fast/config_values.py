@@ -14,7 +14,6 @@ class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or out of range; the message names the key."""
 
 
-
 def describe_type(tp) -> str:
     args = typing.get_args(tp)
     if typing.get_origin(tp) is typing.Union and type(None) in args:

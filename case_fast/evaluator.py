@@ -14,10 +14,10 @@ from .ground_truth import GroundTruth
 from .inference import forward_videos, localize_video
 from .results import Detections
 
+
 def ground_truth_of(dataset) -> GroundTruth:
     gt = dataset.ground_truth()
     return GroundTruth(**gt)
-
 
 
 class Evaluator:
@@ -91,7 +91,6 @@ def never_predicted_warning(summ: dict, step: int) -> Optional[str]:
         return None
     return (f"warning: step {step}: {len(lost)} class(es) with ground truth never predicted "
             f"(AP 0): {', '.join(lost)}")
-
 
 
 def _first_max(evals: List[dict], key: Callable[[dict], float]) -> dict:

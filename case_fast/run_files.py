@@ -79,7 +79,6 @@ def check_run_dir(run_dir: str) -> None:
                            "to end or choose another --out")
 
 
-
 def remove_fresh(run_dir: str, lock: Optional[DirLock] = None) -> None:
     """Remove a run directory this process created, with what it wrote before its first checkpoint."""
     for name in RUN_FILES + (DirLock.NAME,):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+
 class TensorBoardLog:
     """TensorBoard event files in <run>/tensorboard, opened on the first write (a resumed run that has
     nothing left to do writes nothing). On resume from step s, events after s left by the killed run

@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+
 class FeatureBank:
     """All videos of a split as one flat (sum T_v, 2D) tensor on the training device, so that a
     batch is one index_select (features stay resident on the GPU)."""
@@ -35,7 +36,6 @@ def batch_for_step(step: int, n_videos: int, batch: int, seed: int) -> np.ndarra
     epoch, pos = divmod(step, per_epoch)
     perm = np.random.default_rng([seed, epoch, 7]).permutation(n_videos)
     return perm[pos * batch:(pos + 1) * batch]
-
 
 
 VAL_SEED = 15   # the hold-out does not depend on train.seed: every seed is selected on the same videos

@@ -227,7 +227,6 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
             lock.release()
 
 
-
 def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, test_set, bank,
                   evaluator, labels_all, state, val_evaluator=None, pg=None) -> dict:
     tc = cfg.train
