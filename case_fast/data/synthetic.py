@@ -68,8 +68,12 @@ import numpy as np
 
 from .dataset import DataError, VideoDataset, read_ambiguous, read_gt_json, _read_split
 
-__all__ = ["ASSET_DIR", "THUMOS14_CLASSES", "BACKGROUND_TYPES", "SyntheticRenderer", "load_synthetic",
+__all__ = ["ASSET_DIR", "SYNTHETIC_VERSION", "THUMOS14_CLASSES", "BACKGROUND_TYPES", "SyntheticRenderer", "load_synthetic",
            "thumos14_annotations", "snippet_labels", "assets_dir", "embedded_thumos14_test"]
+
+# what this module generates (data.synthetic_version; recorded in every run's config and summary);
+# any change to the generated features is a new version
+SYNTHETIC_VERSION = 1
 
 ASSET_DIR = pathlib.Path(__file__).resolve().parent / "assets" / "thumos14"
 
@@ -364,6 +368,10 @@ def load_synthetic(data_cfg, num_classes: int) -> Tuple[VideoDataset, VideoDatas
         dim = 1024
     else:
         raise DataError(f"data.synthetic_size must be 'small' or 'full', got {size!r}")
+    version = int(getattr(data_cfg, "synthetic_version", SYNTHETIC_VERSION))
+    if version != SYNTHETIC_VERSION:
+        raise DataError(f"data.synthetic_version = {version}: this release generates only version "
+                        f"{SYNTHETIC_VERSION} of the synthetic set")
     if dim < 1 or int(data_cfg.feature_dim) != 2 * dim:
         raise DataError(f"synthetic set ({size}) has {dim} channels per stream, so data.feature_dim must "
                         f"be {2 * dim}, got {data_cfg.feature_dim}")
