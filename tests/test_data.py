@@ -133,6 +133,8 @@ def test_synthetic_config_errors():
         load_datasets(_syn(), 21, 93)
     with pytest.raises(DataError, match="k = 800"):
         load_datasets(_syn(), 20, 800)
+    with pytest.raises(DataError, match="synthetic_version = 2: this release generates only version 1"):
+        load_datasets(_syn(synthetic_version=2), 20, 93)
 
 
 # ---------------------------------------------------------------------------------------------
