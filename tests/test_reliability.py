@@ -643,7 +643,8 @@ def test_two_processes_on_one_run_directory(tmp_path, capsys):
     run = tmp_path / "shared"
     p = _start_training(run, ["train.num_steps=100000", "train.eval_every=100000"])
     try:
-        assert _wait_for(lambda: DirLock.holder(str(run)) is not None, p), p.stderr.read()
+        # the holder takes the lock, then writes its pid: wait for both
+        assert _wait_for(lambda: DirLock.holder(str(run)) not in (None, "?"), p), p.stderr.read()
         before = snapshot(run)
         assert main(["train", "--out", str(run)] + TINY) == 2
         err = capsys.readouterr().err
