@@ -1,7 +1,7 @@
 """Top-k multiple-instance pooling (method.md §3.1): reference."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from typing import Sequence, Union
 
 import torch
 
