@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 from case_fast.config import load_config
-from case_fast.data import load_datasets, sample_train_indices
+from case_fast.data import load_datasets
 from case_fast.data.synthetic import snippet_labels
 from case_fast.model import CaseModel
 from case_fast.step import train_step
-from case_fast.trainer import batch_for_step, initial_cluster_labels
+from case_fast.pseudo_labels import initial_cluster_labels
+from case_fast.train_data import step_batch
 from case_fast.utils import seed_everything
 
 BASELINE = ["train.use_scc=false", "train.use_ccc=false"]
@@ -46,9 +47,7 @@ def trace(cfg, steps: int, every: int):
     optim = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     q_c = initial_cluster_labels(cfg.model.num_clusters, "cpu")
     for step in range(steps):
-        ids = batch_for_step(step, n, tc.batch_size, tc.seed)
-        rng = np.random.default_rng([tc.seed, step, 11])
-        idx = [sample_train_indices(int(train_set.num_snippets[v]), t, rng) for v in ids]
+        ids, idx = step_batch(step, train_set.num_snippets, tc.batch_size, tc.seed, t)
         x = torch.from_numpy(np.stack([feats[v][i] for v, i in zip(ids, idx)]))
         gt = torch.from_numpy(np.stack([is_gt[v][i] for v, i in zip(ids, idx)]))
         labels = torch.from_numpy(np.asarray(train_set.labels[ids], np.float32))

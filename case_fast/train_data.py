@@ -7,6 +7,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .data.sampling import sample_train_indices
+
 
 class FeatureBank:
     """All videos of a split as one flat (sum T_v, 2D) tensor on the training device, so that a
@@ -36,6 +38,15 @@ def batch_for_step(step: int, n_videos: int, batch: int, seed: int) -> np.ndarra
     epoch, pos = divmod(step, per_epoch)
     perm = np.random.default_rng([seed, epoch, 7]).permutation(n_videos)
     return perm[pos * batch:(pos + 1) * batch]
+
+
+def step_batch(step: int, num_snippets, batch: int, seed: int, t: int):
+    """(video ids, snippet indices per video) of training step ``step``: the videos of
+    ``batch_for_step`` and, drawn in batch order from (seed, step), each one's ``t`` sampled snippets
+    (``num_snippets``: T_v of every training video)."""
+    ids = batch_for_step(step, len(num_snippets), batch, seed)
+    rng = np.random.default_rng([seed, step, 11])
+    return ids, [sample_train_indices(int(num_snippets[v]), t, rng) for v in ids]
 
 
 VAL_SEED = 15   # the hold-out does not depend on train.seed: every seed is selected on the same videos

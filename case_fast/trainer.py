@@ -46,7 +46,6 @@ import shutil
 import time
 from typing import Callable, Dict, Optional
 
-import numpy as np
 import torch
 import yaml
 
@@ -54,7 +53,7 @@ from . import distributed as dist_mod
 from .checkpoint import (LAST_KEYS, check_same_run, config_difference, config_for_compare,  # noqa: F401
                          first_line, load_checkpoint, read_last)
 from .config import Config
-from .data import load_datasets, sample_train_indices
+from .data import load_datasets
 from .evaluation import format_table
 from .evaluator import (Evaluator, ground_truth_of, never_predicted_warning,  # noqa: F401
                         proposals_to_detections, selection_summary, summarize)
@@ -66,7 +65,7 @@ from .run_files import (PREVIOUS, RUN_DIRS, RUN_FILES, RunError, check_run_dir, 
                         remove_fresh, restore_previous)
 from .step import train_step
 from .tensorboard_log import TensorBoardLog
-from .train_data import VAL_SEED, FeatureBank, SubsetView, batch_for_step, val_split  # noqa: F401
+from .train_data import VAL_SEED, FeatureBank, SubsetView, batch_for_step, step_batch, val_split  # noqa: F401
 from .utils import (DirLock, OutputError, Progress, remove_stale_temps, resolve_device, save_json, save_text,
                     save_torch, seed_everything)
 
@@ -362,11 +361,9 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
         if kill_at is not None and main and step == int(kill_at):
             import signal
             os.kill(os.getpid(), signal.SIGKILL)
-        ids = batch_for_step(step, len(train_set), tc.batch_size, tc.seed)
-        rng = np.random.default_rng([tc.seed, step, 11])
         # every video of the global batch is drawn, in batch order, on every rank: the same
         # indices as one process; a rank then keeps its contiguous slice
-        idx = [sample_train_indices(int(train_set.num_snippets[v]), t, rng) for v in ids]
+        ids, idx = step_batch(step, train_set.num_snippets, tc.batch_size, tc.seed, t)
         ids, idx = ids[lo:lo + local_b], idx[lo:lo + local_b]
         labels = labels_all[torch.from_numpy(ids).to(device)]
         if graphed is None:

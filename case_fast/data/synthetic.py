@@ -368,7 +368,7 @@ def load_synthetic(data_cfg, num_classes: int) -> Tuple[VideoDataset, VideoDatas
         dim = 1024
     else:
         raise DataError(f"data.synthetic_size must be 'small' or 'full', got {size!r}")
-    version = int(getattr(data_cfg, "synthetic_version", SYNTHETIC_VERSION))
+    version = int(data_cfg.synthetic_version)
     if version != SYNTHETIC_VERSION:
         raise DataError(f"data.synthetic_version = {version}: this release generates only version "
                         f"{SYNTHETIC_VERSION} of the synthetic set")
