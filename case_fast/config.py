@@ -49,7 +49,7 @@ class DataConfig:
     synthetic_dim: int = 128                # per stream, small set (full set: 1024)
     synthetic_max_len: int = 0              # 0 = real lengths; >0 caps T_v (small set)
     synthetic_videos: int = 0               # 0 = all (200 train + 210 test); >0 = first n of each
-    synthetic_version: int = 1              # generator version (only the current one is generated)
+    synthetic_version: int = 2              # generator version (1 or 2; see data/synthetic.py)
 
 
 @dataclass
