@@ -66,12 +66,14 @@ def test_resume_refuses_other_config(tmp_path):
     assert max(steps) == 3
     summary = _read_json(os.path.join(run, "summary.json"))
     assert summary["best"]["step"] <= 3
-    assert summary["synthetic_version"] == 1   # the generator version is recorded with the numbers
-    # a synthetic run written before data.synthetic_version existed was made on version 1
+    assert summary["synthetic_version"] == 2   # the generator version is recorded with the numbers
+    # a synthetic run written before data.synthetic_version existed was made on version 1: it
+    # continues only as version 1, never on today's default
     from case_fast.checkpoint import config_for_compare
     old = _cfg().to_dict()
     del old["data"]["synthetic_version"]
-    assert config_for_compare(old) == config_for_compare(_cfg().to_dict())
+    assert config_for_compare(old) == config_for_compare(_cfg("data.synthetic_version=1").to_dict())
+    assert config_for_compare(old) != config_for_compare(_cfg().to_dict())
 
 
 def test_checkpoint_roundtrip_and_cli(tmp_path, capsys):

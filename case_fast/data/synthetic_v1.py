@@ -103,6 +103,67 @@ def _name_seed(name: str) -> int:
     return zlib.crc32(name.encode("utf-8")) & 0xFFFFFFFF
 
 
+def _class_looks(rng: np.random.Generator, class_names: Sequence[str], groups) -> Tuple[np.ndarray, ...]:
+    """(scene, context, action base) looks, (G, LATENT) each, one stream: independent unit vectors,
+    then for every group of related classes a shared part mixed in (``groups``: members, shared
+    fraction of scene, of context, of action). Used by every version (same draws in the same order)."""
+    g = len(class_names)
+    cidx = {c: i for i, c in enumerate(class_names)}
+    scene, ctx, base = _unit(rng, g), _unit(rng, g), _unit(rng, g)
+    for members, fs, fc, fa in groups:
+        idx = [cidx[m] for m in members if m in cidx]
+        if not idx:
+            continue
+        sh_s, sh_c, sh_a = _unit(rng), _unit(rng), _unit(rng)
+        if fs > 0:
+            scene[idx] = _mix(sh_s, scene[idx], fs)
+        if fc > 0:
+            ctx[idx] = _mix(sh_c, ctx[idx], fc)
+        if fa > 0:
+            base[idx] = _mix(sh_a, base[idx], fa)
+    return scene, ctx, base
+
+
+class ChannelMap:
+    """Latent (T, LATENT) -> features (T, dim) of one stream pair: a fixed random projection, a bias,
+    white channel noise and a softplus (non-negative, post-ReLU-like), after a [0.25, 0.5, 0.25]
+    temporal smoothing (I3D snippets overlap in receptive field). Drawn from ``prng``."""
+
+    def __init__(self, prng: np.random.Generator, dim: int, bias_mean: float = _BIAS_MEAN,
+                 bias_std: float = _BIAS_STD, ch_noise: float = _CH_NOISE):
+        self.dim = int(dim)
+        self.proj = [prng.standard_normal((LATENT, self.dim), dtype=np.float32) for _ in range(2)]
+        self.bias = [(prng.standard_normal(self.dim, dtype=np.float32) * bias_std + bias_mean)
+                     .astype(np.float32) for _ in range(2)]
+        # white channel noise = sum of two random rows of a bank of N(0, 1/2) rows (2^20 distinct
+        # pairs per stream): as good as fresh Gaussian noise here, and a gather instead of T*D draws
+        self.noise_bank = [(prng.standard_normal((_BANK, self.dim), dtype=np.float32)
+                            * np.float32(ch_noise / math.sqrt(2.0))) for _ in range(2)]
+
+    def __call__(self, zs: Sequence[np.ndarray], nrng: np.random.Generator) -> np.ndarray:
+        """(T, 2*dim) float32 from the two streams' (T, LATENT) latents; ``nrng`` picks the noise rows."""
+        T = len(zs[0])
+        rows = nrng.integers(0, _BANK, size=(2, 2, T))
+        out = np.empty((T, 2 * self.dim), np.float32)
+        for s, z in enumerate(zs):
+            if T > 1:   # temporal smoothing, edge-replicated [0.25, 0.5, 0.25]
+                zp = np.concatenate([z[:1], z, z[-1:]], axis=0)
+                z = 0.25 * zp[:-2] + 0.5 * zp[1:-1] + 0.25 * zp[2:]
+            pre = z @ self.proj[s]
+            pre += self.bias[s]
+            pre += self.noise_bank[s][rows[s, 0]]
+            pre += self.noise_bank[s][rows[s, 1]]
+            # softplus(x) = max(x, 0) + log1p(exp(-|x|)), in place, float32
+            dst = out[:, s * self.dim:(s + 1) * self.dim]
+            np.maximum(pre, np.float32(0.0), out=dst)
+            np.abs(pre, out=pre)
+            np.negative(pre, out=pre)
+            np.exp(pre, out=pre)
+            np.log1p(pre, out=pre)
+            dst += pre
+        return out
+
+
 # ----------------------------------------------------------------------------------------------
 
 class Renderer:
@@ -114,23 +175,10 @@ class Renderer:
         self.seed, self.dim = int(seed), int(dim)
         self.class_names = list(class_names)
         g = len(self.class_names)
-        cidx = {c: i for i, c in enumerate(self.class_names)}
         rng = np.random.default_rng([self.seed, 0x5EED, 1])
         self.scene, self.context, self.action, self.bg, self.motion = [], [], [], [], []
         for s in range(2):
-            scene, ctx = _unit(rng, g), _unit(rng, g)
-            base = _unit(rng, g)
-            for members, fs, fc, fa in _GROUPS:
-                idx = [cidx[m] for m in members if m in cidx]
-                if not idx:
-                    continue
-                sh_s, sh_c, sh_a = _unit(rng), _unit(rng), _unit(rng)
-                if fs > 0:
-                    scene[idx] = _mix(sh_s, scene[idx], fs)
-                if fc > 0:
-                    ctx[idx] = _mix(sh_c, ctx[idx], fc)
-                if fa > 0:
-                    base[idx] = _mix(sh_a, base[idx], fa)
+            scene, ctx, base = _class_looks(rng, self.class_names, _GROUPS)
             phase = _unit(rng, g, NUM_PHASES)
             act = _mix(base[:, None, :], phase, 0.45)   # 55 % own phase, 45 % class part
             self.scene.append(scene.astype(np.float32))
@@ -139,14 +187,7 @@ class Renderer:
             self.bg.append(_unit(rng, len(BACKGROUND_TYPES)).astype(np.float32))
             self.motion.append(_unit(rng).astype(np.float32))
         # per-width projection, bias and channel-noise bank (drawn from the seed and the width)
-        prng = np.random.default_rng([self.seed, 0x5EED, 2, self.dim])
-        self.proj = [prng.standard_normal((LATENT, self.dim), dtype=np.float32) for _ in range(2)]
-        self.bias = [(prng.standard_normal(self.dim, dtype=np.float32) * _BIAS_STD + _BIAS_MEAN)
-                     .astype(np.float32) for _ in range(2)]
-        # white channel noise = sum of two random rows of a bank of N(0, 1/2) rows (2^20 distinct
-        # pairs per stream): as good as fresh Gaussian noise here, and a gather instead of T*D draws
-        self.noise_bank = [(prng.standard_normal((_BANK, self.dim), dtype=np.float32)
-                            * np.float32(_CH_NOISE / math.sqrt(2.0))) for _ in range(2)]
+        self.channels = ChannelMap(np.random.default_rng([self.seed, 0x5EED, 2, self.dim]), self.dim)
 
     # -- latent description ------------------------------------------------------------------
     def _latents(self, name: str, T: int, anns: Sequence[Tuple[int, float, float]],
@@ -253,23 +294,4 @@ class Renderer:
         T = int(T)
         amb = np.zeros((0, 2)) if ambiguous is None else np.asarray(ambiguous, np.float64).reshape(-1, 2)
         zs = self._latents(name, T, anns, labels, amb, float(snippet_seconds))
-        nrng = np.random.default_rng([self.seed, _name_seed(name), 4])
-        rows = nrng.integers(0, _BANK, size=(2, 2, T))
-        out = np.empty((T, 2 * self.dim), np.float32)
-        for s, z in enumerate(zs):
-            if T > 1:   # temporal smoothing, edge-replicated [0.25, 0.5, 0.25]
-                zp = np.concatenate([z[:1], z, z[-1:]], axis=0)
-                z = 0.25 * zp[:-2] + 0.5 * zp[1:-1] + 0.25 * zp[2:]
-            pre = z @ self.proj[s]
-            pre += self.bias[s]
-            pre += self.noise_bank[s][rows[s, 0]]
-            pre += self.noise_bank[s][rows[s, 1]]
-            # softplus(x) = max(x, 0) + log1p(exp(-|x|)), in place, float32
-            dst = out[:, s * self.dim:(s + 1) * self.dim]
-            np.maximum(pre, np.float32(0.0), out=dst)
-            np.abs(pre, out=pre)
-            np.negative(pre, out=pre)
-            np.exp(pre, out=pre)
-            np.log1p(pre, out=pre)
-            dst += pre
-        return out
+        return self.channels(zs, np.random.default_rng([self.seed, _name_seed(name), 4]))

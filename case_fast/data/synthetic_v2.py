@@ -44,7 +44,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .synthetic_v1 import THUMOS14_CLASSES, _mix, _name_seed, _unit
+from .synthetic_v1 import THUMOS14_CLASSES, ChannelMap, _class_looks, _mix, _name_seed, _unit
 
 VERSION = 2
 
@@ -90,7 +90,6 @@ _AMBIG_AMP = 0.4            # ambiguous test segments: faint actions of the vide
 _SIGNAL_NORM = 1.7          # every snippet's signal energy, before noise
 _CH_NOISE = 0.5
 _BIAS_MEAN, _BIAS_STD = -0.8, 0.3
-_BANK = 1024                # rows of the channel-noise bank
 
 
 def _phases(u: np.ndarray) -> np.ndarray:
@@ -123,23 +122,11 @@ class Renderer:
         self.seed, self.dim = int(seed), int(dim)
         self.class_names = list(class_names)
         g = len(self.class_names)
-        cidx = {c: i for i, c in enumerate(self.class_names)}
         self.runup = np.array([c in _RUNUP for c in self.class_names], bool)
         rng = np.random.default_rng([self.seed, 0x5EED, VERSION, 1])
         self.scene, self.stack = [], []
         for s in range(2):
-            scene, ctx, base = _unit(rng, g), _unit(rng, g), _unit(rng, g)
-            for members, fs, fc, fa in _GROUPS:
-                idx = [cidx[m] for m in members if m in cidx]
-                if not idx:
-                    continue
-                sh_s, sh_c, sh_a = _unit(rng), _unit(rng), _unit(rng)
-                if fs > 0:
-                    scene[idx] = _mix(sh_s, scene[idx], fs)
-                if fc > 0:
-                    ctx[idx] = _mix(sh_c, ctx[idx], fc)
-                if fa > 0:
-                    base[idx] = _mix(sh_a, base[idx], fa)
+            scene, ctx, base = _class_looks(rng, self.class_names, _GROUPS)
             phase = _unit(rng, g, NUM_PHASES)
             _unit(rng)   # a draw this version does not use (kept: the looks stay those calibrated)
             act = _mix(scene[:, None, :], _mix(base[:, None, :], phase, _PHASE_OWN), _ACT_ID)
@@ -152,14 +139,8 @@ class Renderer:
             # the looks in the column order of _latents' weights: action, context, replay (= action)
             self.stack.append(np.concatenate([act, ctx, act]).astype(np.float32))
         # per-width projection, bias and channel-noise bank (drawn from the seed and the width)
-        prng = np.random.default_rng([self.seed, 0x5EED, VERSION, 2, self.dim])
-        self.proj = [prng.standard_normal((LATENT, self.dim), dtype=np.float32) for _ in range(2)]
-        self.bias = [(prng.standard_normal(self.dim, dtype=np.float32) * _BIAS_STD + _BIAS_MEAN)
-                     .astype(np.float32) for _ in range(2)]
-        # white channel noise = sum of two random rows of a bank of N(0, 1/2) rows (2^20 distinct
-        # pairs per stream): as good as fresh Gaussian noise here, and a gather instead of T*D draws
-        self.noise_bank = [(prng.standard_normal((_BANK, self.dim), dtype=np.float32)
-                            * np.float32(_CH_NOISE / math.sqrt(2.0))) for _ in range(2)]
+        self.channels = ChannelMap(np.random.default_rng([self.seed, 0x5EED, VERSION, 2, self.dim]), self.dim,
+                                   _BIAS_MEAN, _BIAS_STD, _CH_NOISE)
 
     def _layout(self, name, T, anns, labels, ambiguous, snip):
         """What each snippet shows: shot type weights, action / context / replay weights, venue share."""
@@ -266,23 +247,4 @@ class Renderer:
         """(T, 2*dim) float32 features of one video. ``anns``: (class index, start s, end s)."""
         T = int(T)
         zs = self._latents(*self._layout(name, T, anns, labels, ambiguous, float(snippet_seconds)), T)
-        nrng = np.random.default_rng([self.seed, _name_seed(name), VERSION, 4])
-        rows = nrng.integers(0, _BANK, size=(2, 2, T))
-        out = np.empty((T, 2 * self.dim), np.float32)
-        for s, z in enumerate(zs):
-            if T > 1:   # temporal smoothing, edge-replicated [0.25, 0.5, 0.25]
-                zp = np.concatenate([z[:1], z, z[-1:]], axis=0)
-                z = 0.25 * zp[:-2] + 0.5 * zp[1:-1] + 0.25 * zp[2:]
-            pre = z @ self.proj[s]
-            pre += self.bias[s]
-            pre += self.noise_bank[s][rows[s, 0]]
-            pre += self.noise_bank[s][rows[s, 1]]
-            dst = out[:, s * self.dim:(s + 1) * self.dim]
-            # softplus(x) = max(x, 0) + log1p(exp(-|x|)), in place, float32
-            np.maximum(pre, np.float32(0.0), out=dst)
-            np.abs(pre, out=pre)
-            np.negative(pre, out=pre)
-            np.exp(pre, out=pre)
-            np.log1p(pre, out=pre)
-            dst += pre
-        return out
+        return self.channels(zs, np.random.default_rng([self.seed, _name_seed(name), VERSION, 4]))
