@@ -14,7 +14,7 @@ changes what it generates:
 
 * version 2 (``synthetic_v2.py``, the default): shots of five types with per-video looks, a weak
   venue, actions where the class shows most, run-up / preparation context, replays; calibrated on
-  the baseline row to THUMOS14's range (README, "The synthetic set").
+  the baseline row to THUMOS14's range (README, "The synthetic benchmark").
 * version 1 (``synthetic_v1.py``): the first set; far harder (baseline 11 avg mAP), kept so that
   the tables made on it can be reproduced.
 

@@ -2,7 +2,7 @@
 broadcast rendered snippet by snippet, calibrated on the baseline row to THUMOS14's range.
 
 Frozen: any change to what this module generates is a new version (a new module). The structure
-is written out in the README ("The synthetic set"); in short, per snippet and per stream (RGB =
+is written out in the README ("The synthetic benchmark"); in short, per snippet and per stream (RGB =
 appearance, flow = motion), in a ``LATENT``-d space:
 
 * **Shots** (``BACKGROUND_TYPES``): a video is a sequence of shots of geometric length (mean
