@@ -124,6 +124,29 @@ def _class_looks(rng: np.random.Generator, class_names: Sequence[str], groups) -
     return scene, ctx, base
 
 
+def _phases(u: np.ndarray) -> np.ndarray:
+    """(n, 3) soft start / middle / end memberships at relative positions u in [0, 1]."""
+    ph = np.empty((len(u), NUM_PHASES))
+    ph[:, 0] = np.maximum(0.0, 1.0 - u / 0.4)
+    ph[:, 2] = np.maximum(0.0, (u - 0.6) / 0.4)
+    ph[:, 1] = 1.0 - ph[:, 0] - ph[:, 2]
+    return ph
+
+
+def _instance(starts: np.ndarray, s: float, e: float, snip: float):
+    """The snippets an instance [s, e] (seconds) covers: (lo, hi, cover (hi - lo,) in [0, 1], phase
+    memberships (hi - lo, 3)); hi <= lo (and no arrays) when it covers none. ``starts``: snippet start
+    times."""
+    lo, hi = max(int(math.floor(s / snip)), 0), min(int(math.ceil(e / snip)), len(starts))
+    if hi <= lo:
+        return lo, hi, None, None
+    ts = starts[lo:hi]
+    cover = np.clip((np.minimum(ts + snip, e) - np.maximum(ts, s)) / snip, 0.0, 1.0)
+    if e - s < snip:   # very short instance: the snippet holding it sees it anyway
+        cover = np.maximum(cover, 0.5 * (cover > 0))
+    return lo, hi, cover, _phases(np.clip((ts + 0.5 * snip - s) / max(e - s, 1e-6), 0.0, 1.0))
+
+
 class ChannelMap:
     """Latent (T, LATENT) -> features (T, dim) of one stream pair: a fixed random projection, a bias,
     white channel noise and a softplus (non-negative, post-ReLU-like), after a [0.25, 0.5, 0.25]
@@ -211,20 +234,9 @@ class Renderer:
         starts = np.arange(T, dtype=np.float64) * snip
 
         def add_action(c, s, e, amp, phases=None):
-            lo, hi = int(math.floor(s / snip)), int(math.ceil(e / snip))
-            lo, hi = max(lo, 0), min(hi, T)
+            lo, hi, cover, ph = _instance(starts, s, e, snip)
             if hi <= lo:
                 return lo, hi
-            ts = starts[lo:hi]
-            cover = (np.minimum(ts + snip, e) - np.maximum(ts, s)) / snip
-            cover = np.clip(cover, 0.0, 1.0)
-            if e - s < snip:   # very short instance: the snippet holding it sees it anyway
-                cover = np.maximum(cover, 0.5 * (cover > 0))
-            u = np.clip((ts + 0.5 * snip - s) / max(e - s, 1e-6), 0.0, 1.0)
-            ph = np.empty((hi - lo, NUM_PHASES))
-            ph[:, 0] = np.maximum(0.0, 1.0 - u / 0.4)
-            ph[:, 2] = np.maximum(0.0, (u - 0.6) / 0.4)
-            ph[:, 1] = 1.0 - ph[:, 0] - ph[:, 2]
             if phases is not None:
                 ph[:] = phases
             act_w[lo:hi, c * NUM_PHASES:(c + 1) * NUM_PHASES] += (amp * cover)[:, None] * ph

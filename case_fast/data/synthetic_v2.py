@@ -44,7 +44,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .synthetic_v1 import THUMOS14_CLASSES, ChannelMap, _class_looks, _mix, _name_seed, _unit
+from .synthetic_v1 import THUMOS14_CLASSES, ChannelMap, _class_looks, _instance, _mix, _name_seed, _phases, _unit
 
 VERSION = 2
 
@@ -90,15 +90,6 @@ _AMBIG_AMP = 0.4            # ambiguous test segments: faint actions of the vide
 _SIGNAL_NORM = 1.7          # every snippet's signal energy, before noise
 _CH_NOISE = 0.5
 _BIAS_MEAN, _BIAS_STD = -0.8, 0.3
-
-
-def _phases(u: np.ndarray) -> np.ndarray:
-    """(n, 3) soft start / middle / end memberships at relative positions u in [0, 1]."""
-    ph = np.empty((len(u), NUM_PHASES))
-    ph[:, 0] = np.maximum(0.0, 1.0 - u / 0.4)
-    ph[:, 2] = np.maximum(0.0, (u - 0.6) / 0.4)
-    ph[:, 1] = 1.0 - ph[:, 0] - ph[:, 2]
-    return ph
 
 
 def _slow_noise(rng: np.random.Generator, T: int, rho: float) -> np.ndarray:
@@ -161,14 +152,9 @@ class Renderer:
         starts = np.arange(T, dtype=np.float64) * snip
 
         def add_action(c, s, e, amp, phases=None):
-            lo, hi = max(int(math.floor(s / snip)), 0), min(int(math.ceil(e / snip)), T)
+            lo, hi, cover, ph = _instance(starts, s, e, snip)
             if hi <= lo:
                 return lo, hi
-            ts = starts[lo:hi]
-            cover = np.clip((np.minimum(ts + snip, e) - np.maximum(ts, s)) / snip, 0.0, 1.0)
-            if e - s < snip:   # very short instance: the snippet holding it sees it anyway
-                cover = np.maximum(cover, 0.5 * (cover > 0))
-            ph = _phases(np.clip((ts + 0.5 * snip - s) / max(e - s, 1e-6), 0.0, 1.0))
             if phases is not None:
                 ph[:] = phases
             act_w[lo:hi, c * NUM_PHASES:(c + 1) * NUM_PHASES] += (amp * cover)[:, None] * ph
