@@ -133,6 +133,19 @@ def _phases(u: np.ndarray) -> np.ndarray:
     return ph
 
 
+def _runs(rng: np.random.Generator, alpha: np.ndarray, T: int, mean: float) -> np.ndarray:
+    """(T,) int64 background / shot type per snippet: a per-video Dirichlet(alpha) mix of the types,
+    in runs of geometric length (mean ``mean`` snippets)."""
+    p = rng.dirichlet(alpha)
+    types = np.empty(T, np.int64)
+    t = 0
+    while t < T:
+        n = int(rng.geometric(1.0 / mean))
+        types[t:t + n] = rng.choice(len(p), p=p)
+        t += n
+    return types
+
+
 def _instance(starts: np.ndarray, s: float, e: float, snip: float):
     """The snippets an instance [s, e] (seconds) covers: (lo, hi, cover (hi - lo,) in [0, 1], phase
     memberships (hi - lo, 3)); hi <= lo (and no arrays) when it covers none. ``starts``: snippet start
@@ -217,14 +230,7 @@ class Renderer:
                  labels: Sequence[int], ambiguous: np.ndarray, snip: float) -> List[np.ndarray]:
         g = len(self.class_names)
         rng = np.random.default_rng([self.seed, _name_seed(name), 3])
-        # background runs
-        p = rng.dirichlet(_BG_ALPHA)
-        bg_type = np.empty(T, np.int64)
-        t = 0
-        while t < T:
-            n = int(rng.geometric(1.0 / _RUN_MEAN))
-            bg_type[t:t + n] = rng.choice(len(p), p=p)
-            t += n
+        bg_type = _runs(rng, _BG_ALPHA, T, _RUN_MEAN)
         bg_w = np.zeros((T, len(BACKGROUND_TYPES)), np.float32)
         bg_w[np.arange(T), bg_type] = 1.0
 

@@ -44,7 +44,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .synthetic_v1 import THUMOS14_CLASSES, ChannelMap, _class_looks, _instance, _mix, _name_seed, _phases, _unit
+from .synthetic_v1 import THUMOS14_CLASSES, ChannelMap, _class_looks, _instance, _mix, _name_seed, _phases, _runs, _unit
 
 VERSION = 2
 
@@ -138,13 +138,7 @@ class Renderer:
         g = len(self.class_names)
         amb = np.zeros((0, 2)) if ambiguous is None else np.asarray(ambiguous, np.float64).reshape(-1, 2)
         rng = np.random.default_rng([self.seed, _name_seed(name), VERSION, 3])
-        p = rng.dirichlet(_BG_ALPHA)
-        bg_type = np.empty(T, np.int64)
-        t = 0
-        while t < T:
-            n = int(rng.geometric(1.0 / _SHOT_MEAN))
-            bg_type[t:t + n] = rng.choice(len(p), p=p)
-            t += n
+        bg_type = _runs(rng, _BG_ALPHA, T, _SHOT_MEAN)
 
         act_w = np.zeros((T, g * NUM_PHASES), np.float32)
         ctx_w = np.zeros((T, g), np.float32)
