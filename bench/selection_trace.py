@@ -28,8 +28,8 @@ from case_fast.data.synthetic import snippet_labels
 from case_fast.model import CaseModel
 from case_fast.step import train_step
 from case_fast.pseudo_labels import initial_cluster_labels
-from case_fast.train_data import step_batch
-from case_fast.utils import seed_everything
+from case_fast.released_init import draw_initial_weights
+from case_fast.train_data import RunStreams
 
 BASELINE = ["train.use_scc=false", "train.use_ccc=false"]
 
@@ -42,12 +42,16 @@ def trace(cfg, steps: int, every: int):
     n, t = len(train_set.videos), cfg.data.num_segments
     feats = [train_set.features(i) for i in range(n)]
     is_gt = [snippet_labels(train_set, i) >= 0 for i in range(n)]
-    seed_everything(tc.seed)
     model = CaseModel(cfg.model)
+    draw_initial_weights(model, tc.seed)
+    streams = RunStreams(tc.seed, n, tc.batch_size)
     optim = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     q_c = initial_cluster_labels(cfg.model.num_clusters, "cpu")
     for step in range(steps):
-        ids, idx = step_batch(step, train_set.num_snippets, tc.batch_size, tc.seed, t)
+        ids = streams.batch_videos(step)
+        idx = streams.sample(ids, train_set.num_snippets, t)
+        if (step + 1) % tc.eval_every == 0:   # a training run's evaluation draws here
+            streams.evaluation()
         x = torch.from_numpy(np.stack([feats[v][i] for v, i in zip(ids, idx)]))
         gt = torch.from_numpy(np.stack([is_gt[v][i] for v, i in zip(ids, idx)]))
         labels = torch.from_numpy(np.asarray(train_set.labels[ids], np.float32))

@@ -69,6 +69,9 @@ def read_last(path: str, device) -> dict:
     if not isinstance(ck, dict) or any(k not in ck for k in LAST_KEYS) or not isinstance(ck["config"], dict):
         raise RunError(f"{path} is not a case-fast training checkpoint (expected the keys "
                        f"{', '.join(LAST_KEYS)}); {way_out}")
+    if "streams" not in ck:
+        raise RunError(f"{path} was written before case-fast drew the released run's random streams "
+                       "and cannot resume under them: pass --restart to start this run over")
     return ck
 
 

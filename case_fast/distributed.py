@@ -1,9 +1,10 @@
 """Data-parallel training on torch.distributed (``torchrun --nproc_per_node N -m case_fast train``).
 
-The method is the same as in one process at the same global batch: each rank holds a contiguous
-slice of the global batch (``batch_for_step``'s ids, ``B / world`` videos each), and the pieces of
-CASE that look at the whole batch are reduced across ranks through a :class:`ProcessGroup` passed to
-the pseudo-label functions (``pg=None``, the default, is the single-process code path, unchanged):
+The method is the same as in one process at the same global batch: every rank draws the whole
+global batch (``RunStreams``' videos and snippets, the streams of one process) and keeps its
+contiguous slice of ``B / world`` videos, and the pieces of CASE that look at the whole batch are
+reduced across ranks through a :class:`ProcessGroup` passed to the pseudo-label functions
+(``pg=None``, the default, is the single-process code path, unchanged):
 
 * SCC rank prior: the fused attention of all N snippets is all-gathered, ordered once (identical on
   every rank: the same ``prior_rank`` on the same vector) and each rank takes its slice; the

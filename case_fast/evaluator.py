@@ -102,9 +102,10 @@ def _first_max(evals: List[dict], key: Callable[[dict], float]) -> dict:
 
 
 def selection_summary(history: List[dict]) -> dict:
-    """The three test numbers of a run from its evaluations: the best test mAP with its step
-    (the paper's protocol; optimistic, it selects on the test set), the test mAP at the step with the
-    best val mAP (None without a val hold-out) and at the last evaluation. First step wins ties."""
+    """The three test numbers of a run from its evaluations: the best test mAP of the periodic
+    evaluations with its step (the paper's protocol; optimistic, it selects on the test set), the
+    test mAP at the step with the best val mAP (None without a val hold-out) and at the last
+    evaluation. First step wins ties."""
     evals = [h for h in history if "eval" in h]
     if not evals:
         return {"test_best": None, "test_at_val": None, "test_at_last": None}
@@ -116,7 +117,8 @@ def selection_summary(history: List[dict]) -> dict:
         out.update(extra)
         return out
 
-    tb = _first_max(evals, lambda h: h["eval"]["avg"])
+    # a non-periodic evaluation at the last step is a candidate only when there is no periodic one
+    tb = _first_max([h for h in evals if h.get("periodic", True)] or evals, lambda h: h["eval"]["avg"])
     with_val = [h for h in evals if h.get("val") is not None]
     tv = _first_max(with_val, lambda h: h["val"]["avg"]) if with_val else None
     return {"test_best": pick(tb),

@@ -20,9 +20,14 @@ A second process on a locked run directory is refused; temporary files of a writ
 kill are removed when the next run starts there. Every file is written to a temporary file and
 renamed, so a failed or killed write never leaves a truncated checkpoint.
 
-Determinism: the batch order of epoch e is a permutation drawn from (seed, e) and the snippet
-sampling of step s from (seed, s); nothing else is random after initialisation. A run killed at
-any point and restarted resumes from last.pt and ends bit-for-bit like an uninterrupted run (CPU).
+A run from a seed is the released run (method.md §8): the initial weights are drawn in the released
+layer order (``released_init.py``), the batch order and the snippets from the released streams
+(``train_data.RunStreams``): one epoch order per n // B steps, one draw per periodic evaluation,
+closed-range sampling in batch order. An evaluation at the last step that is not periodic
+(num_steps not a multiple of eval_every) draws nothing and is selected as best only when no
+periodic evaluation is (or with select=last): the released run has no such evaluation. last.pt
+holds the streams' state, so a run killed at any point and restarted resumes from last.pt and ends
+bit-for-bit like an uninterrupted run (CPU); a last.pt without it is refused.
 
 ``train.cuda_graph=true`` (CUDA only) runs the step as a captured CUDA graph (``graph_step.py``);
 everything else (sampling, evaluation, checkpoints, resume) is the same code.
@@ -60,12 +65,13 @@ from .evaluator import (Evaluator, ground_truth_of, never_predicted_warning,  # 
 from .graph_step import GraphedStep, require_cuda, set_capturable
 from .inference import to_results_dict
 from .model import CaseModel
+from .released_init import draw_initial_weights
 from .pseudo_labels import initial_cluster_labels
 from .run_files import (PREVIOUS, RUN_DIRS, RUN_FILES, RunError, check_run_dir, move_aside,  # noqa: F401
                         remove_fresh, restore_previous)
 from .step import train_step
 from .tensorboard_log import TensorBoardLog
-from .train_data import VAL_SEED, FeatureBank, SubsetView, batch_for_step, step_batch, val_split  # noqa: F401
+from .train_data import VAL_SEED, FeatureBank, RunStreams, SubsetView, val_split  # noqa: F401
 from .utils import (DirLock, OutputError, Progress, remove_stale_temps, resolve_device, save_json, save_text,
                     save_torch, seed_everything)
 
@@ -73,7 +79,7 @@ _summary = summarize   # the old private name
 
 # names that lived here before the trainer was split by job (run_files, checkpoint, train_data,
 # evaluator, tensorboard_log); importing them from case_fast.trainer keeps working
-__all__ = ["train", "load_checkpoint", "RunError", "FeatureBank", "SubsetView", "batch_for_step", "val_split",
+__all__ = ["train", "load_checkpoint", "RunError", "FeatureBank", "SubsetView", "RunStreams", "val_split",
            "VAL_SEED", "Evaluator", "ground_truth_of", "proposals_to_detections", "never_predicted_warning",
            "selection_summary", "summarize", "_summary", "RUN_FILES", "RUN_DIRS", "PREVIOUS", "LAST_KEYS",
            "config_for_compare", "config_difference"]
@@ -117,7 +123,7 @@ def _collective(pg, fn):
 
 
 def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[str], None] = print,
-          _interrupt_at: Optional[int] = None, pg: Optional["dist_mod.ProcessGroup"] = None) -> dict:
+          pg: Optional["dist_mod.ProcessGroup"] = None) -> dict:
     """Train (or resume) CASE; returns the summary of the evaluation at the selected step.
 
     Everything that can be checked is checked before anything is written: the configuration, the
@@ -201,7 +207,7 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     state = {"checkpointed": None, "aside": False}
     restore_det = _setup_determinism(tc.deterministic, device)
     try:
-        return _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, test_set,
+        return _train_locked(cfg, run_dir, restart, log, device, train_set, test_set,
                              bank, evaluator, labels_all, state, val_evaluator, pg)
     except BaseException as e:
         if not main:
@@ -226,7 +232,7 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
             lock.release()
 
 
-def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, test_set, bank,
+def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                   evaluator, labels_all, state, val_evaluator=None, pg=None) -> dict:
     tc = cfg.train
     main = pg is None or pg.is_main
@@ -241,7 +247,10 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
     _collective(pg, settle if main else None)
 
     seed_everything(tc.seed)
-    model = CaseModel(cfg.model).to(device)
+    model = CaseModel(cfg.model)
+    draw_initial_weights(model, tc.seed)   # the released draw order, on the CPU
+    model = model.to(device)
+    streams = RunStreams(tc.seed, len(train_set), tc.batch_size)
     # a captured optimizer step needs Adam's step counter and bias corrections on the device
     extra = {"capturable": True} if tc.cuda_graph else {}
     optim = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, **extra)
@@ -271,6 +280,11 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
             raise RunError(f"{last_path} does not fit its own configuration ({first_line(e)}); pass "
                            "--restart to start this run over") from e
         set_capturable(optim, tc.cuda_graph)   # the saved groups carry the saving run's flag
+        try:
+            streams.load_state_dict(ck["streams"])
+        except Exception as e:
+            raise RunError(f"{last_path} does not fit its own configuration ({first_line(e)}); pass "
+                           "--restart to start this run over") from e
         start, best, history = ck["step"], ck["best"], ck["history"]
         state["checkpointed"] = start
         log(f"resuming {run_dir} from step {start}")
@@ -288,7 +302,8 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
     def checkpoint(step: int) -> None:
         if main:
             save_torch({"model": model.state_dict(), "optimizer": optim.state_dict(), "q_c": q_c.cpu(),
-                        "step": step, "best": best, "history": history, "config": cfg.to_dict()},
+                        "step": step, "best": best, "history": history, "config": cfg.to_dict(),
+                        "streams": streams.state_dict()},
                        last_path)
             save_text("".join(json.dumps(h) + "\n" for h in history),
                       os.path.join(run_dir, "metrics.jsonl"))
@@ -302,6 +317,8 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
         """Whether this evaluation is the run's best so far under train.select (first wins ties)."""
         if best is None or tc.select == "last":
             return True
+        if not entry.get("periodic", True):
+            return False
         if tc.select == "val":
             return entry["val"]["avg"] > best["val_avg"]
         return entry["eval"]["avg"] > best["avg"]
@@ -309,9 +326,14 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
     def run_eval(step: int) -> None:
         nonlocal best
         te = time.time()
+        periodic = step > 0 and step % tc.eval_every == 0
+        if periodic:
+            streams.evaluation()
         metrics, props = evaluator(model, q_c, pg)
         summ = summarize(metrics)
         entry = {"step": step, "eval": summ}
+        if not periodic:
+            entry["periodic"] = False
         if val_evaluator is not None:
             entry["val"] = summarize(val_evaluator(model, q_c, pg)[0])
         entry["eval_seconds"] = round(time.time() - te, 3)
@@ -352,18 +374,13 @@ def _train_locked(cfg, run_dir, restart, log, _interrupt_at, device, train_set, 
                               (tc.batch_size, labels_all.shape[1]), feats_dtype=bank.flat.dtype,
                               labels_dtype=labels_all.dtype)
         q_c = graphed.q_c   # static: every replay writes the new Q^C into it
-    kill_at = os.environ.get("CASE_FAST_TEST_KILL_AT")   # test hook: SIGKILL rank 0 at that step
     step_seconds, seg_t0 = 0.0, time.perf_counter()
     win_t0, win_steps = time.perf_counter(), 0
     for step in range(start, tc.num_steps):
-        if _interrupt_at is not None and step == _interrupt_at:
-            raise KeyboardInterrupt(f"interrupted at step {step} (test hook)")
-        if kill_at is not None and main and step == int(kill_at):
-            import signal
-            os.kill(os.getpid(), signal.SIGKILL)
         # every video of the global batch is drawn, in batch order, on every rank: the same
         # indices as one process; a rank then keeps its contiguous slice
-        ids, idx = step_batch(step, train_set.num_snippets, tc.batch_size, tc.seed, t)
+        ids = streams.batch_videos(step)
+        idx = streams.sample(ids, train_set.num_snippets, t)
         ids, idx = ids[lo:lo + local_b], idx[lo:lo + local_b]
         labels = labels_all[torch.from_numpy(ids).to(device)]
         if graphed is None:

@@ -17,3 +17,26 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.skip("../shared (reference outputs, THUMOS14 annotations) is not beside the checkout")
     return SHARED
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch):
+    """``with interrupt_at(step): train(...)``: the run raises KeyboardInterrupt when it is about to
+    draw the batch of ``step`` (as if killed between two steps); outside the block training is
+    untouched."""
+    import contextlib
+
+    from case_fast.train_data import RunStreams
+
+    @contextlib.contextmanager
+    def arm(step: int):
+        real = RunStreams.batch_videos
+
+        def batch_videos(self, s):
+            if s == step:
+                raise KeyboardInterrupt(f"interrupted at step {s} (test)")
+            return real(self, s)
+        with monkeypatch.context() as m:
+            m.setattr(RunStreams, "batch_videos", batch_videos)
+            yield
+    return arm

@@ -1,6 +1,6 @@
 """Helper of tests/test_distributed.py (not a test module): a few CASE training steps on the tiny
 synthetic config, one process or one rank of a torchrun job, through the trainer's own pieces
-(batch_for_step, the per-video sampling, train_step with the process group, DDP). Rank 0 saves
+(the initial weights, RunStreams' batches and snippets, train_step with the process group, DDP). Rank 0 saves
 every step's loss parts, the full Q^S (gathered over ranks), Q^C and the final parameters.
 
     python tests/ddp_steps.py OUT.pt [overrides...]
@@ -8,17 +8,16 @@ every step's loss parts, the full Q^S (gathered over ranks), Q^C and the final p
 """
 import sys
 
-import numpy as np
 import torch
 
 from case_fast import distributed as D
 from case_fast.config import load_config
-from case_fast.data import load_datasets, sample_train_indices
+from case_fast.data import load_datasets
 from case_fast.model import CaseModel
 from case_fast.pseudo_labels import initial_cluster_labels
 from case_fast.step import train_step
-from case_fast.trainer import FeatureBank, batch_for_step
-from case_fast.utils import seed_everything
+from case_fast.released_init import draw_initial_weights
+from case_fast.train_data import FeatureBank, RunStreams
 
 TINY = ["data.synthetic_videos=20", "data.synthetic_max_len=200", "data.num_segments=64",
         "train.batch_size=4", "train.progress=false", "train.backend=reference"]
@@ -34,8 +33,9 @@ def main(out, overrides, steps=4):
     train_set, _ = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
     bank = FeatureBank(train_set, "cpu")
     labels_all = torch.from_numpy(train_set.labels)
-    seed_everything(tc.seed)
     model = CaseModel(cfg.model)
+    draw_initial_weights(model, tc.seed)
+    streams = RunStreams(tc.seed, len(train_set), tc.batch_size)
     optim = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     step_model = model
     if pg is not None:
@@ -45,9 +45,8 @@ def main(out, overrides, steps=4):
     local_b = tc.batch_size // world
     rec = {"parts": [], "q_s": [], "q_c": []}
     for step in range(steps):
-        ids = batch_for_step(step, len(train_set), tc.batch_size, tc.seed)
-        rng = np.random.default_rng([tc.seed, step, 11])
-        idx = [sample_train_indices(int(train_set.num_snippets[v]), cfg.data.num_segments, rng) for v in ids]
+        ids = streams.batch_videos(step)
+        idx = streams.sample(ids, train_set.num_snippets, cfg.data.num_segments)
         lo = rank * local_b
         ids, idx = ids[lo:lo + local_b], idx[lo:lo + local_b]
         optim.zero_grad(set_to_none=True)

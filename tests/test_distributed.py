@@ -28,7 +28,6 @@ def _env(**extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
-    env.pop("CASE_FAST_TEST_KILL_AT", None)
     env.update(extra)
     return env
 
@@ -68,7 +67,7 @@ def test_torchrun_train_equals_one_process_and_resumes_after_a_kill(tmp_path):
     r = _one(["-m", "case_fast", "train", "--out", str(single)] + TINY)
     assert r.returncode == 0, r.stderr[-3000:]
     # rank 0 is SIGKILLed at step 3 (after the step-2 checkpoint); torchrun ends the other rank
-    r = _torchrun(["-m", "case_fast", "train", "--out", str(multi)] + TINY, CASE_FAST_TEST_KILL_AT="3")
+    r = _torchrun([str(REPO / "tests" / "kill_at_step.py"), "3", "train", "--out", str(multi)] + TINY)
     assert r.returncode != 0
     assert torch.load(multi / "last.pt", weights_only=True)["step"] == 2
     r = _torchrun(["-m", "case_fast", "train", "--out", str(multi)] + TINY)

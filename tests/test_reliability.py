@@ -550,12 +550,11 @@ def _strip(hist):
     return [{k: v for k, v in h.items() if k != "eval_seconds"} for h in hist]
 
 
-def test_restart_keeps_the_old_run_until_the_new_one_has_a_checkpoint(ws):
+def test_restart_keeps_the_old_run_until_the_new_one_has_a_checkpoint(ws, interrupt_at):
     run = str(ws.run)
     before = snapshot(ws.run)
-    with pytest.raises(KeyboardInterrupt):     # a restarted run that stops before its first checkpoint
-        train(load_config("synthetic", TINY + ["train.seed=5"]), run, restart=True, log=_quiet,
-              _interrupt_at=1)
+    with pytest.raises(KeyboardInterrupt), interrupt_at(1):   # a restarted run that stops before its first checkpoint
+        train(load_config("synthetic", TINY + ["train.seed=5"]), run, restart=True, log=_quiet)
     assert snapshot(ws.run) == before
     # a restart over a truncated last.pt starts over; the old files go once the new one checkpoints
     _truncate(ws.run / "last.pt")
@@ -565,10 +564,10 @@ def test_restart_keeps_the_old_run_until_the_new_one_has_a_checkpoint(ws):
     assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
 
 
-def test_fresh_run_directory_is_removed_when_the_run_fails_before_a_checkpoint(tmp_path):
+def test_fresh_run_directory_is_removed_when_the_run_fails_before_a_checkpoint(tmp_path, interrupt_at):
     run = tmp_path / "fresh"
-    with pytest.raises(KeyboardInterrupt):
-        train(load_config("synthetic", TINY), str(run), log=_quiet, _interrupt_at=1)
+    with pytest.raises(KeyboardInterrupt), interrupt_at(1):
+        train(load_config("synthetic", TINY), str(run), log=_quiet)
     assert not run.exists()
 
 

@@ -60,12 +60,12 @@ def test_event_files_hold_the_numbers_of_metrics_jsonl(tmp_path):
     _check_same(run)
 
 
-def test_resumed_run_holds_each_step_once(tmp_path):
+def test_resumed_run_holds_each_step_once(tmp_path, interrupt_at):
     pytest.importorskip("tensorboard")
     run = str(tmp_path / "run")
     cfg = TINY + ["train.num_steps=6"]
-    with pytest.raises(KeyboardInterrupt):
-        train(load_config("synthetic", cfg), run, log=lambda *_: None, _interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt), interrupt_at(3):
+        train(load_config("synthetic", cfg), run, log=lambda *_: None)
     train(load_config("synthetic", cfg), run, log=lambda *_: None)
     _check_same(run)
 

@@ -29,11 +29,11 @@ def _state(run):
     return ck
 
 
-def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, interrupt_at):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     best_a = train(_cfg(), a, log=lambda *_: None)
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(), b, log=lambda *_: None, _interrupt_at=4)   # killed after the step-3 checkpoint
+    with pytest.raises(KeyboardInterrupt), interrupt_at(4):
+        train(_cfg(), b, log=lambda *_: None)   # killed after the step-3 checkpoint
     assert _state(b)["step"] == 3
     best_b = train(_cfg(), b, log=lambda *_: None)
     sa, sb = _state(a), _state(b)
@@ -277,7 +277,7 @@ def simulated_cuda_graph(monkeypatch):
     monkeypatch.setattr(gs.GraphedStep, "_capture", _simulated_capture)
 
 
-def test_simulated_cuda_graph_training_matches_eager_and_resumes(tmp_path, simulated_cuda_graph):
+def test_simulated_cuda_graph_training_matches_eager_and_resumes(tmp_path, simulated_cuda_graph, interrupt_at):
     steps = ["train.num_steps=12", "train.eval_every=3"]
     strip = lambda hist: [{k: v for k, v in h.items() if k != "eval_seconds"} for h in hist]  # noqa: E731
     a, b, c = str(tmp_path / "eager"), str(tmp_path / "graph"), str(tmp_path / "resumed")
@@ -285,8 +285,8 @@ def test_simulated_cuda_graph_training_matches_eager_and_resumes(tmp_path, simul
     logs = []
     train(_cfg(*steps, "train.cuda_graph=true"), b, log=logs.append)
     assert any(m.startswith("step 4: CUDA graph captured") for m in logs), logs
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(*steps, "train.cuda_graph=true"), c, log=lambda *_: None, _interrupt_at=8)
+    with pytest.raises(KeyboardInterrupt), interrupt_at(8):
+        train(_cfg(*steps, "train.cuda_graph=true"), c, log=lambda *_: None)
     logs = []
     train(_cfg(*steps, "train.cuda_graph=true"), c, log=logs.append)
     assert any(m.startswith("step 10: CUDA graph captured") for m in logs), logs
@@ -346,7 +346,7 @@ def test_cuda_graph_training_matches_eager(tmp_path):
 @pytest.mark.cuda
 @needs_cuda
 @compiled_triton
-def test_cuda_graph_resume_after_interrupt_matches_uninterrupted(tmp_path):
+def test_cuda_graph_resume_after_interrupt_matches_uninterrupted(tmp_path, interrupt_at):
     """Interrupted after the step-6 checkpoint and resumed: the resumed run warms up again (steps
     7-9 eager, capture at step 10). The same kernels run in both, so the result is expected to be
     bit-identical unless a kernel is non-deterministic; the check allows float32 rounding noise
@@ -355,8 +355,8 @@ def test_cuda_graph_resume_after_interrupt_matches_uninterrupted(tmp_path):
                        "train.eval_every=3")
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     train(cfg(), a, log=lambda *_: None)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg(), b, log=lambda *_: None, _interrupt_at=8)
+    with pytest.raises(KeyboardInterrupt), interrupt_at(8):
+        train(cfg(), b, log=lambda *_: None)
     assert _state(b)["step"] == 6
     logs = []
     train(cfg(), b, log=logs.append)
