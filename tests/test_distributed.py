@@ -13,10 +13,12 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+REF = REPO / "tests" / "reference" / "released_run"
 TINY = ["data.synthetic_videos=20", "data.synthetic_max_len=200", "data.num_segments=64",
         "train.batch_size=4", "train.progress=false", "train.num_steps=6", "train.eval_every=2",
         "train.val_fraction=0.15"]
@@ -67,7 +69,8 @@ def test_torchrun_train_equals_one_process_and_resumes_after_a_kill(tmp_path):
     r = _one(["-m", "case_fast", "train", "--out", str(single)] + TINY)
     assert r.returncode == 0, r.stderr[-3000:]
     # rank 0 is SIGKILLed at step 3 (after the step-2 checkpoint); torchrun ends the other rank
-    r = _torchrun([str(REPO / "tests" / "kill_at_step.py"), "3", "train", "--out", str(multi)] + TINY)
+    r = _torchrun([str(REPO / "tests" / "watched_train.py"), "--kill-at", "3", "--", "train", "--out", str(multi)]
+                  + TINY)
     assert r.returncode != 0
     assert torch.load(multi / "last.pt", weights_only=True)["step"] == 2
     r = _torchrun(["-m", "case_fast", "train", "--out", str(multi)] + TINY)
@@ -92,6 +95,39 @@ def test_torchrun_train_equals_one_process_and_resumes_after_a_kill(tmp_path):
     assert not [n for n in os.listdir(multi) if n.endswith(".tmp")]
     lines = (multi / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [h["step"] for h in b["history"]]
+
+
+@pytest.mark.parametrize("seed", (1, 2))
+def test_torchrun_is_the_released_run(tmp_path, seed):
+    """Two processes on tests/reference/released_run (50 of the 200 steps: two evaluations inside
+    epochs, ten epoch orders): the ranks' slices make up every released global batch (videos and
+    snippets), the logged losses are the released ones and the evaluations score the released mAP."""
+    d = np.load(REF / f"seed{seed}.npz")
+    run, rec = tmp_path / "run", tmp_path / "rec"
+    rec.mkdir()
+    args = [f"data.root={REF / 'data'}", f"data.num_segments={int(d['num_segments'])}",
+            f"data.feature_dim={2 * int(d['stream_dim'])}", f"model.stream_dim={int(d['stream_dim'])}",
+            f"train.batch_size={int(d['batch_size'])}", "train.num_steps=50",
+            f"train.eval_every={int(d['eval_every'])}", f"train.seed={seed}", "train.device=cpu",
+            "train.progress=false", "train.tensorboard=false"]
+    r = _torchrun([str(REPO / "tests" / "watched_train.py"), "--record", str(rec), "--", "train",
+                   "--config", "thumos14", "--out", str(run)] + args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [torch.load(rec / f"rank{i}.pt", weights_only=False) for i in range(2)]
+    for s in range(50):
+        np.testing.assert_array_equal(np.concatenate([x["videos"][s] for x in ranks]), d["batch_videos"][s])
+        np.testing.assert_array_equal(np.concatenate([x["snippets"][s] for x in ranks]), d["sampled_indices"][s])
+    last = torch.load(run / "last.pt", weights_only=True)
+    done = 0
+    for h in last["history"]:
+        if "loss" in h:   # the mean loss of the steps since the previous entry
+            want = d["loss_per_step"][done:h["step"]].mean()
+            assert h["loss"] == pytest.approx(want, rel=1e-5, abs=1e-6), h["step"]
+            done = h["step"]
+    evals = [h for h in last["history"] if "eval" in h]
+    assert [h["step"] for h in evals] == [23, 46, 50] and evals[-1]["periodic"] is False
+    for h, ref in zip(evals[:2], d["eval_map"]):
+        np.testing.assert_allclose(h["eval"]["map"], ref, rtol=0, atol=1e-4)
 
 
 def test_torchrun_ablate_runs_every_run_once(tmp_path):

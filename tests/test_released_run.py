@@ -173,3 +173,38 @@ def test_initial_weights_order_must_cover_the_network():
     from case_fast.released_init import CASE_ORDER, draw_initial_weights
     with pytest.raises(ValueError, match="rgb.prototypes"):
         draw_initial_weights(CaseModel(config(1).model), 1, CASE_ORDER[:-1])
+
+
+def released_loader_batches(seed: int, n: int, batch: int, steps: int, eval_every: int):
+    """The batches the released set-up would draw for ``n`` training videos, made by PyTorch's own
+    DataLoader (shuffle on, last incomplete batch dropped) on torch's global generator seeded with
+    ``seed``, each periodic evaluation creating a (test) loader iterator."""
+    out = []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        loader = torch.utils.data.DataLoader(list(range(n)), batch_size=batch, shuffle=True, drop_last=True)
+        test_loader = torch.utils.data.DataLoader([0], batch_size=1)
+        while len(out) < steps:
+            for b in loader:
+                out.append(b.numpy())
+                if len(out) % eval_every == 0:
+                    iter(test_loader)
+                if len(out) == steps:
+                    break
+    return out
+
+
+def test_val_fraction_orders_the_remaining_videos_as_released(tmp_path, monkeypatch):
+    """With a validation hold-out, the remaining training videos (in file order) are shuffled by the
+    same procedure: the batches are those of the released DataLoader over them."""
+    watch = Watch(monkeypatch)
+    cfg = config(1, "train.val_fraction=0.25", "train.num_steps=30", "train.eval_every=7")
+    trainer_mod.train(cfg, str(tmp_path / "run"), log=lambda *_: None)
+    from case_fast.train_data import val_split
+    from case_fast.data import load_datasets
+    train_all, _ = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
+    keep, held = val_split(train_all.labels, 0.25)
+    assert len(held) > 0 and np.all(np.diff(keep) > 0)
+    want = released_loader_batches(1, len(keep), 8, 30, 7)
+    for s in range(30):
+        np.testing.assert_array_equal(watch.videos[s], want[s])
