@@ -247,17 +247,25 @@ def cmd_info(args) -> int:
         for key, tp, default, doc in field_table():
             print(f"  {key:<26} {tp:<20} {json.dumps(default):<14} {doc}")
         return 0
-    from .model import CaseModel, count_macs, count_parameters
+    from .baselines import build_model
+    from .model import count_macs, count_parameters
     cfg = _load(args)
-    model = CaseModel(cfg.model)
+    model = build_model(cfg)
     params = count_parameters(model)
-    per_stream = count_parameters(model.rgb)
     t = cfg.data.num_segments
     macs = count_macs(model, t)
     print(f"config: {cfg.name} (mode {cfg.train.mode})")
-    print(f"model: 2 streams x (D={cfg.model.stream_dim} -> {cfg.model.hidden_dim}), "
-          f"G={cfg.model.num_classes} classes, K={cfg.model.num_clusters} clusters")
-    print(f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.3f} M")
+    if cfg.model.baseline == "aicl":
+        head = (f", CASE head with K={cfg.model.num_clusters} clusters" if model.head is not None
+                else ", no CASE head")
+        print(f"model: AICL, 2 x {cfg.model.stream_dim} -> {cfg.model.hidden_dim} (k=3 convs), "
+              f"G={cfg.model.num_classes} classes{head}")
+        print(f"parameters: {params:,} = {params / 1e6:.3f} M")
+    else:
+        per_stream = count_parameters(model.rgb)
+        print(f"model: 2 streams x (D={cfg.model.stream_dim} -> {cfg.model.hidden_dim}), "
+              f"G={cfg.model.num_classes} classes, K={cfg.model.num_clusters} clusters")
+        print(f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.3f} M")
     print(f"MACs per video (T={t}): {macs:,} = {macs / 1e9:.2f} G ({macs // t:,} per snippet)")
     print(f"training: batch {cfg.train.batch_size}, k = T // {cfg.train.k_divisor} = {cfg.k}, "
           f"{cfg.train.num_steps} steps, eval every {cfg.train.eval_every}")
