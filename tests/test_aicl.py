@@ -225,3 +225,75 @@ def test_last_incomplete_batch_is_kept():
         want = [b.numpy() for b in loader]
     for ours, theirs in zip(epoch, want):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_size_and_macs_of_the_bundled_config():
+    from case_fast.model import count_macs, count_parameters
+    cfg = load_config("aicl")
+    model = build_model(cfg)
+    assert model.head is None
+    assert count_parameters(model) == 6_304_278
+    assert count_macs(model, 750) == 4_727_040_000     # `case-fast info --config aicl`: 4.73 G
+
+
+def test_aicl_with_the_case_head_step_and_test_score():
+    """AICL + CASE: the head's SCC and CCC join AICL's loss, Q^C moves, and the test score gains
+    the two P^T terms: (softmax(CAS) + (P_f + P_r) + P^T_f + P^T_r) / 5."""
+    from case_fast.case_head import foreground_scores
+    from case_fast.inference import localization_cas
+    cfg = load_config("aicl", ["data.num_segments=32", "model.stream_dim=16", "data.feature_dim=32",
+                               "model.hidden_dim=24", "model.num_clusters=6", "train.use_scc=true",
+                               "train.use_ccc=true", "infer.use_cat=true", "infer.fg_score=PM"])
+    model = build_model(cfg)
+    assert set(dict(model.named_parameters())) >= {"head.prototypes.rgb", "head.prototypes.flow"}
+    draw_initial_weights(model, 1, init_order(model))
+    optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+    torch.manual_seed(0)
+    x, y = torch.rand(4, 32, 32), (torch.rand(4, 20) < 0.2).float()
+    y[:, 1] = 1
+    q_c = initial_cluster_labels(6)
+    res = train_step(model, optim, x, y, q_c, cfg)
+    base = res.parts["video"] + (res.parts["att_flow"] + res.parts["att_rgb"]) \
+        + 5 * res.parts["modality"] + 0.01 * res.parts["contrast"] + 0.1 * res.parts["action"]
+    torch.testing.assert_close(res.loss.detach(), base + res.parts["scc"] + 0.3 * res.parts["ccc"])
+    assert res.parts["scc"] > 0 and res.parts["ccc"] > 0 and res.q_s.shape == (4 * 32, 6)
+    assert not torch.equal(res.q_c, q_c)
+    assert model.head.prototypes["rgb"].grad is not None
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+        p_t = foreground_scores(out.cluster_logits, res.q_c)
+        want = (torch.softmax(out.cas, -1) + (out.att_flow + out.att_rgb)[..., None]
+                + p_t["flow"][..., None] + p_t["rgb"][..., None]) / 5
+        torch.testing.assert_close(localization_cas(out, res.q_c, "PM", aicl), want, rtol=0, atol=0)
+        assert torch.equal(localization_cas(out, None, "PA", aicl), aicl.mil_scores(out))
+
+
+def test_aicl_trains_through_the_trainer_with_the_last_batch(tmp_path):
+    """`case-fast train` with the AICL baseline on a small synthetic set: 20 videos in batches of
+    6 are 4 steps an epoch, the last of 2 videos."""
+    from case_fast import trainer as trainer_mod
+    from case_fast.train_data import RunStreams
+    sizes = []
+    real = RunStreams.batch_videos
+
+    def spy(self, step):
+        ids = real(self, step)
+        sizes.append(len(ids))
+        return ids
+    cfg = load_config("synthetic", ["model.baseline=aicl", "train.drop_last=false",
+                                    "data.synthetic_videos=20", "data.synthetic_max_len=200",
+                                    "data.num_segments=64", "train.batch_size=6", "train.num_steps=5",
+                                    "train.eval_every=5", "train.progress=false",
+                                    "train.use_scc=false", "train.use_ccc=false",
+                                    "infer.use_cat=false", "infer.fg_score=PA"])
+    RunStreams.batch_videos = spy
+    try:
+        best = trainer_mod.train(cfg, str(tmp_path / "run"), log=lambda *_: None)
+    finally:
+        RunStreams.batch_videos = real
+    assert sizes == [6, 6, 6, 2, 6]
+    assert 0.0 <= best["avg"] <= 1.0
+    from case_fast.checkpoint import load_checkpoint
+    model, _, loaded = load_checkpoint(str(tmp_path / "run" / "best.pt"))
+    assert isinstance(model, aicl.AiclModel) and loaded.model.baseline == "aicl"
