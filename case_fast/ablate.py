@@ -147,12 +147,10 @@ def _job(job: dict) -> List[dict]:
 
 def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
     """Evaluate the parent's best.pt under each test-time row's inference settings."""
-    import torch
-
     from .config import config_from_dict
     from .data import load_datasets
     from .evaluation import format_table
-    from .inference import to_results_dict
+    from .results import results_dict
     from .checkpoint import load_checkpoint
     from .evaluator import Evaluator, summarize
     from .utils import save_json, save_text
@@ -175,9 +173,9 @@ def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
     ckpt = os.path.join(job["run_dir"], "best.pt")
     from .utils import resolve_device
     device = resolve_device(parent_cfg.train.device)
-    model, q_c, _ = load_checkpoint(ckpt, device)
+    model, q_c, _, step = load_checkpoint(ckpt, device, with_step=True)
     q_c = None if q_c is None else q_c.to(device)
-    step = int(torch.load(ckpt, map_location="cpu", weights_only=False).get("step", -1))
+    step = -1 if step is None else step
     _, test_set = load_datasets(parent_cfg.data, parent_cfg.model.num_classes, parent_cfg.k)
     for d in todo:
         t0 = time.time()
@@ -185,7 +183,8 @@ def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
         metrics, props = Evaluator(test_set, cfg, device)(model, q_c)
         best = dict(summarize(metrics), step=step)
         os.makedirs(d["run_dir"], exist_ok=True)
-        save_json(to_results_dict(props, test_set.class_names), os.path.join(d["run_dir"], "results.json"), None)
+        save_json(results_dict(props, test_set.class_names, d["config"]), os.path.join(d["run_dir"], "results.json"),
+                  None)
         save_text(format_table(metrics) + "\n", os.path.join(d["run_dir"], "best_table.txt"))
         save_json({"best": best, "derived_from": ckpt, "parent_best": parent_best, "config": d["config"],
                    "note": "best.pt of the parent run (selected on the parent's inference setting), "

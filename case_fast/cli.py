@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from typing import List, Optional
 
 
@@ -49,14 +48,7 @@ def cmd_train(args) -> int:
     if distributed.launched():
         pg = distributed.init(resolve_device(cfg.train.device).type)
     try:
-        t0 = time.time()
-        best = train(cfg, run_dir, restart=args.restart, pg=pg)
-        if pg is None or pg.is_main:
-            print(f"\nselected evaluation (train.select={cfg.train.select}) at step {best['step']} "
-                  f"({time.time() - t0:.0f}s) - {run_dir}")
-            table_path = os.path.join(run_dir, "best_table.txt")
-            with open(table_path) as f:
-                print(f.read().rstrip())
+        train(cfg, run_dir, restart=args.restart, pg=pg)   # prints the selected evaluation's table
     finally:
         if pg is not None:
             distributed.shutdown()
@@ -109,7 +101,8 @@ def _check_model_overrides(cfg, overrides, checkpoint: str) -> None:
 def cmd_detect(args) -> int:
     from .config import apply_overrides
     from .data import load_splits
-    from .inference import detect, to_results_dict
+    from .inference import detect
+    from .results import results_dict
     from .checkpoint import load_checkpoint
     from .utils import Progress, check_writable_path, resolve_device, save_json
 
@@ -122,7 +115,7 @@ def cmd_detect(args) -> int:
     (dataset,) = load_splits(cfg.data, cfg.model.num_classes, cfg.k, (args.split,))
     bar = Progress(len(dataset), "detect", True)
     props = detect(model, dataset, q_c, cfg, device, progress=bar.update)
-    save_json(to_results_dict(props, dataset.class_names), args.out, None)
+    save_json(results_dict(props, dataset.class_names, cfg.to_dict(), args.split), args.out, None)
     n = sum(len(p) for p in props.values())
     print(f"wrote {n} detections for {len(props)} videos to {args.out}")
     return 0
