@@ -450,6 +450,7 @@ def cmd_plot(args) -> int:
     _pyplot()   # matplotlib missing: one line naming the install, before any work
     paths = plot_run(args.run_dir, args.videos, args.top, args.only, args.checkpoint, args.compare,
                      args.out, args.window)
+    from .console import console
     for path in paths:
-        print(path)
+        console.show(path)
     return 0

@@ -8,7 +8,10 @@ Run directory layout:
   best_results.json detections of the best evaluation (ActivityNet-style)
   summary.json      final metrics: "best" (the evaluation at the selected step, train.select) and
                     "selection" (test mAP best over the evaluations with its step, at the
-                    val-selected step - null without a val hold-out - and at the last step)
+                    val-selected step - null without a val hold-out - and at the last step);
+                    "environment": case-fast, Python, torch, CUDA, Triton, device, git commit
+  train.log         every message and warning of the run (appended on resume), after the
+                    environment and the resolved configuration of each start
   tensorboard/      TensorBoard event files (train.tensorboard and the tensorboard package):
                     the numbers of metrics.jsonl (which stays the source of truth), plus lr and steps/s
   .lock             the run's lock (fcntl.flock, held while a process trains here; released by the
@@ -17,8 +20,10 @@ Run directory layout:
                     written its first checkpoint, put back if it ends before that
 
 A second process on a locked run directory is refused; temporary files of a write interrupted by a
-kill are removed when the next run starts there. Every file is written to a temporary file and
-renamed, so a failed or killed write never leaves a truncated checkpoint.
+kill are removed when the next run starts there. Every file is written to a temporary file, synced
+and renamed, so a failed or killed write never leaves a truncated checkpoint; files get the mode the
+umask gives. A loss that becomes NaN or infinite ends the run at that step (the step and the loss
+term named, exit status 2 from the command line) before anything of it is written.
 
 A run from a seed is the released run (method.md §8): the initial weights are drawn in the released
 layer order (``released_init.py``), the batch order and the snippets from the released streams
@@ -397,8 +402,8 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
             + (f"  * selected ({tc.select})" if is_best and tc.select != "test"
                else "  * best" if is_best else "")
             + (f"  [! {len(lost)} never predicted]" if lost else ""))
-        if warning and main:   # once per run for the same set of classes (the line above flags it)
-            console.warn(warning, key="never predicted: " + ", ".join(lost))
+        if warning and main:   # once per run (the evaluation lines flag it; metrics.jsonl lists them)
+            console.warn(warning, key="never predicted")
         tb.evaluation("test", summ, step)
         if "val" in entry:
             tb.evaluation("val", entry["val"], step)
