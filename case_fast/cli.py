@@ -213,9 +213,22 @@ def _parse_tiou(text: str):
     return tiou
 
 
+def _coverage_note(det, gt) -> Optional[str]:
+    """One line when ground-truth videos got no prediction at all."""
+    import numpy as np
+
+    have = {det.video_names[i] for i in np.unique(det.video_index)} if len(det) else set()
+    missing = sum(1 for v in gt.videos if v not in have)
+    if not missing:
+        return None
+    return f"case-fast eval: note: {missing} of {len(gt.videos)} ground-truth videos have no prediction"
+
+
 def cmd_eval(args) -> int:
     from . import evaluation as ev
-    from .results import read_results
+    from .data.annotations import DataError, load_json
+    from .ground_truth import ground_truth_of_run
+    from .results import detections_from_results
     from .utils import check_writable_path
 
     tiou = _parse_tiou(args.tiou)
@@ -225,8 +238,19 @@ def cmd_eval(args) -> int:
         _refuse_overwriting(args.json, "--json", [("results file", args.results), ("--gt", args.gt),
                                                   ("--split-file", args.split_file),
                                                   ("--ambiguous-file", args.ambiguous_file)])
-    gt, ambiguous_source = _ground_truth(args)
-    use_ambiguous = args.protocol == "wtalc212" or args.ambiguous
+    results = load_json(args.results, "results file")
+    run = None   # a case-fast results file is scored on the ground truth of its own run
+    if args.gt is None and args.split_file is None and args.subset is None:
+        run = ground_truth_of_run(results, args.results)
+    if run is not None:
+        gt, run_cfg, split = run
+        ambiguous_source = "the run's annotations" if gt.ambiguous else None
+        use_ambiguous = args.protocol == "wtalc212" or args.ambiguous or run_cfg.data.protocol == "wtalc212"
+        source = f"the run's ground truth ({run_cfg.name}, {split} split)"
+    else:
+        gt, ambiguous_source = _ground_truth(args)
+        use_ambiguous = args.protocol == "wtalc212" or args.ambiguous
+        source = args.gt or "embedded THUMOS14"
     if use_ambiguous and ambiguous_source is None:
         raise UsageError("--ambiguous / --protocol wtalc212 need the ambiguous segments, and no "
                          "Ambiguous_test.txt was found beside the ground truth: pass --ambiguous-file "
@@ -238,11 +262,20 @@ def cmd_eval(args) -> int:
         print(f"case-fast eval: note: --allow-unknown dropped {sum(dropped.values())} prediction(s) on "
               f"{len(names)} video(s) not in the ground truth: {shown}", file=sys.stderr)
 
-    det = read_results(args.results, gt.class_names, known_videos=gt.videos,
-                          on_unknown=note if args.allow_unknown else None)
+    if not args.allow_unknown and isinstance(results, dict) and isinstance(results.get("results"), dict):
+        known = set(gt.videos)
+        unknown = [v for v in results["results"] if v not in known]
+        if unknown:
+            raise DataError(f"{args.results}: {len(unknown)} video(s) with predictions are not in the "
+                               f"ground truth ({source}), e.g. {unknown[0]!r}; --allow-unknown drops them")
+    det = detections_from_results(results, gt.class_names, known_videos=gt.videos, source=args.results,
+                                  on_unknown=note if args.allow_unknown else None)
+    missing = _coverage_note(det, gt)
+    if missing:
+        print(missing, file=sys.stderr)
     metrics = ev.evaluate(det, gt, tiou, ambiguous_filter=use_ambiguous)
     say(f"{args.results}: {len(det.score)} predictions, {len(gt.videos)} videos, "
-        f"{len(gt.class_names)} classes")
+        f"{len(gt.class_names)} classes; ground truth: {source}")
     say(ev.format_table(metrics))
     if args.json:
         from .utils import save_json

@@ -94,11 +94,23 @@ class Console:
 
     def record(self, msg: str) -> None:
         """``msg`` into the attached log file only (with the time)."""
-        if self.log_file is not None:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        if self.log_file is None:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
             for line in str(msg).splitlines() or [""]:
                 self.log_file.write(f"{stamp} {line}\n")
             self.log_file.flush()
+        except OSError as e:   # a full disk: the run itself reports what fails next; no log from here
+            name = self.log_file.name
+            try:
+                self.log_file.close()
+            except OSError:
+                pass
+            self.log_file = None
+            if self.speaks:
+                self._emit(f"warning: cannot write {name} ({e.strerror or e}); the log stops here",
+                           sys.stderr)
 
 
 console = Console()

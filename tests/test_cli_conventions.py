@@ -94,3 +94,51 @@ def test_quiet_on_every_command(tmp_path):
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
     r = _cli("-q", "info", "--list")
     assert r.returncode == 0 and r.stdout == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# `case-fast eval RUN/best_results.json`: the run's own ground truth
+
+TINY = ["data.synthetic_videos=12", "data.synthetic_dim=16", "data.feature_dim=32", "model.stream_dim=16",
+        "model.hidden_dim=32", "data.num_segments=64", "train.batch_size=4", "train.num_steps=6",
+        "train.eval_every=3", "train.progress=false", "train.tensorboard=false"]
+REAL = os.path.join(REPO, "tests", "reference", "released_run", "data")
+REAL_ARGS = ["--config", "thumos14", f"data.root={REAL}", "data.num_segments=32", "data.feature_dim=32",
+             "model.stream_dim=16", "train.batch_size=8", "train.num_steps=4", "train.eval_every=2",
+             "train.device=cpu", "train.progress=false", "train.tensorboard=false"]
+
+
+def _own_table(run, capsys, *extra):
+    capsys.readouterr()
+    assert main(["eval", os.path.join(run, "best_results.json"), "--json", "-"] + list(extra)) == 0
+    out, err = capsys.readouterr()
+    best = json.loads(open(os.path.join(run, "summary.json")).read())["best"]
+    return json.loads(out), best, err
+
+
+@pytest.mark.parametrize("args", [TINY, TINY + ["data.synthetic_max_len=300"], REAL_ARGS],
+                         ids=["synthetic-12-videos", "synthetic-max-len", "basnet-layout"])
+def test_eval_of_a_run_scores_its_own_ground_truth(tmp_path, capsys, args):
+    run = str(tmp_path / "run")
+    assert main(["train", "-q", "--out", run] + args) == 0
+    metrics, best, err = _own_table(run, capsys)
+    assert metrics["avg"] == pytest.approx(best["avg"], abs=1e-9)
+    assert metrics["map"] == pytest.approx(best["map"], abs=1e-9)
+    # a best_results.json without the record (an older run): the config.yaml beside it tells
+    path = os.path.join(run, "best_results.json")
+    data = json.loads(open(path).read())
+    del data["case_fast"]
+    with open(path, "w") as f:
+        json.dump(data, f)
+    assert _own_table(run, capsys)[0]["avg"] == pytest.approx(best["avg"], abs=1e-9)
+
+
+def test_eval_says_how_many_videos_have_no_prediction(tmp_path, capsys):
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps({"results": {"video_test_0000004": [
+        {"label": "CricketBowling", "score": 0.5, "segment": [1.0, 3.0]}], "video_test_9999999": []}}))
+    assert main(["eval", str(res)]) == 2
+    assert "1 video(s) with predictions are not in the ground truth" in capsys.readouterr().err
+    assert main(["eval", str(res), "--allow-unknown"]) == 0
+    err = capsys.readouterr().err
+    assert "209 of 210 ground-truth videos have no prediction" in err and "dropped 0 prediction(s) on 1" in err
