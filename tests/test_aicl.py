@@ -200,8 +200,8 @@ def test_test_video_scores_classes_and_proposals_exactly():
     np.testing.assert_allclose(props[:, 1], want[:, 1], rtol=0, atol=1e-6)
     # the results JSON: the same detections in the same order
     from case_fast.data.synthetic_v1 import THUMOS14_CLASSES
-    from case_fast.inference import to_results_dict
-    ours = to_results_dict({"video_test_0000001": props}, list(THUMOS14_CLASSES))["results"]
+    from case_fast.results import results_dict
+    ours = results_dict({"video_test_0000001": props}, list(THUMOS14_CLASSES))["results"]
     theirs = json.loads(str(d["test/results_json"]))["results"]
     assert [(r["label"], r["segment"]) for r in ours["video_test_0000001"]] == \
         [(r["label"], r["segment"]) for r in theirs["video_test_0000001"]]
