@@ -154,8 +154,10 @@ def _check_detections(det: Detections, gt: GroundTruth) -> None:
         raise _detections_error(_NON_FINITE, n_cls)
 
 
-def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict) -> dict:
-    maps = ap.mean(axis=1) if ap.shape[1] else np.zeros(len(thr))
+def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict, scored=None) -> dict:
+    """``scored``: the classes the mean runs over (default: all)."""
+    part = ap if scored is None else ap[:, scored]
+    maps = part.mean(axis=1) if part.shape[1] else np.zeros(len(thr))
     out = {
         "tiou": [float(t) for t in thr],
         "ap": ap,
@@ -173,28 +175,58 @@ def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict) ->
     return out
 
 
-def evaluate(detections: Detections, gt: GroundTruth, tiou=THUMOS_TIOU, *, ambiguous_filter=False,
-             backend="fast") -> dict:
-    """ActivityNet-style detection mAP (module docstring for the exact rules).
+def evaluate(detections: Detections, gt: GroundTruth, tiou=None, *, protocol="basnet210",
+             ambiguous_filter=False, backend="auto") -> dict:
+    """Detection mAP under ``protocol`` (``case_fast/protocols.py``: basnet210, co2net, delu,
+    wtalc; wtalc212 = co2net); the module docstring has the matching and AP rules.
 
-    Returns ``{"tiou": [...], "ap": ndarray (n_tiou, n_classes), "map": [per tIoU], "avg": mean of
-    "map", "avg_0.1:0.5" / "avg_0.3:0.7" (when those thresholds are all present), "class_names",
-    "n_detections" (evaluated, after the ambiguous filter), "n_ambiguous_dropped"}``.
+    ``tiou``: the thresholds (default: the protocol's reported ones). ``ambiguous_filter``:
+    basnet210 only, drop the predictions that overlap an ambiguous segment in seconds (the grid
+    protocols filter as their released code does whenever ``gt.ambiguous`` holds segments).
 
-    ``backend``: 'fast' (default) -- the compiled ops ``torch.ops.case_fast.ap_group`` /
-    ``ap_classes`` / ``ambiguous_keep`` (csrc/cpu/ap_cpu.cpp) when the extension is built, else
-    the reference; 'reference' -- the per-prediction loop. Both give the same APs, bit for bit.
+    Returns ``{"protocol", "tiou": [...], "ap": ndarray (n_tiou, n_classes), "map": [per tIoU],
+    "avg": mean of "map", "avg_0.1:0.5" / "avg_0.3:0.7" (when those thresholds are all present),
+    "class_names", "n_detections" (evaluated), "n_ambiguous_dropped", "n_short_dropped",
+    "unknown_videos" ({video: predictions}), "zeroed_by" (wtalc: classes without predictions)}``.
+
+    ``backend`` (the words of ``case_fast.ops``): 'auto' -- the compiled ops
+    ``torch.ops.case_fast.ap_group`` / ``ap_classes`` / ``ambiguous_keep``
+    (csrc/cpu/ap_cpu.cpp) when the extension is built (and at most 64 thresholds), else the
+    reference; 'fast' -- the compiled ops, an error when they cannot run; 'reference' -- the
+    per-prediction loop. All give the same APs, bit for bit.
     """
+    from . import protocols as P
+    from .ops import _backend
     from .ops import ap as fast
 
-    thr = _check_tiou(tiou)
-    if backend == "fast" and fast.available() and len(thr) <= 64:  # the op keeps 64-bit masks
-        ap, extra = fast.evaluate_fast(detections, gt, thr, ambiguous_filter)
-    elif backend in ("fast", "reference"):
-        ap, extra = _evaluate_reference(detections, gt, thr, ambiguous_filter)
-    else:
-        raise ValueError(f"unknown backend {backend!r} (use 'fast' or 'reference')")
-    return _summarise(ap, thr, gt, extra)
+    proto = P.get(protocol)
+    thr = _check_tiou(proto.tiou if tiou is None else tiou)
+    if ambiguous_filter and proto.grid:
+        raise ValueError(f"protocol {proto.name} filters ambiguous segments as its released code does; "
+                         "ambiguous_filter is for basnet210")
+    use_fast = _backend.use_fast(backend, fast.available() and len(thr) <= 64, lambda: RuntimeError(
+        "evaluate: backend='fast' needs the compiled extension case_fast._C and at most 64 thresholds"))
+    if proto.ambiguous == "required" and not any(a.shape[0] for a in gt.ambiguous.values()):
+        raise ValueError(f"protocol {proto.name} needs the ambiguous segments (Ambiguous_test.txt); the "
+                         "released code fails without them")
+    _check_detections(detections, gt)
+    prep = P.prepare(detections, gt, proto, use_fast)
+    det, pgt = prep.det, prep.gt
+    run = fast.evaluate_fast if use_fast else _evaluate_reference
+    ap, extra = run(det, pgt, thr, ambiguous_filter, proto.first_fit)
+    extra["n_ambiguous_dropped"] += prep.n_ambiguous_dropped
+    extra.update(protocol=proto.name, n_short_dropped=prep.n_short_dropped,
+                 unknown_videos=prep.unknown)
+    scored = None
+    if proto.grid:  # A1: the classes with ground truth
+        scored = np.bincount(gt.label, minlength=gt.n_classes) > 0
+    if proto.missing_class_zeroes:
+        n_pred = np.bincount(det.label, minlength=gt.n_classes)
+        missing = [c for c, k, g in zip(gt.class_names, n_pred, scored) if g and k == 0]
+        extra["zeroed_by"] = missing
+        if missing:  # D3: getLocMAP returns 0 for the threshold
+            ap = np.zeros_like(ap)
+    return _summarise(ap, thr, gt, extra, scored)
 
 
 def format_table(metrics: Mapping) -> str:
@@ -230,13 +262,19 @@ def _interpolated_ap(tp: np.ndarray, n_gt: int) -> float:
     return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
 
 
-def _ambiguous_keep_reference(det: Detections, gt: GroundTruth) -> np.ndarray:
+def ambiguous_keep(det: Detections, seg: np.ndarray, ambiguous: Mapping, use_fast: bool) -> np.ndarray:
+    """keep (n,) bool: False where the prediction ``seg[i]`` (of ``det.video[i]``) overlaps (an
+    intersection of positive length) one of ``ambiguous[video]``'s segments; by the compiled op
+    when ``use_fast``."""
+    if use_fast and len(det):
+        from .ops import ap as fast
+        return fast.ambiguous_keep(det, seg, ambiguous)
     keep = np.ones(len(det), dtype=bool)
     for i in range(len(det)):
-        amb = gt.ambiguous.get(det.video[i])
+        amb = ambiguous.get(det.video[i])
         if amb is None or amb.shape[0] == 0:
             continue
-        s, e = det.segment[i]
+        s, e = seg[i]
         inter = np.minimum(e, amb[:, 1]) - np.maximum(s, amb[:, 0])
         if (inter > 0).any():
             keep[i] = False
@@ -248,18 +286,31 @@ def _ambiguous_keep_reference(det: Detections, gt: GroundTruth) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _tiou_one(seg, segs: np.ndarray) -> np.ndarray:
-    """tIoU of one [s, e] against an (m, 2) array."""
-    s, e = seg
-    inter = np.maximum(0.0, np.minimum(e, segs[:, 1]) - np.maximum(s, segs[:, 0]))
-    union = (e - s) + (segs[:, 1] - segs[:, 0]) - inter
-    out = np.zeros(segs.shape[0])
-    pos = inter > 0
-    out[pos] = inter[pos] / union[pos]
+def interval_iou(s, e, gs, ge) -> np.ndarray:
+    """tIoU of intervals [s, e] and [gs, ge] (broadcast arrays, float64): ``inter = min(e, ge) -
+    max(s, gs)``, ``inter / ((e - s) + (ge - gs) - inter)`` where ``inter > 0``, else 0 (the
+    expression of csrc/cpu/ap_cpu.cpp, bit for bit)."""
+    inter = np.maximum(0.0, np.minimum(e, ge) - np.maximum(s, gs))
+    union = (e - s) + (ge - gs) - inter
+    out = np.zeros(np.broadcast(inter, union).shape)
+    np.divide(inter, union, out=out, where=inter > 0)
     return out
 
 
-def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool):
+def _precision_sum_ap(tp: np.ndarray, n_gt: int) -> float:
+    """W-TALC's AP (PROTOCOLS.md D6): the precisions at the TP ranks, summed, over n_gt."""
+    if n_gt == 0 or not tp.any():
+        return 0.0
+    rank = np.flatnonzero(tp) + 1
+    k = np.arange(1, rank.size + 1)
+    return float(np.sum(k / rank)) / n_gt
+
+
+def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool,
+                        first_fit: bool = False):
+    """``first_fit``: W-TALC's variant (PROTOCOLS.md D3, D5, D6): ranked by ``np.argsort(-score)``,
+    each prediction takes the first free GT segment in GroundTruth order that reaches the
+    threshold, AP = sum of the precisions at the TPs over n_gt."""
     known = set(gt.videos)
     unknown = {v for v in det.video.tolist() if v not in known}
     if unknown:
@@ -267,7 +318,7 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
     _check_detections(det, gt)
     n_dropped = 0
     if ambiguous_filter:
-        keep = _ambiguous_keep_reference(det, gt)
+        keep = ambiguous_keep(det, det.segment, gt.ambiguous, False)
         n_dropped = int((~keep).sum())
         det = Detections(det.video[keep], det.label[keep], det.score[keep], det.segment[keep])
 
@@ -283,7 +334,7 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
         idx = np.flatnonzero(det.label == c)  # the class's predictions in input order
         if idx.size == 0 or n_gt[c] == 0:
             continue  # AP 0
-        order = idx[np.argsort(det.score[idx])[::-1]]
+        order = idx[np.argsort(-det.score[idx])] if first_fit else idx[np.argsort(det.score[idx])[::-1]]
         tp = np.zeros((len(thr), order.size), dtype=np.int64)
         matched = {k: np.zeros((len(thr), s.shape[0]), dtype=bool)
                    for k, s in gt_segs.items() if k[1] == c}
@@ -292,11 +343,14 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
             segs = gt_segs.get(key)
             if segs is None:
                 continue  # no ground truth of this class in this video: false positive
-            ious = _tiou_one(det.segment[p], segs)
-            by_iou = np.argsort(ious)[::-1]  # highest tIoU first, ties in numpy's order (method.md §6)
+            ious = interval_iou(det.segment[p, 0], det.segment[p, 1], segs[:, 0], segs[:, 1])
+            # highest tIoU first, ties in numpy's order (method.md §6); W-TALC: GroundTruth order
+            visit = np.arange(ious.size) if first_fit else np.argsort(ious)[::-1]
             for t, th in enumerate(thr):
-                for j in by_iou:
+                for j in visit:
                     if ious[j] < th:
+                        if first_fit:
+                            continue
                         break  # no unmatched GT reaches the threshold: false positive
                     if matched[key][t, j]:
                         continue
@@ -304,5 +358,5 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
                     tp[t, i] = 1
                     break
         for t in range(len(thr)):
-            ap[t, c] = _interpolated_ap(tp[t], int(n_gt[c]))
+            ap[t, c] = (_precision_sum_ap if first_fit else _interpolated_ap)(tp[t], int(n_gt[c]))
     return ap, {"n_detections": len(det), "n_ambiguous_dropped": n_dropped}
