@@ -157,8 +157,8 @@ def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: Ground
     for c in todo.tolist():
         a, b = cls_off[c], cls_off[c + 1]
         rank[a:b] = np.argsort(-cls_score[a:b])[::-1] if first_fit else np.argsort(cls_score[a:b])
-    ap_t, tied = ops.classes(*args, torch.from_numpy(todo.astype(np.int64)), *rest,
-                             variant=int(first_fit))
+    variant = (None, None, None, 1) if first_fit else ()  # (no tie orders,) the W-TALC variant
+    ap_t, tied = ops.classes(*args, torch.from_numpy(todo.astype(np.int64)), *rest, *variant)
     ap[:, todo] = ap_t.numpy().T
     tied = tied.numpy()
     if tied.size:
