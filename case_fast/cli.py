@@ -146,8 +146,9 @@ def _ground_truth(args):
     gt_path = args.gt
     if gt_path is None:  # the embedded THUMOS14 annotations
         a = assets_dir("thumos14")
-        if args.protocol == "wtalc212":
-            raise UsageError("--protocol wtalc212 needs --gt pointing at the W-TALC annotations folder")
+        if args.protocol != "basnet210":
+            raise UsageError(f"--protocol {args.protocol} needs --gt pointing at the W-TALC annotations "
+                             "folder (the embedded ground truth is BaS-Net's 210 videos)")
         split = args.split_file
         if split is None and args.subset is None:
             split = os.path.join(a, "split_test.txt")
@@ -180,9 +181,12 @@ def _ground_truth(args):
         ambiguous_file=amb), amb
 
 
-def _parse_tiou(text: str):
+def _parse_tiou(text: Optional[str]):
+    """The thresholds of --tiou (None: each protocol's own)."""
     from . import evaluation as ev
 
+    if text is None:
+        return None
     if text == "thumos":
         return ev.THUMOS_TIOU
     if text == "anet":
@@ -196,42 +200,114 @@ def _parse_tiou(text: str):
     return tiou
 
 
+def _eval_protocols(name: str):
+    from . import protocols as P
+
+    return list(P.PROTOCOLS) if name == "all" else [name]
+
+
+def _metrics_json(metrics) -> dict:
+    out = {"protocol": metrics["protocol"], "tiou": list(map(float, metrics["tiou"])),
+           "map": list(map(float, metrics["map"])), "avg": float(metrics["avg"])}
+    out.update({k: float(metrics[k]) for k in ("avg_0.1:0.5", "avg_0.3:0.7") if k in metrics})
+    out["ap"] = [[float(x) for x in row] for row in metrics["ap"]]
+    out["class_names"] = list(metrics["class_names"])
+    out["n_detections"] = int(metrics["n_detections"])
+    return out
+
+
+def _known_only(det, gt, args, note):
+    """basnet210 beside a grid protocol: the predictions on videos of the ground truth; others are
+    refused (as read_results refuses them) unless --allow-unknown drops them with a note."""
+    import numpy as np
+
+    from .data.annotations import DataError
+    from .results import Detections
+
+    known = set(gt.videos)
+    inside = np.array([v in known for v in det.video_names], dtype=bool)
+    if inside.all():
+        return det
+    bad = [v for v, k in zip(det.video_names, inside.tolist()) if not k]
+    if not args.allow_unknown:
+        raise DataError(f"{args.results}: video {bad[0]!r}: unknown video (not in the evaluated split; "
+                        "--allow-unknown drops such videos for basnet210)")
+    note({v: int(n) for v, n in zip(bad, np.bincount(det.video_index, minlength=len(inside))[~inside])})
+    keep = inside[det.video_index]
+    return Detections(det.video[keep], det.label[keep], det.score[keep], det.segment[keep])
+
+
 def cmd_eval(args) -> int:
     from . import evaluation as ev
+    from . import protocols as P
     from .results import read_results
     from .utils import check_writable_path
 
     tiou = _parse_tiou(args.tiou)
-    if args.json:
+    to_stdout = args.json == "-"
+    if args.json and not to_stdout:
         check_writable_path(args.json, "--json")
         _refuse_overwriting(args.json, "--json", [("results file", args.results), ("--gt", args.gt),
                                                   ("--split-file", args.split_file),
                                                   ("--ambiguous-file", args.ambiguous_file)])
+    names = _eval_protocols(args.protocol)
+    protos = [P.get(n) for n in names]
+    if args.ambiguous and any(p.grid for p in protos):
+        raise UsageError(f"--ambiguous is for --protocol basnet210; {args.protocol} filters the "
+                         "ambiguous segments as its released code does")
     gt, ambiguous_source = _ground_truth(args)
-    use_ambiguous = args.protocol == "wtalc212" or args.ambiguous
-    if use_ambiguous and ambiguous_source is None:
-        raise UsageError("--ambiguous / --protocol wtalc212 need the ambiguous segments, and no "
-                         "Ambiguous_test.txt was found beside the ground truth: pass --ambiguous-file "
-                         "(lines 'video start end')")
+    if args.ambiguous and ambiguous_source is None:
+        raise UsageError("--ambiguous needs the ambiguous segments, and no Ambiguous_test.txt was "
+                         "found beside the ground truth: pass --ambiguous-file (lines 'video start end')")
+    if ambiguous_source is None:
+        gt.ambiguous = {}
+        for p in protos:
+            if p.ambiguous == "required":
+                raise UsageError(f"--protocol {p.name} needs Ambiguous_test.txt (the released W-TALC "
+                                 "code fails without it): pass --ambiguous-file or put it in the --gt folder")
+            if p.ambiguous == "optional":
+                print(f"case-fast eval: warning: no Ambiguous_test.txt beside the ground truth: "
+                      f"{p.name} evaluates unfiltered (as the released code does without the file)",
+                      file=sys.stderr)
+    info = sys.stderr if to_stdout else sys.stdout
 
     def note(dropped):
-        names = sorted(dropped)
-        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        shown = ", ".join(sorted(dropped)[:5]) + (" ..." if len(dropped) > 5 else "")
         print(f"case-fast eval: note: --allow-unknown dropped {sum(dropped.values())} prediction(s) on "
-              f"{len(names)} video(s) not in the ground truth: {shown}", file=sys.stderr)
+              f"{len(dropped)} video(s) not in the ground truth: {shown}", file=sys.stderr)
 
-    det = read_results(args.results, gt.class_names, known_videos=gt.videos,
-                          on_unknown=note if args.allow_unknown else None)
-    metrics = ev.evaluate(det, gt, tiou, ambiguous_filter=use_ambiguous)
+    # the grid protocols take predictions on any video (B4: false positives, D3: dropped)
+    any_grid = any(p.grid for p in protos)
+    det = read_results(args.results, gt.class_names, known_videos=None if any_grid else gt.videos,
+                       on_unknown=note if args.allow_unknown and not any_grid else None)
+    results = {}
+    for p in protos:
+        d = det if p.grid or not any_grid else _known_only(det, gt, args, note)
+        results[p.name] = ev.evaluate(d, gt, tiou, protocol=p.name, ambiguous_filter=args.ambiguous)
+    first = results[protos[0].name]
     print(f"{args.results}: {len(det.score)} predictions, {len(gt.videos)} videos, "
-          f"{len(gt.class_names)} classes")
-    print(ev.format_table(metrics))
+          f"{len(gt.class_names)} classes", file=info)
+    for p in protos:
+        unknown = results[p.name]["unknown_videos"]
+        if unknown and p.grid:
+            what = "false positives" if p.unknown_videos == "false_positive" else "dropped"
+            print(f"case-fast eval: note: {p.name}: {sum(unknown.values())} prediction(s) on "
+                  f"{len(unknown)} video(s) outside the ground truth are {what} (as released)",
+                  file=sys.stderr)
+        zeroed = results[p.name].get("zeroed_by")
+        if zeroed:
+            print(f"case-fast eval: note: {p.name}: no prediction of {', '.join(zeroed)}: the released "
+                  "W-TALC code reports 0 at every threshold", file=sys.stderr)
+    print(ev.format_table(first) if len(protos) == 1 else ev.format_protocols(results), file=info)
     if args.json:
-        from .utils import save_json
-        save_json({"tiou": list(map(float, metrics["tiou"])), "map": list(map(float, metrics["map"])),
-                   "avg": float(metrics["avg"]),
-                   "ap": [[float(x) for x in row] for row in metrics["ap"]],
-                   "class_names": list(gt.class_names)}, args.json)
+        payload = (_metrics_json(first) if len(protos) == 1 else
+                   {"protocols": {k: _metrics_json(m) for k, m in results.items()}})
+        if to_stdout:
+            import json
+            print(json.dumps(payload))
+        else:
+            from .utils import save_json
+            save_json(payload, args.json)
     return 0
 
 
@@ -311,12 +387,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ambiguous-file", help="ambiguous segments, lines 'video start end' (default: "
                                             "Ambiguous_test.txt beside the ground truth)")
     e.add_argument("--prefix", default="Thumos14reduced", help="W-TALC file prefix")
-    e.add_argument("--protocol", choices=("basnet210", "wtalc212", "all"), default="basnet210")
-    e.add_argument("--ambiguous", action="store_true", help="drop predictions overlapping ambiguous segments")
-    e.add_argument("--tiou", default="thumos", help="thumos (0.1:0.7), anet (0.5:0.05:0.95) or a comma list")
+    e.add_argument("--protocol", choices=("basnet210", "co2net", "delu", "wtalc", "wtalc212", "all"),
+                   default="basnet210",
+                   help="basnet210: seconds, ActivityNet matching and AP; co2net / delu / wtalc: the "
+                        "numbers of the CO2-Net, DELU and W-TALC evaluators on a W-TALC --gt folder "
+                        "(snippet grid, their ambiguous filter, DELU's length drop, W-TALC's first-fit "
+                        "matching and AP); wtalc212: another name for co2net; all: every protocol side "
+                        "by side (README, docs/protocols.md)")
+    e.add_argument("--ambiguous", action="store_true",
+                   help="basnet210 only: also drop predictions overlapping ambiguous segments in seconds "
+                        "(no released evaluator's rule: co2net / delu / wtalc filter as released)")
+    e.add_argument("--tiou", default=None,
+                   help="thumos (0.1:0.7), anet (0.5:0.05:0.95) or a comma list (default: the "
+                        "protocol's, 0.1:0.7; wtalc 0.1:0.5)")
     e.add_argument("--allow-unknown", action="store_true",
                    help="drop (with a note) predictions on videos absent from the ground truth")
-    e.add_argument("--json", help="also write the metrics here")
+    e.add_argument("--json", help="also write the metrics here ('-': the JSON alone on stdout, the table "
+                                  "on stderr)")
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="parameters and MACs of the configured model")

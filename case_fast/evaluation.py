@@ -73,6 +73,9 @@ __all__ = [
     "results_dict",
     "evaluate",
     "format_table",
+    "format_protocols",
+    "interval_iou",
+    "ambiguous_keep",
 ]
 
 THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -182,7 +185,9 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=None, *, protocol="ba
 
     ``tiou``: the thresholds (default: the protocol's reported ones). ``ambiguous_filter``:
     basnet210 only, drop the predictions that overlap an ambiguous segment in seconds (the grid
-    protocols filter as their released code does whenever ``gt.ambiguous`` holds segments).
+    protocols filter as their released code does whenever ``gt.ambiguous`` holds segments; that the
+    file exists, which ``wtalc`` requires, is for the caller to check: ``case-fast eval``, the
+    trainer's Evaluator).
 
     Returns ``{"protocol", "tiou": [...], "ap": ndarray (n_tiou, n_classes), "map": [per tIoU],
     "avg": mean of "map", "avg_0.1:0.5" / "avg_0.3:0.7" (when those thresholds are all present),
@@ -206,9 +211,6 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=None, *, protocol="ba
                          "ambiguous_filter is for basnet210")
     use_fast = _backend.use_fast(backend, fast.available() and len(thr) <= 64, lambda: RuntimeError(
         "evaluate: backend='fast' needs the compiled extension case_fast._C and at most 64 thresholds"))
-    if proto.ambiguous == "required" and not any(a.shape[0] for a in gt.ambiguous.values()):
-        raise ValueError(f"protocol {proto.name} needs the ambiguous segments (Ambiguous_test.txt); the "
-                         "released code fails without them")
     _check_detections(detections, gt)
     prep = P.prepare(detections, gt, proto, use_fast)
     det, pgt = prep.det, prep.gt
@@ -229,8 +231,8 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=None, *, protocol="ba
     return _summarise(ap, thr, gt, extra, scored)
 
 
-def format_table(metrics: Mapping) -> str:
-    """Two-line table: header of tIoUs and averages, then ``mAP(%)`` values (1 decimal)."""
+def _columns(metrics: Mapping):
+    """(headings, values in %) of one evaluation: its tIoUs, then its averages."""
     thr = list(metrics["tiou"])
     heads = [f"{t:g}" for t in thr]
     vals = [100.0 * m for m in metrics["map"]]
@@ -239,12 +241,44 @@ def format_table(metrics: Mapping) -> str:
             heads.append(key[4:])
             vals.append(100.0 * metrics[key])
     is_thumos = len(thr) == len(THUMOS_TIOU) and np.allclose(thr, THUMOS_TIOU)
-    heads.append("0.1:0.7" if is_thumos else "avg")
-    vals.append(100.0 * metrics["avg"])
+    if not (len(thr) == 5 and "avg_0.1:0.5" in metrics):  # (else the same number as 0.1:0.5)
+        heads.append("0.1:0.7" if is_thumos else "avg")
+        vals.append(100.0 * metrics["avg"])
+    return heads, vals
+
+
+def _heading(metrics: Mapping) -> str:
+    from .protocols import get
+
+    proto = get(metrics.get("protocol", "basnet210"))
+    return f"protocol {proto.name}: reproduces {proto.reproduces}"
+
+
+def format_table(metrics: Mapping) -> str:
+    """The protocol and the code it reproduces, then the header of tIoUs and averages and the
+    ``mAP(%)`` values (1 decimal)."""
+    heads, vals = _columns(metrics)
     w = max(7, max(len(h) for h in heads) + 1)
     line1 = "tIoU    " + "".join(h.rjust(w) for h in heads)
     line2 = "mAP(%)  " + "".join(f"{v:.1f}".rjust(w) for v in vals)
-    return line1 + "\n" + line2
+    return _heading(metrics) + "\n" + line1 + "\n" + line2
+
+
+def format_protocols(results: Mapping[str, Mapping]) -> str:
+    """Several protocols' evaluations of one results file side by side: one row each (mAP %, 1
+    decimal; blank where a protocol does not report that column), then what each reproduces."""
+    cols = {name: dict(zip(*_columns(m))) for name, m in results.items()}
+    heads = []
+    for c in cols.values():
+        heads += [h for h in c if h not in heads]
+    nums = sorted((h for h in heads if ":" not in h and h != "avg"), key=float)
+    heads = nums + [h for h in heads if h not in nums]
+    w = max(7, max(len(h) for h in heads) + 1)
+    n = max(10, max(len(k) for k in results) + 2)
+    lines = ["tIoU".ljust(n) + "".join(h.rjust(w) for h in heads)]
+    for name, c in cols.items():
+        lines.append(name.ljust(n) + "".join((f"{c[h]:.1f}" if h in c else "").rjust(w) for h in heads))
+    return "\n".join(["mAP(%) by protocol"] + lines + [_heading(m) for m in results.values()])
 
 
 def _interpolated_ap(tp: np.ndarray, n_gt: int) -> float:
