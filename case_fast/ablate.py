@@ -295,8 +295,7 @@ def _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick, 
 
     # gloo: only Python objects travel between the ranks; a rank that is done waits for the
     # others' runs at the final gather, hence the long timeout
-    pg = distributed.init("cpu", timeout_s=7 * 24 * 3600.0)
-    try:
+    with distributed.process_group("cpu", timeout_s=7 * 24 * 3600.0) as pg:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", pg.world))
         threads = max(1, available_cores() // max(1, local_world))
         mine = [j for i, j in enumerate(plan) if i % pg.world == pg.rank]
@@ -330,8 +329,6 @@ def _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick, 
         allres = [r for part in gathered for r in part]
         return _report(names, allres, config, seeds, out, base_overrides, quick, retrain_test_rows,
                        pg.world, threads, time.time() - t0, log, world=pg.world)
-    finally:
-        distributed.shutdown()
 
 
 def _report(names, results, config, seeds, out, base_overrides, quick, retrain_test_rows, n_jobs,

@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from typing import List, Optional
 
 
@@ -45,10 +46,7 @@ def cmd_train(args) -> int:
 
     cfg = _load(args)
     run_dir = args.out or os.path.join("runs", f"{cfg.name}-seed{cfg.train.seed}")
-    pg = None
-    if distributed.launched():
-        pg = distributed.init(resolve_device(cfg.train.device).type)
-    try:
+    with distributed.process_group(resolve_device(cfg.train.device).type) as pg:
         t0 = time.time()
         best = train(cfg, run_dir, restart=args.restart, pg=pg)
         if pg is None or pg.is_main:
@@ -57,9 +55,6 @@ def cmd_train(args) -> int:
             table_path = os.path.join(run_dir, "best_table.txt")
             with open(table_path) as f:
                 print(f.read().rstrip())
-    finally:
-        if pg is not None:
-            distributed.shutdown()
     return 0
 
 
@@ -445,10 +440,29 @@ def _message(e: BaseException) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command. User errors (configuration, data, files, options, OS errors on inputs and
     outputs) end with one line ``case-fast <cmd>: error: <message>`` on stderr and exit status 2;
-    ``CASE_FAST_DEBUG=1`` shows the traceback instead."""
+    ``CASE_FAST_DEBUG=1`` shows the traceback instead. A torchrun worker does not return: it ends
+    with the status through ``distributed.exit_worker``."""
+    args = build_parser().parse_args(argv)
+    from . import distributed
+    try:
+        code = _run(args)
+    except SystemExit as e:
+        if not distributed.joined():
+            raise
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        if not distributed.joined():
+            raise
+        traceback.print_exc()
+        code = 1
+    if distributed.joined():   # a torchrun worker ends here, past the process group's teardown
+        distributed.exit_worker(code)
+    return code
+
+
+def _run(args) -> int:
     import yaml
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
