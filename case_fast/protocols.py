@@ -71,9 +71,13 @@ def get(name: str) -> Protocol:
 def to_snippets(seconds: np.ndarray) -> np.ndarray:
     """Prediction times in snippets (A3): ``(sec * 25) / 16`` in float64, snapped to the nearest
     integer when within 1e-6 of it."""
-    u = np.asarray(seconds, dtype=np.float64) * 25.0 / 16.0
-    r = np.round(u)
-    return np.where(np.abs(u - r) <= SNAP, r, u)
+    u = np.asarray(seconds, dtype=np.float64) * 25.0
+    u /= 16.0
+    r = np.rint(u)
+    d = u - r
+    np.abs(d, out=d)
+    np.copyto(u, r, where=d <= SNAP)
+    return u
 
 
 def gt_to_snippets(seconds: np.ndarray) -> np.ndarray:

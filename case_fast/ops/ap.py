@@ -90,25 +90,34 @@ def evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_f
 def _tie_orders(tied, cls_off, cls_order, seg, codes, lut, g_seg, g_off, n_vid, lowest):
     """numpy's candidate order for the predictions at class-major positions ``tied`` (sorted):
     (tied, offsets, GT indices in the class), each list the prefix with tIoU >= ``lowest`` of
-    ``np.argsort(tiou)[::-1]`` over the video's GT of the class (the reference's expression and
-    the reference's 1-D argsort call, hence numpy's tie order)."""
+    ``np.argsort(tiou)[::-1]`` over the video's GT of the class (the reference's expression; the
+    argsort of a (class, video) group's rows at once sorts each row by the same routine as the
+    reference's 1-D call, hence numpy's tie order)."""
     cls = np.searchsorted(cls_off, tied, side="right") - 1
     pred = cls_order[tied]
     vid = codes[pred] if lut is None else lut[codes[pred]]
     grp = cls * n_vid + vid
-    lists = [None] * tied.size
-    for g in np.unique(grp).tolist():  # the tIoUs of one (class, video) group at once
-        rows = np.flatnonzero(grp == g)
+    perm = np.argsort(grp, kind="stable")  # the tied predictions by group, in order inside one
+    bounds = np.flatnonzero(np.diff(grp[perm])) + 1
+    counts_p, flat_p = [], []
+    for rows in np.split(perm, bounds):  # the tIoUs of one (class, video) group at once
+        g = int(grp[rows[0]])
         a, b = g_off[g], g_off[g + 1]
         ious = interval_iou(seg[pred[rows], 0][:, None], seg[pred[rows], 1][:, None],
                             g_seg[a:b, 0][None, :], g_seg[a:b, 1][None, :])
-        first = a - g_off[(g // n_vid) * n_vid]  # the group's first GT index in the class
-        for r, row in zip(rows.tolist(), ious):
-            order = np.argsort(row)[::-1]
-            lists[r] = order[row[order] >= lowest] + first
-    offsets = np.zeros(len(lists) + 1, np.int64)
-    np.cumsum([len(x) for x in lists], out=offsets[1:])
-    return tied.astype(np.int64), offsets, np.concatenate(lists).astype(np.int64)
+        order = np.argsort(ious, axis=1)[:, ::-1]
+        keep = np.take_along_axis(ious, order, axis=1) >= lowest  # a prefix of each row
+        counts_p.append(keep.sum(axis=1))
+        flat_p.append(order[keep] + (a - g_off[(g // n_vid) * n_vid]))  # GT index in the class
+    counts_p, flat_p = np.concatenate(counts_p), np.concatenate(flat_p)
+    starts_p = np.cumsum(counts_p) - counts_p
+    pos = np.empty_like(perm)
+    pos[perm] = np.arange(perm.size)  # tied prediction r is row pos[r] in group order
+    counts = counts_p[pos]
+    offsets = np.zeros(tied.size + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    take = np.repeat(starts_p[pos] - offsets[:-1], counts) + np.arange(offsets[-1])
+    return tied.astype(np.int64), offsets, flat_p[take].astype(np.int64)
 
 
 def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: GroundTruth, thr,
