@@ -1,4 +1,7 @@
-"""Detection evaluation: ActivityNet-style mAP (method.md §6). The results files it reads are in
+"""Detection evaluation: ActivityNet-style mAP (method.md §6) under each protocol of
+``case_fast/protocols.py`` (basnet210, co2net, delu, wtalc): a protocol prepares the input (snippet
+grid, ambiguous filter, length drop, unknown videos) and this one matching/AP path scores it, with
+W-TALC's first-fit matching and precision-sum AP as its one variant. The results files it reads are in
 ``case_fast/results.py`` (:class:`Detections`), the ground truth in ``case_fast/ground_truth.py``
 (:class:`GroundTruth`); both are also importable from here, as before.
 
@@ -6,7 +9,7 @@ Two backends compute the same average precisions, bit for bit:
 
 * ``backend="reference"`` — :func:`_evaluate_reference`, the straightforward per-prediction loop.
   It is the specification in executable form; read it first.
-* ``backend="fast"`` (default) — ``case_fast/ops/ap.py`` driving the compiled ops
+* ``backend="fast"`` (taken by the default ``"auto"`` when built) — ``case_fast/ops/ap.py`` driving the compiled ops
   (csrc/cpu/ap_cpu.cpp): ``ap_group`` checks
   the predictions and groups them by class; then each class is ranked in NumPy (the same ``np.argsort`` call on the same array as the reference,
   which fixes the tie order) and ``ap_classes`` finds each prediction's candidate GT segments
@@ -15,7 +18,7 @@ Two backends compute the same average precisions, bit for bit:
   reproduced); the ambiguous filter by ``ambiguous_keep``. The rare predictions whose candidate
   GT segments tie in tIoU are returned by ``ap_classes`` and their classes computed again with
   numpy's order of those candidates. Without the compiled extension (or for more than 64
-  thresholds) it runs the reference.
+  thresholds) ``"auto"`` runs the reference and ``"fast"`` is an error.
 
 Rules (both backends)
 ---------------------
@@ -43,7 +46,10 @@ Rules (both backends)
   ``gt.class_names``.
 * Predictions on a video that is not in ``gt.videos`` are an error (a results file for the wrong
   split), reported with a few of the unknown names. Labels must be class indices in range.
-* ``ambiguous_filter=True`` (W-TALC 212-video protocol): before anything else, every prediction
+* W-TALC's variant (``protocol="wtalc"``): ranked by ``np.argsort(-scores)``; each prediction takes
+  the first unmatched segment in GroundTruth order whose tIoU reaches the threshold (first fit);
+  AP = sum over the TPs of the precision at their rank, over n_gt (not interpolated).
+* ``ambiguous_filter=True`` (basnet210 only; no released evaluator's rule): before anything else, every prediction
   whose interval overlaps (intersection of positive length, i.e. tIoU > 0) any ambiguous segment
   of its video (``gt.ambiguous``) is dropped. The rest keep their input order.
 """

@@ -19,6 +19,8 @@
 //      at which it is matched; each threshold goes to the prediction's first candidate that
 //      reaches it and is still free there;
 //   3. the AP of each threshold from its TP ranks.
+//   Variant 1 (W-TALC's detectionMAP, the protocol `wtalc`): the candidates in GT order instead
+//   (first fit; ties cannot matter) and the AP = (sum of k / r_k over the TPs) / n_gt.
 // tIoU is the reference's float64 expression
 //   inter = min(e, ge) - max(s, gs);  tIoU = inter > 0 ? inter / (((e - s) + (ge - gs)) - inter) : 0.
 // The AP of (threshold, class) is summed as the reference does: the terms
