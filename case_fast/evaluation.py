@@ -215,8 +215,10 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=None, *, protocol="ba
     if ambiguous_filter and proto.grid:
         raise ValueError(f"protocol {proto.name} filters ambiguous segments as its released code does; "
                          "ambiguous_filter is for basnet210")
-    use_fast = _backend.use_fast(backend, fast.available() and len(thr) <= 64, lambda: RuntimeError(
-        "evaluate: backend='fast' needs the compiled extension case_fast._C and at most 64 thresholds"))
+    runs = fast.available_first_fit() if proto.first_fit else fast.available()
+    use_fast = _backend.use_fast(backend, runs and len(thr) <= 64, lambda: RuntimeError(
+        "evaluate: backend='fast' needs the compiled extension case_fast._C (rebuilt from these "
+        "sources for protocol wtalc) and at most 64 thresholds"))
     _check_detections(detections, gt)
     prep = P.prepare(detections, gt, proto, use_fast)
     det, pgt = prep.det, prep.gt

@@ -10,8 +10,8 @@ written down with their sources in the contract PROTOCOLS.md (sections A-D, cite
   outside the ground truth are false positives. ``wtalc212`` is a name for it.
 * ``delu`` (ECCV2022-DELU's eval): ``co2net`` plus the drop of every prediction of one snippet or
   less (C2).
-* ``wtalc`` (wtalc-pytorch's detectionMAP): the grid with truncated predictions, first-fit matching
-  in ground-truth order, the sum of precisions at the true positives (not interpolated), 0 for a
+* ``wtalc`` (wtalc-pytorch's detectionMAP): the grid with truncated predictions taken video by
+  video in the ground truth's video order, first-fit matching in ground-truth order, the sum of precisions at the true positives (not interpolated), 0 for a
   whole threshold when a class has no prediction; predictions on videos outside the ground truth
   are dropped.
 
@@ -164,11 +164,16 @@ def prepare(det: Detections, gt: GroundTruth, proto: Protocol, use_fast: bool = 
     if not proto.grid:
         return Prepared(det, gt, 0, 0, unknown)
 
-    if proto.unknown_videos == "drop":  # A1: only the videos with ground truth carry predictions
+    if proto.unknown_videos == "drop":
+        # D3: W-TALC takes the predictions video by video in its video order (A1: the videos with
+        # ground truth; the others' predictions are dropped), each video's in results order
+        position = {v: i for i, v in enumerate(gt.videos)}
         with_gt = set(gt.video.tolist())
-        evaluated = np.array([v in with_gt for v in names], dtype=bool)
-        if len(det) and not evaluated[codes].all():
-            det = _subset(det, evaluated[codes])
+        key = np.array([position[v] if v in with_gt else -1 for v in names], dtype=np.int64)[codes]
+        order = np.argsort(key, kind="stable")
+        order = order[key[order] >= 0]
+        if order.size != len(det) or (order.size and (np.diff(order) < 0).any()):
+            det = _subset(det, order)
     seg = to_snippets(det.segment)
     cells = np.trunc(seg)  # int(u): the index range of A4 / D4
     n_amb = 0

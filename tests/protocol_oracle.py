@@ -94,8 +94,10 @@ def anet(gt, preds, ambiguous, thresholds, drop_short=False):
 
 
 def wtalc(gt, preds, ambiguous, thresholds):
-    """W-TALC (D): mAP (fraction) per threshold."""
+    """W-TALC (D): mAP (fraction) per threshold; the predictions are taken video by video in the
+    ground truth's video order (``gt``'s keys), each video's in the given order."""
     classes = _classes(gt)
+    preds = [p for v in gt for p in preds if p[0] == v]
     gtlist = {c: [(v, round(s * F), round(e * F)) for v, segs in gt.items() for cc, s, e in segs
                   if cc == c] for c in classes}
     out = []

@@ -13,7 +13,7 @@ from case_fast import protocols as P
 from case_fast.cli import main
 from case_fast.evaluation import Detections, GroundTruth, evaluate
 
-BACKENDS = ["reference"] + (["fast"] if ap_fast.available() else [])
+BACKENDS = ["reference"] + (["fast"] if ap_fast.available_first_fit() else [])
 SNIP = 16 / 25  # seconds per snippet
 
 
@@ -144,6 +144,15 @@ def test_unknown_videos(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_wtalc_takes_videos_in_its_order(backend):
+    """D3: W-TALC's input is video by video in its (videoname.npy) order, whatever the results
+    file's order: with tied scores, A's TP ranks before B's FP (AP 1), not after (1/2)."""
+    gt = _gt([("A", 0, 0, 6.4), ("B", 1, 0, 6.4)])
+    det = _det([("B", 0, 0.5, 0, 6.4), ("B", 1, 0.5, 0, 6.4), ("A", 0, 0.5, 0, 6.4)])
+    assert _ap(det, gt, "wtalc", (0.5,), backend).tolist() == [1.0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_zero_over_zero_tiou(backend):
     """B2: two zero-length segments have tIoU 0/0 = NaN, which passes every threshold: a
     zero-length prediction anywhere in the video takes the zero-length GT [82, 82] (one of them;
@@ -166,6 +175,18 @@ def test_numpy_tie_order_of_candidates(backend):
     det = _det([("A", 0, 0.9, 2 * SNIP, 6 * SNIP), ("A", 0, 0.8, 4 * SNIP, 8 * SNIP),
                 ("A", 1, 0.5, 0, 5)])
     assert _ap(det, gt, "co2net", (0.3,), backend).tolist() == [0.5]
+
+
+def test_backend_words(monkeypatch):
+    """evaluate takes case_fast.ops' words: 'auto' runs the reference when the ops are missing,
+    'fast' is then an error (never silently the reference)."""
+    det, gt = _det([("A", 0, 0.5, 0, 1)]), _gt([("A", 0, 0, 1)], n_cls=1)
+    monkeypatch.setattr(ap_fast, "available", lambda: False)
+    monkeypatch.setattr(ap_fast, "available_first_fit", lambda: False)
+    assert evaluate(det, gt, backend="auto")["map"] == [1.0] * 7
+    for proto in ("basnet210", "wtalc"):
+        with pytest.raises(RuntimeError, match="backend='fast'"):
+            evaluate(det, gt, protocol=proto, backend="fast")
 
 
 def test_protocol_names():

@@ -28,6 +28,13 @@ def available() -> bool:
     return _ap_ops() is not None
 
 
+def available_first_fit() -> bool:
+    """True when the built ``ap_classes`` has W-TALC's variant (an extension built from older
+    sources has not: the protocol ``wtalc`` then runs the reference under backend='auto')."""
+    ops = _ap_ops()
+    return ops is not None and "variant" in str(ops.classes.default._schema)
+
+
 def _ap_ops() -> Optional[_ApOps]:
     """The compiled AP ops when the extension is built, else None."""
     import torch
