@@ -31,8 +31,11 @@ def available() -> bool:
 def available_first_fit() -> bool:
     """True when the built ``ap_classes`` has W-TALC's variant (an extension built from older
     sources has not: the protocol ``wtalc`` then runs the reference under backend='auto')."""
-    ops = _ap_ops()
-    return ops is not None and "variant" in str(ops.classes.default._schema)
+    if _ap_ops() is None:
+        return False
+    import torch
+
+    return "variant" in str(torch.ops.case_fast.ap_classes.default._schema)
 
 
 def _ap_ops() -> Optional[_ApOps]:
