@@ -71,7 +71,8 @@ def test_opcheck_ap_ops(monkeypatch):
     ev.evaluate(det, gt, ev.THUMOS_TIOU, ambiguous_filter=True)
     ev.evaluate(det, gt, protocol="wtalc")  # ap_classes' W-TALC variant
     assert all(calls.values()), {k: len(v) for k, v in calls.items()}
-    assert any(len(args) == 14 and args[-1] == 1 for args in calls["classes"])
+    assert any(len(args) == 14 and args[-1] == 1 for args in calls["classes"]) == \
+        ap_fast.available_first_fit()
     for name, recorded in calls.items():
         op = getattr(torch.ops.case_fast, "ap_group" if name == "group" else
                      "ap_classes" if name == "classes" else name).default
