@@ -1,8 +1,13 @@
 """The ``case-fast`` command line: train, detect, eval, info (and profile, ablate, plot).
 
 Every subcommand that takes a configuration accepts ``--config NAME|PATH`` (bundled names:
-``case-fast info --list``) followed by any number of ``section.key=value`` overrides
-(``case-fast info --fields`` lists every key with its default and meaning).
+``case-fast info --list``; default for every command: ``synthetic``, the embedded synthetic set)
+followed by any number of ``section.key=value`` overrides (``case-fast info --fields`` lists every
+key with its value and meaning).
+
+Output: results and messages on stdout, warnings and errors on stderr, a progress bar on stderr
+when it is a terminal; ``-q/--quiet`` keeps only warnings and errors; ``-`` as an output file is
+stdout (the messages then go to stderr). Under torchrun only rank 0 prints.
 
 Errors: a bad configuration, bad data, a bad or unreadable file, or an OS error on an input or
 output (read-only or full disk, a folder where a file is expected) ends the command with one line
@@ -15,15 +20,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import traceback
 from typing import List, Optional
 
 
-def _add_config_args(p: argparse.ArgumentParser, default: Optional[str] = "synthetic") -> None:
-    p.add_argument("--config", "-c", default=default,
+DEFAULT_CONFIG = "synthetic"   # every command's default configuration: the embedded synthetic set
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG,
                    help="bundled config name (synthetic, synthetic_full, thumos14, thumos14_wtalc, "
-                        "anet12, anet13) or a YAML path (default: %(default)s)")
+                        "anet12, anet13) or a YAML path (default: %(default)s, the embedded synthetic set)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="config overrides, e.g. train.seed=2 data.root=/data/THUMOS14")
 
@@ -37,6 +44,24 @@ class UsageError(ValueError):
     """A command-line option is wrong or options contradict each other."""
 
 
+def _to_stdout(path: Optional[str]) -> bool:
+    return path == "-"
+
+
+def _say_for(data_path: Optional[str]):
+    """The function printing a command's messages: stdout, or stderr when ``data_path`` is '-' (the
+    data then has stdout to itself); nothing with --quiet."""
+    from .console import console
+
+    if not _to_stdout(data_path):
+        return console.show
+
+    def to_stderr(msg: str) -> None:
+        if console.speaks and not console.quiet:
+            print(msg, file=sys.stderr, flush=True)
+    return to_stderr
+
+
 def cmd_train(args) -> int:
     """Under torchrun (WORLD_SIZE > 1) every process joins the job's process group and trains its
     slice of the global batch; rank 0 writes the run directory and prints."""
@@ -47,14 +72,7 @@ def cmd_train(args) -> int:
     cfg = _load(args)
     run_dir = args.out or os.path.join("runs", f"{cfg.name}-seed{cfg.train.seed}")
     with distributed.process_group(resolve_device(cfg.train.device).type) as pg:
-        t0 = time.time()
-        best = train(cfg, run_dir, restart=args.restart, pg=pg)
-        if pg is None or pg.is_main:
-            print(f"\nselected evaluation (train.select={cfg.train.select}) at step {best['step']} "
-                  f"({time.time() - t0:.0f}s) - {run_dir}")
-            table_path = os.path.join(run_dir, "best_table.txt")
-            with open(table_path) as f:
-                print(f.read().rstrip())
+        train(cfg, run_dir, restart=args.restart, pg=pg)   # prints the selected evaluation's table
     return 0
 
 
@@ -104,12 +122,15 @@ def _check_model_overrides(cfg, overrides, checkpoint: str) -> None:
 def cmd_detect(args) -> int:
     from .config import apply_overrides
     from .data import load_splits
-    from .inference import detect, to_results_dict
+    from .inference import detect
+    from .results import results_dict
     from .checkpoint import load_checkpoint
-    from .utils import Progress, check_writable_path, resolve_device, save_json
+    from .console import Progress
+    from .utils import check_writable_path, resolve_device, save_json
 
-    check_writable_path(args.out, "--out")
-    _refuse_overwriting(args.out, "--out", [("checkpoint", args.checkpoint)])
+    if not _to_stdout(args.out):
+        check_writable_path(args.out, "--out")
+        _refuse_overwriting(args.out, "--out", [("checkpoint", args.checkpoint)])
     device = resolve_device(args.device)
     model, q_c, cfg = load_checkpoint(args.checkpoint, device)
     _check_model_overrides(cfg, args.overrides, args.checkpoint)
@@ -117,9 +138,10 @@ def cmd_detect(args) -> int:
     (dataset,) = load_splits(cfg.data, cfg.model.num_classes, cfg.k, (args.split,))
     bar = Progress(len(dataset), "detect", True)
     props = detect(model, dataset, q_c, cfg, device, progress=bar.update)
-    save_json(to_results_dict(props, dataset.class_names), args.out, None)
+    save_json(results_dict(props, dataset.class_names, cfg.to_dict(), args.split), args.out, None)
     n = sum(len(p) for p in props.values())
-    print(f"wrote {n} detections for {len(props)} videos to {args.out}")
+    _say_for(args.out)(f"wrote {n} detections for {len(props)} videos to "
+                       + ("stdout" if _to_stdout(args.out) else args.out))
     return 0
 
 
@@ -141,9 +163,6 @@ def _ground_truth(args):
     gt_path = args.gt
     if gt_path is None:  # the embedded THUMOS14 annotations
         a = assets_dir("thumos14")
-        if args.protocol != "basnet210":
-            raise UsageError(f"--protocol {args.protocol} needs --gt pointing at the W-TALC annotations "
-                             "folder (the embedded ground truth is BaS-Net's 210 videos)")
         split = args.split_file
         if split is None and args.subset is None:
             split = os.path.join(a, "split_test.txt")
@@ -195,10 +214,15 @@ def _parse_tiou(text: Optional[str]):
     return tiou
 
 
-def _eval_protocols(name: str):
-    from . import protocols as P
+def _coverage_note(det, gt) -> Optional[str]:
+    """One line when ground-truth videos got no prediction at all."""
+    import numpy as np
 
-    return list(P.PROTOCOLS) if name == "all" else [name]
+    have = {det.video_names[i] for i in np.unique(det.video_index)} if len(det) else set()
+    missing = sum(1 for v in gt.videos if v not in have)
+    if not missing:
+        return None
+    return f"case-fast eval: note: {missing} of {len(gt.videos)} ground-truth videos have no prediction"
 
 
 def _metrics_json(metrics) -> dict:
@@ -213,7 +237,7 @@ def _metrics_json(metrics) -> dict:
 
 def _known_only(det, gt, args, note):
     """basnet210 beside a grid protocol: the predictions on videos of the ground truth; others are
-    refused (as read_results refuses them) unless --allow-unknown drops them with a note."""
+    refused unless --allow-unknown drops them with a note."""
     import numpy as np
 
     from .data.annotations import DataError
@@ -232,106 +256,158 @@ def _known_only(det, gt, args, note):
     return Detections(det.video[keep], det.label[keep], det.score[keep], det.segment[keep])
 
 
+def _ambiguous_rules(protos, args, gt, ambiguous_source) -> None:
+    """--ambiguous is basnet210's; without an ambiguous file co2net / delu evaluate unfiltered (as
+    released, with a warning) and wtalc is refused (the released code fails)."""
+    if args.ambiguous and any(p.grid for p in protos):
+        raise UsageError(f"--ambiguous is for --protocol basnet210; {args.protocol} filters the "
+                         "ambiguous segments as its released code does")
+    if args.ambiguous and ambiguous_source is None:
+        raise UsageError("--ambiguous needs the ambiguous segments, and no Ambiguous_test.txt was "
+                         "found beside the ground truth: pass --ambiguous-file (lines 'video start end')")
+    if ambiguous_source is not None:
+        return
+    gt.ambiguous = {}
+    for p in protos:
+        if p.ambiguous == "required":
+            raise UsageError(f"--protocol {p.name} needs Ambiguous_test.txt (the released W-TALC code "
+                             "fails without it): pass --ambiguous-file or put it in the --gt folder")
+        if p.ambiguous == "optional":
+            print(f"case-fast eval: warning: no Ambiguous_test.txt beside the ground truth: {p.name} "
+                  "evaluates unfiltered (as the released code does without the file)", file=sys.stderr)
+
+
 def cmd_eval(args) -> int:
     from . import evaluation as ev
     from . import protocols as P
-    from .results import read_results
+    from .data.annotations import DataError, load_json
+    from .evaluator import evaluation_protocol
+    from .ground_truth import ground_truth_of_run
+    from .results import detections_from_results
     from .utils import check_writable_path
 
     tiou = _parse_tiou(args.tiou)
-    to_stdout = args.json == "-"
-    if args.json and not to_stdout:
+    say = _say_for(args.json)
+    if args.json and not _to_stdout(args.json):
         check_writable_path(args.json, "--json")
         _refuse_overwriting(args.json, "--json", [("results file", args.results), ("--gt", args.gt),
                                                   ("--split-file", args.split_file),
                                                   ("--ambiguous-file", args.ambiguous_file)])
-    names = _eval_protocols(args.protocol)
-    protos = [P.get(n) for n in names]
-    if args.ambiguous and any(p.grid for p in protos):
-        raise UsageError(f"--ambiguous is for --protocol basnet210; {args.protocol} filters the "
-                         "ambiguous segments as its released code does")
-    gt, ambiguous_source = _ground_truth(args)
-    if args.ambiguous and ambiguous_source is None:
-        raise UsageError("--ambiguous needs the ambiguous segments, and no Ambiguous_test.txt was "
-                         "found beside the ground truth: pass --ambiguous-file (lines 'video start end')")
-    if ambiguous_source is None:
-        gt.ambiguous = {}
-        for p in protos:
-            if p.ambiguous == "required":
-                raise UsageError(f"--protocol {p.name} needs Ambiguous_test.txt (the released W-TALC "
-                                 "code fails without it): pass --ambiguous-file or put it in the --gt folder")
-            if p.ambiguous == "optional":
-                print(f"case-fast eval: warning: no Ambiguous_test.txt beside the ground truth: "
-                      f"{p.name} evaluates unfiltered (as the released code does without the file)",
-                      file=sys.stderr)
-    info = sys.stderr if to_stdout else sys.stdout
+    results = load_json(args.results, "results file")
+    run = None   # a case-fast results file is scored on the ground truth of its own run
+    if args.gt is None and args.split_file is None and args.subset is None:
+        run = ground_truth_of_run(results, args.results)
+    protocol = args.protocol or "basnet210"
+    if run is not None:
+        gt, run_cfg, split = run
+        ambiguous_source = "the run's annotations" if gt.ambiguous else None
+        protocol = args.protocol or evaluation_protocol(run_cfg)
+        source = f"the run's ground truth ({run_cfg.name}, {split} split)"
+    else:
+        if args.gt is None and protocol != "basnet210":
+            raise UsageError(f"--protocol {protocol} needs --gt pointing at the W-TALC annotations "
+                             "folder (the embedded ground truth is BaS-Net's 210 videos)")
+        gt, ambiguous_source = _ground_truth(args)
+        source = args.gt or "embedded THUMOS14"
+    protos = [P.get(n) for n in (list(P.PROTOCOLS) if protocol == "all" else [protocol])]
+    _ambiguous_rules(protos, args, gt, ambiguous_source)
 
     def note(dropped):
-        shown = ", ".join(sorted(dropped)[:5]) + (" ..." if len(dropped) > 5 else "")
+        names = sorted(dropped)
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
         print(f"case-fast eval: note: --allow-unknown dropped {sum(dropped.values())} prediction(s) on "
-              f"{len(dropped)} video(s) not in the ground truth: {shown}", file=sys.stderr)
+              f"{len(names)} video(s) not in the ground truth: {shown}", file=sys.stderr)
 
     # the grid protocols take predictions on any video (B4: false positives, D3: dropped)
     any_grid = any(p.grid for p in protos)
-    det = read_results(args.results, gt.class_names, known_videos=None if any_grid else gt.videos,
-                       on_unknown=note if args.allow_unknown and not any_grid else None)
-    results = {}
+    if (not any_grid and not args.allow_unknown and isinstance(results, dict)
+            and isinstance(results.get("results"), dict)):
+        known = set(gt.videos)
+        unknown = [v for v in results["results"] if v not in known]
+        if unknown:
+            raise DataError(f"{args.results}: {len(unknown)} video(s) with predictions are not in the "
+                            f"ground truth ({source}), e.g. {unknown[0]!r}; --allow-unknown drops them")
+    det = detections_from_results(results, gt.class_names, known_videos=None if any_grid else gt.videos,
+                                  source=args.results,
+                                  on_unknown=note if args.allow_unknown and not any_grid else None)
+    missing = _coverage_note(det, gt)
+    if missing:
+        print(missing, file=sys.stderr)
+    scored = {}
     for p in protos:
         d = det if p.grid or not any_grid else _known_only(det, gt, args, note)
-        results[p.name] = ev.evaluate(d, gt, tiou, protocol=p.name, ambiguous_filter=args.ambiguous)
-    first = results[protos[0].name]
-    print(f"{args.results}: {len(det.score)} predictions, {len(gt.videos)} videos, "
-          f"{len(gt.class_names)} classes", file=info)
+        scored[p.name] = ev.evaluate(d, gt, tiou, protocol=p.name, ambiguous_filter=args.ambiguous)
+    say(f"{args.results}: {len(det.score)} predictions, {len(gt.videos)} videos, "
+        f"{len(gt.class_names)} classes; ground truth: {source}")
     for p in protos:
-        unknown = results[p.name]["unknown_videos"]
+        unknown = scored[p.name]["unknown_videos"]
         if unknown and p.grid:
             what = "false positives" if p.unknown_videos == "false_positive" else "dropped"
             print(f"case-fast eval: note: {p.name}: {sum(unknown.values())} prediction(s) on "
                   f"{len(unknown)} video(s) outside the ground truth are {what} (as released)",
                   file=sys.stderr)
-        zeroed = results[p.name].get("zeroed_by")
+        zeroed = scored[p.name].get("zeroed_by")
         if zeroed:
             print(f"case-fast eval: note: {p.name}: no prediction of {', '.join(zeroed)}: the released "
                   "W-TALC code reports 0 at every threshold", file=sys.stderr)
-    print(ev.format_table(first) if len(protos) == 1 else ev.format_protocols(results), file=info)
+    first = scored[protos[0].name]
+    say(ev.format_table(first) if len(protos) == 1 else ev.format_protocols(scored))
     if args.json:
-        payload = (_metrics_json(first) if len(protos) == 1 else
-                   {"protocols": {k: _metrics_json(m) for k, m in results.items()}})
-        if to_stdout:
-            import json
-            print(json.dumps(payload))
-        else:
-            from .utils import save_json
-            save_json(payload, args.json)
+        from .utils import save_json
+        save_json(_metrics_json(first) if len(protos) == 1 else
+                  {"protocols": {k: _metrics_json(m) for k, m in scored.items()}}, args.json)
     return 0
 
 
 def cmd_info(args) -> int:
     from .config import available_configs, field_table
+    from .console import console
+
+    if args.json and not _to_stdout(args.json):
+        from .utils import check_writable_path
+        check_writable_path(args.json, "--json")
+
+    def out(text: str, data) -> None:
+        if args.json:
+            from .utils import save_json
+            save_json(data, args.json)
+            if _to_stdout(args.json):
+                return
+        console.show(text)
 
     if args.list:
-        print("bundled configs: " + ", ".join(available_configs()))
+        names = available_configs()
+        out("bundled configs: " + ", ".join(names), {"configs": names})
         return 0
+    cfg = _load(args)
     if args.fields:
         import json
-        print("configuration fields (section.key=value on the command line; default; meaning):")
-        for key, tp, default, doc in field_table():
-            print(f"  {key:<26} {tp:<20} {json.dumps(default):<14} {doc}")
+        rows = field_table(cfg)
+        out("\n".join([f"configuration fields of {cfg.name} (section.key=value on the command line; "
+                       "value in this config; meaning):"]
+                      + [f"  {key:<26} {tp:<20} {json.dumps(value):<14} {doc}" for key, tp, value, doc in rows]),
+            {"config": cfg.name, "fields": [{"key": k, "type": tp, "value": v, "meaning": doc}
+                                            for k, tp, v, doc in rows]})
         return 0
     from .model import CaseModel, count_macs, count_parameters
-    cfg = _load(args)
     model = CaseModel(cfg.model)
     params = count_parameters(model)
     per_stream = count_parameters(model.rgb)
     t = cfg.data.num_segments
     macs = count_macs(model, t)
-    print(f"config: {cfg.name} (mode {cfg.train.mode})")
-    print(f"model: 2 streams x (D={cfg.model.stream_dim} -> {cfg.model.hidden_dim}), "
-          f"G={cfg.model.num_classes} classes, K={cfg.model.num_clusters} clusters")
-    print(f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.3f} M")
-    print(f"MACs per video (T={t}): {macs:,} = {macs / 1e9:.2f} G ({macs // t:,} per snippet)")
-    print(f"training: batch {cfg.train.batch_size}, k = T // {cfg.train.k_divisor} = {cfg.k}, "
-          f"{cfg.train.num_steps} steps, eval every {cfg.train.eval_every}")
+    out("\n".join([
+        f"config: {cfg.name} (mode {cfg.train.mode})",
+        f"model: 2 streams x (D={cfg.model.stream_dim} -> {cfg.model.hidden_dim}), "
+        f"G={cfg.model.num_classes} classes, K={cfg.model.num_clusters} clusters",
+        f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.3f} M",
+        f"MACs per video (T={t}): {macs:,} = {macs / 1e9:.2f} G ({macs // t:,} per snippet)",
+        f"training: batch {cfg.train.batch_size}, k = T // {cfg.train.k_divisor} = {cfg.k}, "
+        f"{cfg.train.num_steps} steps, eval every {cfg.train.eval_every}"]),
+        {"config": cfg.name, "mode": cfg.train.mode, "stream_dim": cfg.model.stream_dim,
+         "hidden_dim": cfg.model.hidden_dim, "num_classes": cfg.model.num_classes,
+         "num_clusters": cfg.model.num_clusters, "parameters": params, "parameters_per_stream": per_stream,
+         "num_segments": t, "macs_per_video": macs, "batch_size": cfg.train.batch_size, "k": cfg.k,
+         "num_steps": cfg.train.num_steps, "eval_every": cfg.train.eval_every})
     return 0
 
 
@@ -340,15 +416,43 @@ def cmd_profile(args) -> int:
     from .utils import save_json
 
     cfg = _load(args)
-    report = profile(cfg, steps=args.steps, checkpoint=args.checkpoint, eval_videos=args.videos)
+    if args.json and not _to_stdout(args.json):
+        from .utils import check_writable_path
+        check_writable_path(args.json, "--json")
+    report = profile(cfg, steps=args.steps, checkpoint=args.checkpoint, eval_videos=args.videos,
+                     print_fn=_say_for(args.json))
     if args.json:
         save_json(report, args.json)
     return 0
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (unless the text already says it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
+                or "default" in text.lower()):
+            return text
+        d = action.default
+        if isinstance(d, bool):
+            shown = "on" if d else "off"
+        elif d is None:
+            shown = "none"
+        elif isinstance(d, (list, tuple)):
+            shown = " ".join(map(str, d)) or "none"
+        else:
+            shown = str(d).replace("%", "%%")
+        return f"{text} (default: {shown})".strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="case-fast", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="case-fast", description=__doc__, formatter_class=_HelpFormatter)
+    p.add_argument("--version", action="version", version=f"case-fast {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only warnings and errors (files are written as usual)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train CASE (default: the embedded synthetic set) and print the mAP table")
@@ -362,10 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("detect", help="features -> ActivityNet-style detections JSON with a trained checkpoint")
     d.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a run")
-    d.add_argument("--out", "-o", required=True, help="results JSON to write")
+    d.add_argument("--out", "-o", required=True, help="results JSON to write ('-': stdout)")
     d.add_argument("--split", choices=("test", "train"), default="test",
                    help="the split to detect on (only its files are read)")
-    d.add_argument("--device", default="auto")
+    d.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     d.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="override the checkpoint's config (e.g. data.root=..., infer.nms=hard); "
                         "model.* must agree with the checkpoint")
@@ -375,16 +479,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("results", help="ActivityNet-style results JSON")
     e.add_argument("--gt", help="ground truth: BaS-Net gt.json or ActivityNet-style JSON (classlist.txt and "
                                 "Ambiguous_test.txt beside it are used), or a W-TALC annotations folder "
-                                "(default: embedded THUMOS14, 210 test videos)")
+                                "(default: the ground truth recorded in a case-fast results file, else the "
+                                "embedded THUMOS14, 210 test videos)")
     e.add_argument("--split-file", help="one video per line (e.g. split_test.txt): evaluate exactly these "
-                                        "videos, whatever subset the ground truth gives them")
+                                        "videos, whatever subset the ground truth gives them (default: "
+                                        "none, the --subset)")
     e.add_argument("--subset", help="subset name in the GT file (default: test, else validation)")
     e.add_argument("--ambiguous-file", help="ambiguous segments, lines 'video start end' (default: "
                                             "Ambiguous_test.txt beside the ground truth)")
     e.add_argument("--prefix", default="Thumos14reduced", help="W-TALC file prefix")
     e.add_argument("--protocol", choices=("basnet210", "co2net", "delu", "wtalc", "wtalc212", "all"),
-                   default="basnet210",
-                   help="basnet210: seconds, ActivityNet matching and AP; co2net / delu / wtalc: the "
+                   default=None,
+                   help="default: a case-fast run's own data.protocol, else basnet210. "
+                        "basnet210: seconds, ActivityNet matching and AP; co2net / delu / wtalc: the "
                         "numbers of the CO2-Net, DELU and W-TALC evaluators on a W-TALC --gt folder "
                         "(snippet grid, their ambiguous filter, DELU's length drop, W-TALC's first-fit "
                         "matching and AP); wtalc212: another name for co2net; all: every protocol side "
@@ -397,29 +504,41 @@ def build_parser() -> argparse.ArgumentParser:
                         "protocol's, 0.1:0.7; wtalc 0.1:0.5)")
     e.add_argument("--allow-unknown", action="store_true",
                    help="drop (with a note) predictions on videos absent from the ground truth")
-    e.add_argument("--json", help="also write the metrics here ('-': the JSON alone on stdout, the table "
-                                  "on stderr)")
+    e.add_argument("--json", help="also write the metrics here ('-': stdout, the table then goes to "
+                                  "stderr; default: none)")
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="parameters and MACs of the configured model")
-    _add_config_args(i, default="thumos14")
+    _add_config_args(i)
     i.add_argument("--list", action="store_true", help="list the bundled configs")
     i.add_argument("--fields", action="store_true",
-                   help="list every configuration field with its type, default and meaning")
+                   help="list every configuration field with its type, its value in --config and its meaning")
+    i.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                   help="write the information as JSON instead, to PATH or, without one, to stdout "
+                        "(default: text on stdout)")
     i.set_defaults(func=cmd_info)
     pr = sub.add_parser("profile", help="parameters, MACs, steps/s, videos/s, peak memory and the "
                                          "time split of a training step and an evaluation pass")
-    _add_config_args(pr, default="thumos14")
+    _add_config_args(pr)
     pr.add_argument("--steps", type=int, default=5, help="timed training steps (after one warm-up)")
     pr.add_argument("--videos", type=int, default=0, help="evaluate only the first n test videos (0: all 210)")
-    pr.add_argument("--checkpoint", help="profile a trained model (its proposals are realistic)")
-    pr.add_argument("--json", help="also write the report here")
+    pr.add_argument("--checkpoint", help="profile a trained model (its proposals are realistic; default: "
+                                         "an untrained model)")
+    pr.add_argument("--json", help="also write the report here ('-': stdout, the text then goes to stderr; "
+                                   "default: none)")
     pr.set_defaults(func=cmd_profile)
 
     from .ablate import add_ablate_parser
     from .plot import add_plot_parser
     add_ablate_parser(sub)   # case-fast ablate (case_fast/ablate.py)
     add_plot_parser(sub)     # case-fast plot (case_fast/plot.py)
+    for cmd in sub.choices.values():
+        cmd.formatter_class = _HelpFormatter
+        for action in cmd._actions:   # an option without help text still shows its default
+            if action.option_strings and action.help is None and action.default is not None:
+                action.help = "default: %(default)s"
+        cmd.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                         help="print only warnings and errors (files are written as usual; default: off)")
     return p
 
 
@@ -460,11 +579,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     return code
 
 
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``case-fast info --fields | head -1``): end quietly with
+    status 0, like the standard tools; later writes and the final flush go to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 0
+
+
 def _run(args) -> int:
+    import warnings
+
     import yaml
 
+    from .console import console
+
+    console.quiet = bool(getattr(args, "quiet", False))
+    shown = warnings.showwarning
+    warnings.showwarning = console.showwarning   # one line on stderr, once, rank 0 only
     try:
-        return args.func(args)
+        if getattr(args, "config", None) is not None:   # an unknown --config is refused by every command
+            from .config import load_config
+            load_config(args.config)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("interrupted; `case-fast train` with the same --out resumes from the last checkpoint",
               file=sys.stderr)
@@ -476,6 +621,8 @@ def _run(args) -> int:
         if not isinstance(e, RankError):   # under torchrun the rank that failed says why, once
             print(f"case-fast {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

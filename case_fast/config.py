@@ -166,10 +166,11 @@ def _field_type(section: str, name: str):
     return typing.get_type_hints(_SECTIONS[section])[name]
 
 
-def field_table() -> List[tuple]:
-    """(key, type, default, meaning) of every configuration field, for ``case-fast info --fields``."""
-    rows = [("name", "str", Config().name, FIELD_DOCS["name"])]
-    defaults = Config()
+def field_table(cfg: Optional[Config] = None) -> List[tuple]:
+    """(key, type, value, meaning) of every configuration field, for ``case-fast info --fields``:
+    the values of ``cfg`` (default: the field defaults)."""
+    defaults = cfg if cfg is not None else Config()
+    rows = [("name", "str", defaults.name, FIELD_DOCS["name"])]
     for sec in _SECTIONS:
         for f in dataclasses.fields(_SECTIONS[sec]):
             key = f"{sec}.{f.name}"

@@ -63,7 +63,7 @@ import numpy as np
 # the data classes and file readers live in their own modules; re-exported for existing callers
 from .ground_truth import (GroundTruth, ground_truth_from_anet_json, ground_truth_from_gt_json,
                            ground_truth_from_wtalc)
-from .results import Detections, detections_from_results, read_results, results_dict, write_results
+from .results import Detections, detections_from_results, read_results
 
 __all__ = [
     "THUMOS_TIOU",
@@ -75,8 +75,6 @@ __all__ = [
     "ground_truth_from_anet_json",
     "detections_from_results",
     "read_results",
-    "write_results",
-    "results_dict",
     "evaluate",
     "format_table",
     "format_protocols",

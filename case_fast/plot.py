@@ -38,10 +38,25 @@ PLOT_FILES = {
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingExtra("case-fast plot needs matplotlib: pip install 'case-fast[plot]' "
+                           "(or pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+class MissingExtra(RuntimeError):
+    """An optional dependency a command needs is not installed (the message names the install)."""
+
+
+def _save(fig, out_path: str) -> None:
+    """The PNG, written like every file of the package (atomic, the umask's mode)."""
+    from .utils import atomic_path
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 def _safe(name: str) -> str:
@@ -160,8 +175,7 @@ def plot_training_curves(run_dir: str, out_path: str, compare: Sequence[str] = (
                  + (f" (solid) vs {', '.join(n for n, _, _ in runs[1:])}" if len(runs) > 1 else "")
                  + "  (cf. paper Fig. 4)", fontsize=12)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    fig.savefig(out_path, dpi=110)
+    _save(fig, out_path)
     plt.close(fig)
     return out_path
 
@@ -267,8 +281,7 @@ def plot_video(model, q_c, cfg, dataset, video: str, out_path: str, top_n: int =
     fig.suptitle(f"Test video {video} ({duration:.0f} s{span}): ground truth, P^A / P^T / P^M and "
                  f"detections{title_extra}  (cf. paper Fig. 5)", fontsize=11)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    fig.savefig(out_path, dpi=110)
+    _save(fig, out_path)
     plt.close(fig)
     return out_path
 
@@ -356,8 +369,7 @@ def plot_clusters(stats: dict, out_path: str, run_name: str = "") -> str:
     fig.colorbar(sm, ax=[ax1, ax2], label="Q^C[k, fg]  (1 = foreground, 0 = background)",
                  fraction=0.03, pad=0.02)
     fig.suptitle(f"Clusters of {run_name}: sizes and foreground/background assignment", fontsize=12)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    fig.savefig(out_path, dpi=110)
+    _save(fig, out_path)
     plt.close(fig)
     return out_path
 
@@ -387,12 +399,11 @@ def plot_run(run_dir: str, videos: Optional[Sequence[str]] = None, top_n: int = 
         from .checkpoint import load_checkpoint
 
         ckpt = checkpoint or os.path.join(run_dir, "best.pt")
-        model, q_c, cfg = load_checkpoint(ckpt, "cpu")
+        model, q_c, cfg, step = load_checkpoint(ckpt, "cpu", with_step=True)
         torch.manual_seed(0)
         if q_c is None:
             q_c = initial_cluster_labels(cfg.model.num_clusters)
         q_c = q_c.float().cpu()
-        step = torch.load(ckpt, map_location="cpu", weights_only=False).get("step")
         note = f", {os.path.basename(ckpt)} step {step}" if step is not None else ""
         if not cfg.train.use_ccc:
             note += "; CCC off: Q^C untrained, P^T uninformative"
@@ -436,8 +447,10 @@ def add_plot_parser(sub) -> None:
 
 
 def cmd_plot(args) -> int:
+    _pyplot()   # matplotlib missing: one line naming the install, before any work
     paths = plot_run(args.run_dir, args.videos, args.top, args.only, args.checkpoint, args.compare,
                      args.out, args.window)
+    from .console import console
     for path in paths:
-        print(path)
+        console.show(path)
     return 0

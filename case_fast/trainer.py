@@ -8,7 +8,10 @@ Run directory layout:
   best_results.json detections of the best evaluation (ActivityNet-style)
   summary.json      final metrics: "best" (the evaluation at the selected step, train.select) and
                     "selection" (test mAP best over the evaluations with its step, at the
-                    val-selected step - null without a val hold-out - and at the last step)
+                    val-selected step - null without a val hold-out - and at the last step);
+                    "environment": case-fast, Python, torch, CUDA, Triton, device, git commit
+  train.log         every message and warning of the run (appended on resume), after the
+                    environment and the resolved configuration of each start
   tensorboard/      TensorBoard event files (train.tensorboard and the tensorboard package):
                     the numbers of metrics.jsonl (which stays the source of truth), plus lr and steps/s
   .lock             the run's lock (fcntl.flock, held while a process trains here; released by the
@@ -17,8 +20,10 @@ Run directory layout:
                     written its first checkpoint, put back if it ends before that
 
 A second process on a locked run directory is refused; temporary files of a write interrupted by a
-kill are removed when the next run starts there. Every file is written to a temporary file and
-renamed, so a failed or killed write never leaves a truncated checkpoint.
+kill are removed when the next run starts there. Every file is written to a temporary file, synced
+and renamed, so a failed or killed write never leaves a truncated checkpoint; files get the mode the
+umask gives. A loss that becomes NaN or infinite ends the run at that step (the step and the loss
+term named, exit status 2 from the command line) before anything of it is written.
 
 A run from a seed is the released run (method.md §8): the initial weights are drawn in the released
 layer order (``released_init.py``), the batch order and the snippets from the released streams
@@ -45,7 +50,6 @@ resume is broadcast to the others; evaluation is split across ranks and gathered
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -58,21 +62,24 @@ from . import distributed as dist_mod
 from .checkpoint import (LAST_KEYS, check_same_run, config_difference, config_for_compare,  # noqa: F401
                          first_line, load_checkpoint, read_last)
 from .config import Config
+from .console import Progress, console
 from .data import load_datasets
+from .environment import describe, environment
 from .evaluation import format_table
 from .evaluator import (Evaluator, ground_truth_of, never_predicted_warning,  # noqa: F401
                         proposals_to_detections, selection_summary, summarize)
 from .graph_step import GraphedStep, require_cuda, set_capturable
-from .inference import to_results_dict
 from .model import CaseModel
 from .released_init import draw_initial_weights
+from .results import results_dict
 from .pseudo_labels import initial_cluster_labels
 from .run_files import (PREVIOUS, RUN_DIRS, RUN_FILES, RunError, check_run_dir, move_aside,  # noqa: F401
                         remove_fresh, restore_previous)
 from .step import train_step
 from .tensorboard_log import TensorBoardLog
 from .train_data import VAL_SEED, FeatureBank, RunStreams, SubsetView, val_split  # noqa: F401
-from .utils import (DirLock, OutputError, Progress, remove_stale_temps, resolve_device, save_json, save_text,
+from .strict_json import dumps_line
+from .utils import (DirLock, OutputError, remove_stale_temps, resolve_device, save_json, save_text,
                     save_torch, seed_everything)
 
 _summary = summarize   # the old private name
@@ -122,7 +129,11 @@ def _collective(pg, fn):
     return out
 
 
-def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[str], None] = print,
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run stopped before writing anything of that step."""
+
+
+def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Optional[Callable[[str], None]] = None,
           pg: Optional["dist_mod.ProcessGroup"] = None) -> dict:
     """Train (or resume) CASE; returns the summary of the evaluation at the selected step.
 
@@ -136,8 +147,14 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     checkpoint.
 
     ``pg``: this process's place in a data-parallel job (``distributed.init()`` under torchrun);
-    rank 0 checks, locks and writes the run directory, every rank trains its slice of the batch."""
+    rank 0 checks, locks and writes the run directory, every rank trains its slice of the batch.
+
+    ``log``: where the run's messages are shown (default: stdout, see ``console``); rank 0 also
+    records them, the environment and the resolved configuration in ``run_dir/train.log``.
+    Warnings go to stderr once per distinct warning. A loss that becomes NaN or infinite stops the
+    run (:class:`TrainingDiverged`, naming the step and the loss term); the last checkpoint stays."""
     cfg.validate()
+    t_begin = time.time()
     tc = cfg.train
     world = 1 if pg is None else pg.world
     main = pg is None or pg.is_main
@@ -147,8 +164,18 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
                          "processes: each takes an equal slice of the global batch")
     if world > 1 and tc.cuda_graph:
         raise ValueError("train.cuda_graph is single-process only (not with torchrun)")
+    show = log if log is not None else console.show
+    early: list = []   # messages said before train.log is open, recorded there once it is
+
+    def log(msg: str) -> None:
+        if not main:   # rank 0 speaks for the job
+            return
+        show(msg)
+        if early and early[-1] is None:
+            console.record(msg)
+        else:
+            early.append(msg)
     if not main:
-        log = lambda *_: None   # noqa: E731 - rank 0 speaks for the job
         tc.progress = False
     last_path = os.path.join(run_dir, "last.pt")
 
@@ -204,11 +231,11 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
         holder["lock"] = lock
     _collective(pg, make_and_lock if main else None)
     lock = holder["lock"]
-    state = {"checkpointed": None, "aside": False}
+    state = {"checkpointed": None, "aside": False, "t_begin": t_begin}
     restore_det = _setup_determinism(tc.deterministic, device)
     try:
         return _train_locked(cfg, run_dir, restart, log, device, train_set, test_set,
-                             bank, evaluator, labels_all, state, val_evaluator, pg)
+                             bank, evaluator, labels_all, state, val_evaluator, pg, early)
     except BaseException as e:
         if not main:
             raise
@@ -228,12 +255,38 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
         raise
     finally:
         restore_det()
+        if console.bar is not None:
+            console.bar.close()
+        if main and early and early[-1] is None:
+            console.detach()
         if lock is not None:
             lock.release()
 
 
+def _open_log(run_dir: str, cfg: Config, env: dict, start: int, early: list) -> None:
+    """Rank 0: RUN/train.log from here on (appended on resume), headed by the environment and the
+    resolved configuration, then the messages said before it was open. ``early`` ends with None
+    once the log is open (the trainer's ``log`` then records directly)."""
+    console.attach(os.path.join(run_dir, "train.log"))
+    console.record(f"case-fast train {run_dir}: " + (f"resumed at step {start}" if start else "new run"))
+    console.record("environment: " + describe(env))
+    console.record("configuration:\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    for msg in early:
+        console.record(msg)
+    early[:] = [None]
+
+
+def _nonfinite_message(step: int, names, values, run_dir: str, checkpointed) -> str:
+    bad = [(n, v) for n, v in zip(names, values) if not torch.isfinite(torch.tensor(v))]
+    terms = [(n, v) for n, v in bad if n != "loss"] or bad
+    kept = (f"the last checkpoint (step {checkpointed}) in {run_dir} is kept" if checkpointed
+            else "no checkpoint was written")
+    return (f"training diverged at step {step}: loss term " + ", ".join(f"{n} = {v}" for n, v in terms)
+            + f"; stopped, {kept} (a lower train.lr or another train.seed may help)")
+
+
 def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
-                  evaluator, labels_all, state, val_evaluator=None, pg=None) -> dict:
+                  evaluator, labels_all, state, val_evaluator=None, pg=None, early=None) -> dict:
     tc = cfg.train
     main = pg is None or pg.is_main
     world = 1 if pg is None else pg.world
@@ -289,7 +342,9 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
         state["checkpointed"] = start
         log(f"resuming {run_dir} from step {start}")
         del ck
+    env = environment(device)
     if main:
+        _open_log(run_dir, cfg, env, start, early if early is not None else [])
         save_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), os.path.join(run_dir, "config.yaml"))
     step_model = model
     if pg is not None:
@@ -297,7 +352,7 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
         step_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not tc.use_scc)
-    tb = TensorBoardLog(run_dir, tc.tensorboard and main, start, log)
+    tb = TensorBoardLog(run_dir, tc.tensorboard and main, start, lambda m: console.warn(f"warning: {m}"))
 
     def checkpoint(step: int) -> None:
         if main:
@@ -305,8 +360,8 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                         "step": step, "best": best, "history": history, "config": cfg.to_dict(),
                         "streams": streams.state_dict()},
                        last_path)
-            save_text("".join(json.dumps(h) + "\n" for h in history),
-                      os.path.join(run_dir, "metrics.jsonl"))
+            path = os.path.join(run_dir, "metrics.jsonl")
+            save_text("".join(dumps_line(h, path) for h in history), path)
             tb.flush()
         state["checkpointed"] = step
         if main and state["aside"]:   # the new run exists: the old one can go
@@ -340,13 +395,15 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
         history.append(entry)
         is_best = selected(entry)
         val_text = f", val {100 * entry['val']['avg']:.2f}" if "val" in entry else ""
-        bar.write(f"step {step}: avg mAP {100 * summ['avg']:.2f} "
-                  f"(@0.5 {100 * summ['map'][min(4, len(summ['map']) - 1)]:.2f}{val_text})"
-                  + (f"  * selected ({tc.select})" if is_best and tc.select != "test"
-                     else "  * best" if is_best else ""))
         warning = never_predicted_warning(summ, step)
-        if warning:
-            bar.write(warning)
+        lost = summ.get("never_predicted") or []
+        log(f"step {step}: avg mAP {100 * summ['avg']:.2f} "
+            f"(@0.5 {100 * summ['map'][min(4, len(summ['map']) - 1)]:.2f}{val_text})"
+            + (f"  * selected ({tc.select})" if is_best and tc.select != "test"
+               else "  * best" if is_best else "")
+            + (f"  [! {len(lost)} never predicted]" if lost else ""))
+        if warning and main:   # once per run (the evaluation lines flag it; metrics.jsonl lists them)
+            console.warn(warning, key="never predicted")
         tb.evaluation("test", summ, step)
         if "val" in entry:
             tb.evaluation("val", entry["val"], step)
@@ -357,7 +414,7 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
             if main:
                 save_torch({"model": model.state_dict(), "q_c": q_c.cpu(), "config": cfg.to_dict(),
                             "metrics": best, "step": step}, os.path.join(run_dir, "best.pt"))
-                save_json(to_results_dict(props, test_set.class_names),
+                save_json(results_dict(props, test_set.class_names, cfg.to_dict()),
                           os.path.join(run_dir, "best_results.json"), None)
                 save_text(format_table(metrics) + "\n", os.path.join(run_dir, "best_table.txt"))
 
@@ -375,6 +432,7 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                               labels_dtype=labels_all.dtype)
         q_c = graphed.q_c   # static: every replay writes the new Q^C into it
     step_seconds, seg_t0 = 0.0, time.perf_counter()
+    first_bad, bad_values = None, None   # the first step whose losses were not finite (device-side)
     win_t0, win_steps = time.perf_counter(), 0
     for step in range(start, tc.num_steps):
         # every video of the global batch is drawn, in batch order, on every rank: the same
@@ -396,6 +454,14 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                 log(f"step {step + 1}: CUDA graph captured after {graphed.warmup} eager warm-up "
                     "steps; replaying it from now on")
         parts = {"loss": loss, **step_parts}
+        # a NaN / inf loss: its step and values, kept on the device (no host sync per step)
+        vec = torch.stack([v.detach().float().reshape(()) for v in parts.values()])
+        if first_bad is None:
+            first_bad = torch.zeros((), dtype=torch.long, device=vec.device)
+            bad_values = torch.zeros_like(vec)
+        newly = ~torch.isfinite(vec).all() & (first_bad == 0)
+        first_bad = first_bad + newly.long() * (step + 1)
+        bad_values = torch.where(newly, vec, bad_values)
         # accumulated on the device: no host sync per step; `+` and clone() make new tensors, so
         # nothing here aliases a graph output that the next replay overwrites
         for name, v in parts.items():
@@ -416,6 +482,16 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
             if pg is not None:   # the global batch: equal slices, so the mean of the ranks' means
                 vals = pg.sum(vals) / world
                 ent = pg.sum(ent) / world if ent is not None else None
+            if not bool(torch.isfinite(vals).all()):   # the same answer on every rank (global sums)
+                here = (int(first_bad), [float(v) for v in bad_values.cpu()])
+                seen = [h for h in (pg.gather_objects(here) if pg is not None else [here]) if h[0] > 0]
+                bad_step, bad_vals = min(seen) if seen else (done, [float(v) for v in vals.cpu()])
+                msg = _nonfinite_message(bad_step, list(parts), bad_vals, run_dir, state["checkpointed"])
+                bar.close()
+                if not main:
+                    raise dist_mod.RankError(msg)
+                console.record(msg)
+                raise TrainingDiverged(msg)
             entry = {"step": done, **{n: round(float(v) / n_acc, 6) for n, v in zip(names, vals)}}
             postfix = f"loss {entry['loss']:.3f}"
             if ent is not None:
@@ -436,6 +512,7 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
             run_eval(done)
             checkpoint(done)
             seg_t0 = time.perf_counter()
+            bar.restart_clock()   # the bar's rate counts training steps, not evaluations
         if done % 10 == 0 or at_checkpoint:
             win_t0, win_steps = time.perf_counter(), 0
 
@@ -453,7 +530,8 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
     tb.close()
     sel = selection_summary(history)
     summary = {"best": best, "select": tc.select, "selection": sel, "val_fraction": tc.val_fraction,
-               "world_size": world, "config": cfg.name, "run_dir": run_dir, "steps": tc.num_steps}
+               "world_size": world, "config": cfg.name, "run_dir": run_dir, "steps": tc.num_steps,
+               "environment": env}
     if cfg.data.layout == "synthetic":
         summary["synthetic_version"] = cfg.data.synthetic_version
     if main:
@@ -464,5 +542,9 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
         log(f"test avg mAP: best {fmt('test_best')}, at the val-selected step "
             f"{fmt('test_at_val', '- (no val hold-out)')}, at the last step {fmt('test_at_last')}; "
             f"best.pt: select={tc.select}")
+        log(f"\nselected evaluation (train.select={tc.select}) at step {best['step']} "
+            f"({time.time() - state['t_begin']:.0f}s) - {run_dir}")
+        with open(os.path.join(run_dir, "best_table.txt")) as f:
+            log(f.read().rstrip())
     return best
 

@@ -1,20 +1,21 @@
-"""Small shared helpers: atomic writes, seeding, a dependency-free progress bar, devices."""
+"""Small shared helpers: atomic writes, a directory lock, seeding, devices."""
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import random
 import re
+import secrets
 import sys
-import tempfile
 import time
 from contextlib import contextmanager, nullcontext
 from typing import Any, List, Optional
 
 import numpy as np
 import torch
+
+from . import strict_json
 
 
 class OutputError(OSError):
@@ -46,23 +47,49 @@ def temp_prefix(name: str) -> str:
     return "." + name + "."
 
 
+def _create_temp(d: str, name: str) -> str:
+    """Create an empty ``.<name>.<random>.tmp`` in ``d`` with mode 0666 less the umask (what
+    ``open()`` gives a new file; ``mkstemp`` would give 0600, unreadable by the lab)."""
+    while True:
+        tmp = os.path.join(d, f"{temp_prefix(name)}{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync(path: str, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str):
-    """Yield a temporary path in the target's folder; on success it replaces ``path`` atomically,
-    on an exception it is removed and ``path`` is untouched. OS errors (read-only or full disk, a
-    folder at ``path``) are raised as :class:`OutputError` naming ``path``."""
+    """The one way the package writes a file. Yields a temporary path in the target's folder; on
+    success its content is flushed to disk (fsync) and it replaces ``path`` atomically (the folder
+    is synced too), on an exception it is removed and ``path`` is untouched. The file gets the mode
+    the umask gives a new file (0644 under umask 022). OS errors (read-only or full disk, a folder
+    at ``path``) are raised as :class:`OutputError` naming ``path``."""
     d = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise OutputError(errno.EISDIR, f"cannot write {path}: it is a directory")
     try:
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(os.path.basename(path)), suffix=".tmp", dir=d)
-        os.close(fd)
+        tmp = _create_temp(d, os.path.basename(path))
     except OSError as e:
         raise OutputError(e.errno, f"cannot write {path}: {_os_reason(e)}") from e
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        try:
+            _fsync(d, directory=True)
+        except OSError:
+            pass   # some file systems cannot sync a folder; the rename itself is done
     except BaseException as e:
         try:
             os.remove(tmp)
@@ -227,7 +254,13 @@ def save_torch(obj: Any, path: str) -> None:
 
 
 def save_json(obj: Any, path: str, indent: Optional[int] = 1) -> None:
-    text = json.dumps(obj, indent=indent)   # serialise first: a failure leaves nothing behind
+    """Strict JSON (:func:`case_fast.strict_json.dumps`: NaN/Infinity refused, naming the key),
+    written atomically; ``path`` '-' writes to stdout."""
+    text = strict_json.dumps(obj, indent=indent, where=path)   # a failure leaves nothing behind
+    if path == "-":
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
@@ -253,47 +286,3 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
     return torch.device(name)
-
-
-class Progress:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, total: int, desc: str = "", enabled: bool = True, start: int = 0):
-        self.total, self.n, self.desc = total, start, desc
-        self.enabled = enabled
-        self.t0 = time.time()
-        self.start = start
-        self.tty = sys.stderr.isatty()
-        self.last_print = 0.0
-        self.postfix = ""
-
-    def update(self, n: int = 1, postfix: str = "") -> None:
-        self.n += n
-        if postfix:
-            self.postfix = postfix
-        if not self.enabled:
-            return
-        now = time.time()
-        interval = 0.2 if self.tty else 15.0
-        if now - self.last_print < interval and self.n < self.total:
-            return
-        self.last_print = now
-        done = self.n - self.start
-        rate = done / max(now - self.t0, 1e-9)
-        eta = (self.total - self.n) / rate if rate > 0 else float("inf")
-        frac = self.n / max(self.total, 1)
-        bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
-        line = (f"{self.desc} [{bar}] {self.n}/{self.total} {rate:.1f}it/s "
-                f"eta {eta:.0f}s {self.postfix}")
-        if self.tty:
-            sys.stderr.write("\r" + line[:160])
-            if self.n >= self.total:
-                sys.stderr.write("\n")
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    def write(self, msg: str) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\r" + " " * 160 + "\r")
-        print(msg, flush=True)
