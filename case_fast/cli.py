@@ -579,16 +579,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     return code
 
 
-def _stdout_closed() -> int:
-    """The reader of stdout went away (``case-fast info --fields | head -1``): end quietly with
-    status 0, like the standard tools; later writes and the final flush go to /dev/null."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-    return 0
 
 
 def _run(args) -> int:
@@ -608,8 +598,10 @@ def _run(args) -> int:
         code = args.func(args)
         sys.stdout.flush()
         return code
-    except BrokenPipeError:
-        return _stdout_closed()
+    except BrokenPipeError:   # the reader of stdout went away (`info --fields | head -1`): quietly, 0
+        from .console import silence
+        silence(sys.stdout)
+        return 0
     except KeyboardInterrupt:
         print("interrupted; `case-fast train` with the same --out resumes from the last checkpoint",
               file=sys.stderr)
