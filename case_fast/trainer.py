@@ -69,7 +69,7 @@ from .evaluation import format_table
 from .evaluator import (Evaluator, ground_truth_of, never_predicted_warning,  # noqa: F401
                         proposals_to_detections, selection_summary, summarize)
 from .graph_step import GraphedStep, require_cuda, set_capturable
-from .model import CaseModel
+from .baselines import build_model, init_order
 from .released_init import draw_initial_weights
 from .results import results_dict
 from .pseudo_labels import initial_cluster_labels
@@ -201,6 +201,11 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Optional[Cal
         raise ValueError(f"{train_set.name}: {len(train_set)} training videos"
                          + (f" (after holding out {len(val_ids)} for validation)" if len(val_ids) else "")
                          + f", fewer than one batch of {tc.batch_size} (set train.batch_size lower)")
+    if not tc.drop_last and len(train_set) % tc.batch_size and (world > 1 or tc.cuda_graph):
+        raise ValueError(f"train.drop_last=false: {train_set.name}'s {len(train_set)} training videos "
+                         f"leave an incomplete batch of {len(train_set) % tc.batch_size}, which "
+                         + ("cannot be split into equal slices over processes" if world > 1 else
+                            "a CUDA graph of fixed shapes cannot take (train.cuda_graph=false)"))
     t0 = time.time()
     bank = FeatureBank(train_set, device)
     evaluator = Evaluator(test_set, cfg, device)
@@ -300,10 +305,10 @@ def _train_locked(cfg, run_dir, restart, log, device, train_set, test_set, bank,
     _collective(pg, settle if main else None)
 
     seed_everything(tc.seed)
-    model = CaseModel(cfg.model)
-    draw_initial_weights(model, tc.seed)   # the released draw order, on the CPU
+    model = build_model(cfg)
+    draw_initial_weights(model, tc.seed, init_order(model))   # the released draw order, on the CPU
     model = model.to(device)
-    streams = RunStreams(tc.seed, len(train_set), tc.batch_size)
+    streams = RunStreams(tc.seed, len(train_set), tc.batch_size, tc.drop_last)
     # a captured optimizer step needs Adam's step counter and bias corrections on the device
     extra = {"capturable": True} if tc.cuda_graph else {}
     optim = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, **extra)
