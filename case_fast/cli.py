@@ -28,7 +28,7 @@ def _add_config_args(p: argparse.ArgumentParser, default: Optional[str] = "synth
 
 
 def _load(args):
-    from .config import load_config
+    from .config.loading import load_config
     return load_config(args.config, args.overrides)
 
 
@@ -39,9 +39,9 @@ class UsageError(ValueError):
 def cmd_train(args) -> int:
     """Under torchrun (WORLD_SIZE > 1) every process joins the job's process group and trains its
     slice of the global batch; rank 0 writes the run directory and prints."""
-    from . import distributed
-    from .trainer import train
-    from .utils import resolve_device
+    from .training import distributed
+    from .training.trainer import train
+    from .runtime import resolve_device
 
     cfg = _load(args)
     run_dir = args.out or os.path.join("runs", f"{cfg.name}-seed{cfg.train.seed}")
@@ -91,7 +91,7 @@ def _check_model_overrides(cfg, overrides, checkpoint: str) -> None:
     """model.* overrides must agree with the checkpoint (its weights fix the architecture)."""
     import copy
 
-    from .config import apply_overrides
+    from .config.loading import apply_overrides
 
     model_ovs, _ = _split_overrides(overrides)
     for ov in model_ovs:
@@ -107,11 +107,12 @@ def _check_model_overrides(cfg, overrides, checkpoint: str) -> None:
 
 
 def cmd_detect(args) -> int:
-    from .config import apply_overrides
-    from .data import load_splits
-    from .inference import detect, to_results_dict
-    from .checkpoint import load_checkpoint
-    from .utils import Progress, check_writable_path, resolve_device, save_json
+    from .config.loading import apply_overrides
+    from .data.load import load_splits
+    from .inference.detect import detect, to_results_dict
+    from .training.checkpoint import load_checkpoint
+    from .runtime import Progress, resolve_device
+    from .files import check_writable_path, save_json
 
     check_writable_path(args.out, "--out")
     _refuse_overwriting(args.out, "--out", [("checkpoint", args.checkpoint)])
@@ -136,9 +137,10 @@ def _beside(path: str, name: str):
 def _ground_truth(args):
     """(the GroundTruth ``case-fast eval`` scores against (see the --gt help), the ambiguous-segment
     file used or None)."""
-    from . import ground_truth as G
+    from .evaluation import ground_truth as G
     from .data import annotations as A
-    from .data import assets_dir
+    from .data.synthetic import assets_dir
+    from .data.wtalc_annotations import find_wtalc_annotations
 
     if args.split_file is not None and args.subset is not None:
         raise UsageError("give --split-file or --subset, not both (the split file lists the videos)")
@@ -163,7 +165,7 @@ def _ground_truth(args):
             amb = A.read_ambiguous(ambiguous_file)
             gt.ambiguous = {v: s for v, s in amb.items() if v in set(gt.videos)}
             return gt, ambiguous_file
-        folder = A.find_wtalc_annotations(gt_path, args.prefix)
+        folder = find_wtalc_annotations(gt_path, args.prefix)
         return gt, next((str(p) for p in (folder / "Ambiguous_test.txt", folder.parent / "Ambiguous_test.txt")
                          if p.is_file()), None)
     db = A.read_database_json(gt_path, "ground-truth file")
@@ -181,7 +183,7 @@ def _ground_truth(args):
 
 
 def _parse_tiou(text: str):
-    from . import evaluation as ev
+    from .evaluation import metric as ev
 
     if text == "thumos":
         return ev.THUMOS_TIOU
@@ -197,9 +199,9 @@ def _parse_tiou(text: str):
 
 
 def cmd_eval(args) -> int:
-    from . import evaluation as ev
-    from .results import read_results
-    from .utils import check_writable_path
+    from .evaluation import metric as ev
+    from .evaluation.results import read_results
+    from .files import check_writable_path
 
     tiou = _parse_tiou(args.tiou)
     if args.json:
@@ -227,7 +229,7 @@ def cmd_eval(args) -> int:
           f"{len(gt.class_names)} classes")
     print(ev.format_table(metrics))
     if args.json:
-        from .utils import save_json
+        from .files import save_json
         save_json({"tiou": list(map(float, metrics["tiou"])), "map": list(map(float, metrics["map"])),
                    "avg": float(metrics["avg"]),
                    "ap": [[float(x) for x in row] for row in metrics["ap"]],
@@ -236,7 +238,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .config import available_configs, field_table
+    from .config.loading import available_configs, field_table
 
     if args.list:
         print("bundled configs: " + ", ".join(available_configs()))
@@ -247,7 +249,7 @@ def cmd_info(args) -> int:
         for key, tp, default, doc in field_table():
             print(f"  {key:<26} {tp:<20} {json.dumps(default):<14} {doc}")
         return 0
-    from .model import CaseModel, count_macs, count_parameters
+    from .method.model import CaseModel, count_macs, count_parameters
     cfg = _load(args)
     model = CaseModel(cfg.model)
     params = count_parameters(model)
@@ -265,8 +267,8 @@ def cmd_info(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from .profile import profile
-    from .utils import save_json
+    from .experiments.profiling import profile
+    from .files import save_json
 
     cfg = _load(args)
     report = profile(cfg, steps=args.steps, checkpoint=args.checkpoint, eval_videos=args.videos)
@@ -334,10 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", help="also write the report here")
     pr.set_defaults(func=cmd_profile)
 
-    from .ablate import add_ablate_parser
-    from .plot import add_plot_parser
-    add_ablate_parser(sub)   # case-fast ablate (case_fast/ablate.py)
-    add_plot_parser(sub)     # case-fast plot (case_fast/plot.py)
+    from .experiments.ablate import add_ablate_parser
+    from .experiments.plot import add_plot_parser
+    add_ablate_parser(sub)   # case-fast ablate (case_fast/experiments/ablate.py)
+    add_plot_parser(sub)     # case-fast plot (case_fast/experiments/plot.py)
     return p
 
 
@@ -371,7 +373,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError, KeyError, RuntimeError, yaml.YAMLError) as e:
         if os.environ.get("CASE_FAST_DEBUG"):
             raise
-        from .distributed import RankError
+        from .training.distributed import RankError
         if not isinstance(e, RankError):   # under torchrun the rank that failed says why, once
             print(f"case-fast {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2

@@ -1,19 +1,16 @@
-"""Small shared helpers: atomic writes, seeding, a dependency-free progress bar, devices."""
+"""Writing outputs safely: atomic writes (a failed or killed write never leaves a truncated file),
+the run directory's lock, checks that a path can be written, :class:`OutputError` naming the path."""
 from __future__ import annotations
 
 import errno
 import fcntl
 import json
 import os
-import random
-import re
-import sys
 import tempfile
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, List, Optional
 
-import numpy as np
 import torch
 
 
@@ -214,11 +211,6 @@ def _read_only_fs(d: str) -> bool:
         return False
 
 
-def no_timer(name: str):
-    """The default phase timer: times nothing (``case-fast profile`` passes a real one)."""
-    return nullcontext()
-
-
 def save_torch(obj: Any, path: str) -> None:
     with atomic_path(path) as tmp:
         # through a Python file: a failed write (full disk) is an OSError, not torch's RuntimeError
@@ -237,63 +229,3 @@ def save_text(text: str, path: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
-        raise ValueError(f"unknown device {name!r} (expected auto, cpu, cuda or cuda:N)")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
-    return torch.device(name)
-
-
-class Progress:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, total: int, desc: str = "", enabled: bool = True, start: int = 0):
-        self.total, self.n, self.desc = total, start, desc
-        self.enabled = enabled
-        self.t0 = time.time()
-        self.start = start
-        self.tty = sys.stderr.isatty()
-        self.last_print = 0.0
-        self.postfix = ""
-
-    def update(self, n: int = 1, postfix: str = "") -> None:
-        self.n += n
-        if postfix:
-            self.postfix = postfix
-        if not self.enabled:
-            return
-        now = time.time()
-        interval = 0.2 if self.tty else 15.0
-        if now - self.last_print < interval and self.n < self.total:
-            return
-        self.last_print = now
-        done = self.n - self.start
-        rate = done / max(now - self.t0, 1e-9)
-        eta = (self.total - self.n) / rate if rate > 0 else float("inf")
-        frac = self.n / max(self.total, 1)
-        bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
-        line = (f"{self.desc} [{bar}] {self.n}/{self.total} {rate:.1f}it/s "
-                f"eta {eta:.0f}s {self.postfix}")
-        if self.tty:
-            sys.stderr.write("\r" + line[:160])
-            if self.n >= self.total:
-                sys.stderr.write("\n")
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    def write(self, msg: str) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\r" + " " * 160 + "\r")
-        print(msg, flush=True)

@@ -26,7 +26,7 @@ def interrupt_at(monkeypatch):
     untouched."""
     import contextlib
 
-    from case_fast.train_data import RunStreams
+    from case_fast.training.batches import RunStreams
 
     @contextlib.contextmanager
     def arm(step: int):

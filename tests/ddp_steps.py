@@ -10,14 +10,14 @@ import sys
 
 import torch
 
-from case_fast import distributed as D
-from case_fast.config import load_config
-from case_fast.data import load_datasets
-from case_fast.model import CaseModel
-from case_fast.pseudo_labels import initial_cluster_labels
-from case_fast.step import train_step
-from case_fast.released_init import draw_initial_weights
-from case_fast.train_data import FeatureBank, RunStreams
+from case_fast.training import distributed as D
+from case_fast.config.loading import load_config
+from case_fast.data.load import load_datasets
+from case_fast.method.model import CaseModel
+from case_fast.method.pseudo_labels import initial_cluster_labels
+from case_fast.method.step import train_step
+from case_fast.method.released_init import draw_initial_weights
+from case_fast.training.batches import FeatureBank, RunStreams
 
 TINY = ["data.synthetic_videos=20", "data.synthetic_max_len=200", "data.num_segments=64",
         "train.batch_size=4", "train.progress=false", "train.backend=reference"]

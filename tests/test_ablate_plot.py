@@ -10,69 +10,69 @@ import os
 import numpy as np
 import pytest
 
-from case_fast import ablate
-from case_fast.config import load_config
+from case_fast.experiments import ablate, ablate_rows, ablate_table
+from case_fast.config.loading import load_config
 
 
 def test_every_row_is_a_valid_config():
-    for name, row in ablate.ROWS.items():
+    for name, row in ablate_rows.ROWS.items():
         assert set(row) <= {"label", "table", "paper_avg", "overrides", "eval_of"}, name
-        cfg = ablate.row_config("synthetic", name, seed=2)
+        cfg = ablate_rows.row_config("synthetic", name, seed=2)
         assert cfg.train.seed == 2
         # the overrides are plain data and load_config accepts them as strings too
-        cfg2 = load_config("synthetic", ablate.override_list(row))
+        cfg2 = load_config("synthetic", ablate_rows.override_list(row))
         for key, value in row["overrides"].items():
             sec, field = key.split(".")
             assert getattr(getattr(cfg, sec), field) == value, (name, key)
             assert getattr(getattr(cfg2, sec), field) == value, (name, key)
         if row.get("eval_of"):
-            assert row["eval_of"] in ablate.ROWS and not ablate.ROWS[row["eval_of"]].get("eval_of")
+            assert row["eval_of"] in ablate_rows.ROWS and not ablate_rows.ROWS[row["eval_of"]].get("eval_of")
     # test-time rows differ from their parent in infer.* only (plan_jobs checks and raises)
-    jobs = ablate.plan_jobs(ablate.select_rows(["all"]), [1], "synthetic", "/nonexistent")
-    assert sorted(j["row"] for j in jobs) == sorted(n for n, r in ablate.ROWS.items() if not r.get("eval_of"))
+    jobs = ablate_rows.plan_jobs(ablate_rows.select_rows(["all"]), [1], "synthetic", "/nonexistent")
+    assert sorted(j["row"] for j in jobs) == sorted(n for n, r in ablate_rows.ROWS.items() if not r.get("eval_of"))
     case = next(j for j in jobs if j["row"] == "case")
     assert sorted(d["row"] for d in case["derived"]) == ["scc_ccc", "test_pt"]
     # --retrain-test-rows: every row is its own training
-    jobs = ablate.plan_jobs(["scc_ccc"], [1, 2], "synthetic", "/x", retrain_test_rows=True)
+    jobs = ablate_rows.plan_jobs(["scc_ccc"], [1, 2], "synthetic", "/x", retrain_test_rows=True)
     assert [(j["row"], j["seed"]) for j in jobs] == [("scc_ccc", 1), ("scc_ccc", 2)]
 
 
 def test_table4_semantics():
-    base = ablate.row_config("synthetic", "baseline")
+    base = ablate_rows.row_config("synthetic", "baseline")
     assert not base.train.use_scc and not base.train.use_ccc and not base.infer.use_cat
-    scc = ablate.row_config("synthetic", "scc")
+    scc = ablate_rows.row_config("synthetic", "scc")
     assert scc.train.use_scc and not scc.train.use_ccc and not scc.infer.use_cat
-    full = ablate.row_config("synthetic", "case")
+    full = ablate_rows.row_config("synthetic", "case")
     assert full.train.use_scc and full.train.use_ccc and full.infer.use_cat and full.infer.fg_score == "PM"
-    assert ablate.row_config("synthetic", "scc_ccc").infer.use_cat is False
-    assert ablate.row_config("synthetic", "test_pt").infer.fg_score == "PT"
+    assert ablate_rows.row_config("synthetic", "scc_ccc").infer.use_cat is False
+    assert ablate_rows.row_config("synthetic", "test_pt").infer.fg_score == "PT"
 
 
 def test_select_rows():
-    assert ablate.select_rows(None) == ["baseline", "scc", "scc_ccc", "case"]
-    assert ablate.select_rows(["case", "table6"]) == ["case", "scc_eq10", "ccc_eq9"]
+    assert ablate_rows.select_rows(None) == ["baseline", "scc", "scc_ccc", "case"]
+    assert ablate_rows.select_rows(["case", "table6"]) == ["case", "scc_eq10", "ccc_eq9"]
     with pytest.raises(ValueError, match="unknown ablation row"):
-        ablate.select_rows(["nope"])
+        ablate_rows.select_rows(["nope"])
 
 
 def test_mean_std_and_aggregate():
-    m, s = ablate.mean_std([1.0, 2.0, 4.0])
+    m, s = ablate_table.mean_std([1.0, 2.0, 4.0])
     assert m == pytest.approx(7 / 3)
     assert s == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
-    assert ablate.mean_std([3.0]) == (3.0, None)
+    assert ablate_table.mean_std([3.0]) == (3.0, None)
     tiou = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     res = [{"row": "case", "seed": s, "run_dir": f"r{s}", "H_QS": 2.7,
             "best": {"avg": a, "map": [a + 0.01 * i for i in range(7)], "tiou": tiou, "step": 100 * s}}
            for s, a in ((1, 0.30), (2, 0.34), (3, 0.32))]
-    (row,) = ablate.aggregate(["case"], res)
+    (row,) = ablate_table.aggregate(["case"], res)
     assert row["n"] == 3 and row["seeds"] == [1, 2, 3]
     assert row["mean"]["avg"] == pytest.approx(32.0)
     assert row["std"]["avg"] == pytest.approx(2.0)
     assert row["mean"]["map@0.5"] == pytest.approx(36.0)      # avg + 0.04, in percent
     assert row["best_step_mean"] == pytest.approx(200)
-    text = ablate.format_ablation([row])
+    text = ablate_table.format_ablation([row])
     assert "32.00 ±  2.00" in text
-    lines = ablate.to_csv([row]).strip().splitlines()
+    lines = ablate_table.to_csv([row]).strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("row,label,table,paper_avg,n,seeds")
 
 
@@ -93,7 +93,7 @@ def test_tiny_ablation_outputs(tiny_ablation):
     for row in saved["rows"]:
         assert row["n"] == 2 and [r["seed"] for r in row["runs"]] == [1, 2]
         avgs = [r["avg"] for r in row["runs"]]
-        m, s = ablate.mean_std(avgs)
+        m, s = ablate_table.mean_std(avgs)
         assert row["mean"]["avg"] == pytest.approx(m)
         assert row["std"]["avg"] == pytest.approx(s)
         assert set(row["mean"]) == {"avg", "map@0.3", "map@0.5", "map@0.7"}
@@ -149,12 +149,12 @@ def test_plot_writes_pngs(tiny_ablation, tmp_path):
 
 def test_plot_chosen_video_and_window(tiny_ablation, tmp_path):
     pytest.importorskip("matplotlib")
-    from case_fast import plot
+    from case_fast.experiments import plot
 
     out, _ = tiny_ablation
     run = os.path.join(out, "case", "seed1")
     cfg = load_config(os.path.join(run, "config.yaml"))
-    from case_fast.data import load_datasets
+    from case_fast.data.load import load_datasets
     _, test = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
     name = test.videos[3]
     paths = plot.plot_run(run, videos=[name], what=("videos",), out_dir=str(tmp_path), window=(0, 30))
@@ -164,14 +164,14 @@ def test_plot_chosen_video_and_window(tiny_ablation, tmp_path):
 
 
 def test_never_predicted_classes_are_reported():
-    from case_fast.trainer import _summary, never_predicted_warning
+    from case_fast.training.periodic_eval import never_predicted_warning, summarize
 
     ap = np.zeros((2, 3))
     ap[:, 0] = [0.5, 0.3]
     metrics = {"avg": 0.1, "map": [0.2, 0.1], "tiou": [0.3, 0.5], "ap": ap,
                "class_names": ["A", "B", "C"], "n_pred": np.array([4, 0, 0]),
                "n_gt": np.array([2, 3, 0])}
-    summ = _summary(metrics)
+    summ = summarize(metrics)
     assert summ["class_ap"] == {"A": 0.4, "B": 0.0, "C": 0.0}
     assert summ["never_predicted"] == ["B"]          # C has no ground truth: not a lost class
     msg = never_predicted_warning(summ, 300)
@@ -179,5 +179,5 @@ def test_never_predicted_classes_are_reported():
     assert never_predicted_warning(dict(summ, never_predicted=[]), 300) is None
     row = {"row": "baseline", "runs": [{"seed": 1, "class_ap": {"A": 40.0, "B": 0.0, "C": 0.0},
                                         "never_predicted": ["B"]}]}
-    text = ablate.format_class_ap([row])
+    text = ablate_table.format_class_ap([row])
     assert "  0.0!" in text and " 40.0 " in text

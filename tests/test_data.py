@@ -6,9 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from case_fast.config import DataConfig
-from case_fast.data import (DataError, THUMOS14_CLASSES, assets_dir, embedded_thumos14_test,
-                            load_datasets, sample_batch, sample_test_indices, sample_train_indices)
+from case_fast.config.schema import DataConfig
+from case_fast.data.annotations import DataError
+from case_fast.data.synthetic_v1 import THUMOS14_CLASSES
+from case_fast.data.synthetic import assets_dir, embedded_thumos14_test
+from case_fast.data.load import load_datasets
+from case_fast.data.sampling import sample_batch, sample_test_indices, sample_train_indices
 from case_fast.data.sampling import sample_train_batch, sample_train_indices_loop
 
 D = 4           # per-stream width of the fixtures

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import case_fast.ops.ap as ap_fast
-from case_fast.evaluation import ANET_TIOU, THUMOS_TIOU, Detections, GroundTruth, evaluate
+from case_fast.evaluation.metric import ANET_TIOU, THUMOS_TIOU, evaluate
+from case_fast.evaluation.results import Detections
+from case_fast.evaluation.ground_truth import GroundTruth
 
 needs_ops = pytest.mark.skipif(not ap_fast.available(),
                                reason="case_fast._C without the AP ops")

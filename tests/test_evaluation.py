@@ -7,20 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from case_fast.evaluation import (
-    ANET_TIOU,
-    THUMOS_TIOU,
-    Detections,
-    GroundTruth,
-    detections_from_results,
-    evaluate,
-    format_table,
-    ground_truth_from_gt_json,
-    ground_truth_from_wtalc,
-    read_results,
-    results_dict,
-    write_results,
-)
+from case_fast.evaluation.metric import ANET_TIOU, THUMOS_TIOU, evaluate, format_table
+from case_fast.evaluation.results import (Detections, detections_from_results, read_results,
+                                     results_dict, write_results)
+from case_fast.evaluation.ground_truth import (GroundTruth, ground_truth_from_gt_json,
+                                          ground_truth_from_wtalc)
 
 BACKENDS = ("reference", "fast")
 

@@ -8,8 +8,8 @@ import torch
 
 from case_fast.kernels.sinkhorn import _sinkhorn_impl, sinkhorn_triton
 from case_fast.ops import sinkhorn, sinkhorn_rank_prior
-from case_fast.ops.sinkhorn import (prior_rank, sinkhorn_rank_prior_reference,
-                                    sinkhorn_reference)
+from case_fast.ops.sinkhorn_knopp import (prior_rank, sinkhorn_rank_prior_reference,
+                                          sinkhorn_reference)
 
 NPZ = pathlib.Path(__file__).parent / "reference" / "sinkhorn_small.npz"
 RTOL = 1e-5

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from case_fast import ops
-from case_fast.config import load_config
-from case_fast.losses import gce_loss, soft_cross_entropy, video_loss
-from case_fast.model import CaseModel, count_macs, count_parameters
-from case_fast.pseudo_labels import (attention_pseudo_labels, ccc_marginal, cluster_fb_logits,
-                                     initial_cluster_labels, scc_pseudo_labels)
-from case_fast.step import case_losses, selection_scores
+from case_fast.config.loading import load_config
+from case_fast.method.losses import gce_loss, soft_cross_entropy, video_loss
+from case_fast.method.model import CaseModel, count_macs, count_parameters
+from case_fast.method.pseudo_labels import (attention_pseudo_labels, ccc_marginal,
+                                            cluster_fb_logits, initial_cluster_labels,
+                                            scc_pseudo_labels)
+from case_fast.method.step import case_losses, selection_scores
 
 REF = __import__("pathlib").Path(__file__).parent / "reference"
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from case_fast import proposals as P
+from case_fast.ops import proposals as P
 from case_fast.ops import BACKENDS, extension_available
 
 from test_proposals import NPZ, _case_args, _random_cas, _same

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-import case_fast.evaluation as ev
+import case_fast.evaluation.metric as ev
+from case_fast.evaluation.ground_truth import GroundTruth
+from case_fast.evaluation.results import Detections
 import case_fast.ops.ap as ap_fast
 from case_fast import ops
-from case_fast import proposals as P
+from case_fast.ops import proposals as P
 from case_fast.ops import _extension
 
 needs_ext = pytest.mark.skipif(not _extension.available(), reason="case_fast._C not built")
@@ -46,7 +48,7 @@ def test_opcheck_oic_proposals():
 
 @needs_ext
 def test_opcheck_ap_ops(monkeypatch):
-    """The AP ops with the arguments case_fast.evaluation gives them (recorded from a run with
+    """The AP ops with the arguments case_fast.evaluation.metric gives them (recorded from a run with
     ties, ambiguous segments and several classes)."""
     calls = {"group": [], "classes": [], "ambiguous_keep": []}
     real = ap_fast._ap_ops()
@@ -63,11 +65,11 @@ def test_opcheck_ap_ops(monkeypatch):
     names = np.array(vids, dtype=object)
     g_v, g_l = rng.integers(0, 4, 30), rng.integers(0, 3, 30)
     g_s = np.round(np.sort(rng.uniform(0, 50, (30, 2)), axis=1), 0)
-    gt = ev.GroundTruth(names[g_v], g_l, g_s, vids, ["a", "b", "c"])
+    gt = GroundTruth(names[g_v], g_l, g_s, vids, ["a", "b", "c"])
     gt.ambiguous = {"v0": np.array([[0.0, 5.0]])}
     d_v, d_l = rng.integers(0, 4, 400), rng.integers(0, 3, 400)
     d_s = np.round(np.sort(rng.uniform(0, 50, (400, 2)), axis=1), 0)
-    det = ev.Detections(names[d_v], d_l, np.round(rng.random(400), 1), d_s)
+    det = Detections(names[d_v], d_l, np.round(rng.random(400), 1), d_s)
     ev.evaluate(det, gt, ev.THUMOS_TIOU, ambiguous_filter=True)
     assert all(calls.values()), {k: len(v) for k, v in calls.items()}
     for name, recorded in calls.items():

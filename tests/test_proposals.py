@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from case_fast import proposals as P
+from case_fast.ops import proposals as P
 from case_fast.ops import extension_available
 
 NPZ = pathlib.Path(__file__).resolve().parent / "reference" / "oic.npz"

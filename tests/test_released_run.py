@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-import case_fast.trainer as trainer_mod
-from case_fast.checkpoint import read_last
-from case_fast.config import load_config
-from case_fast.run_files import RunError
-from case_fast.train_data import RunStreams
+import case_fast.training.loop as loop_mod
+import case_fast.training.trainer as trainer_mod
+from case_fast.training.checkpoint import read_last
+from case_fast.config.loading import load_config
+from case_fast.training.run_files import RunError
+from case_fast.training.batches import RunStreams
 from test_released_training import released_to_ours
 
 REF = pathlib.Path(__file__).parent / "reference" / "released_run"
@@ -45,7 +46,7 @@ class Watch:
     def __init__(self, monkeypatch):
         self.step, self.init = None, None
         self.videos, self.snippets, self.losses, self.q_c = {}, {}, {}, {}
-        real_batch, real_sample, real_step = RunStreams.batch_videos, RunStreams.sample, trainer_mod.train_step
+        real_batch, real_sample, real_step = RunStreams.batch_videos, RunStreams.sample, loop_mod.train_step
 
         def batch_videos(streams, step):
             self.step = step
@@ -64,7 +65,7 @@ class Watch:
             return res
         monkeypatch.setattr(RunStreams, "batch_videos", batch_videos)
         monkeypatch.setattr(RunStreams, "sample", sample)
-        monkeypatch.setattr(trainer_mod, "train_step", train_step)
+        monkeypatch.setattr(loop_mod, "train_step", train_step)
 
 
 def run(seed, run_dir, monkeypatch, interrupt_at=None, interrupts=()):
@@ -157,8 +158,8 @@ def test_old_last_pt_is_refused(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_initial_weights_are_drawn_in_the_released_order(seed):
-    from case_fast.model import CaseModel
-    from case_fast.released_init import draw_initial_weights
+    from case_fast.method.model import CaseModel
+    from case_fast.method.released_init import draw_initial_weights
     d = reference(seed)
     model = CaseModel(config(seed).model)
     draw_initial_weights(model, seed)
@@ -169,8 +170,8 @@ def test_initial_weights_are_drawn_in_the_released_order(seed):
 
 
 def test_initial_weights_order_must_cover_the_network():
-    from case_fast.model import CaseModel
-    from case_fast.released_init import CASE_ORDER, draw_initial_weights
+    from case_fast.method.model import CaseModel
+    from case_fast.method.released_init import CASE_ORDER, draw_initial_weights
     with pytest.raises(ValueError, match="rgb.prototypes"):
         draw_initial_weights(CaseModel(config(1).model), 1, CASE_ORDER[:-1])
 
@@ -200,8 +201,8 @@ def test_val_fraction_orders_the_remaining_videos_as_released(tmp_path, monkeypa
     watch = Watch(monkeypatch)
     cfg = config(1, "train.val_fraction=0.25", "train.num_steps=30", "train.eval_every=7")
     trainer_mod.train(cfg, str(tmp_path / "run"), log=lambda *_: None)
-    from case_fast.train_data import val_split
-    from case_fast.data import load_datasets
+    from case_fast.training.batches import val_split
+    from case_fast.data.load import load_datasets
     train_all, _ = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
     keep, held = val_split(train_all.labels, 0.25)
     assert len(held) > 0 and np.all(np.diff(keep) > 0)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from case_fast.config import load_config
-from case_fast.model import CaseModel
-from case_fast.pseudo_labels import initial_cluster_labels
-from case_fast.step import train_step
+from case_fast.config.loading import load_config
+from case_fast.method.model import CaseModel
+from case_fast.method.pseudo_labels import initial_cluster_labels
+from case_fast.method.step import train_step
 
 REF = pathlib.Path(__file__).parent / "reference"
 LR = 1e-4
@@ -105,7 +105,7 @@ def test_released_trajectory_50_steps():
 def test_checkpoint_with_unnormalised_prototypes_evaluates_as_before(tmp_path):
     """A checkpoint written before the released normalisation rule holds prototype rows of any
     norm; it must evaluate as the in-graph normalisation did."""
-    from case_fast.trainer import load_checkpoint
+    from case_fast.training.checkpoint import load_checkpoint
 
     cfg = load_config("synthetic", ["model.stream_dim=8", "data.feature_dim=16", "model.hidden_dim=32",
                                     "model.num_clusters=4"])

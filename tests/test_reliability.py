@@ -25,10 +25,11 @@ import pytest
 import torch
 
 from case_fast.cli import main
-from case_fast.config import FIELD_DOCS, field_table, load_config
-from case_fast.data import THUMOS14_CLASSES
-from case_fast.trainer import train
-from case_fast.utils import DirBusyError, DirLock
+from case_fast.config.fields import FIELD_DOCS
+from case_fast.config.loading import field_table, load_config
+from case_fast.data.synthetic_v1 import THUMOS14_CLASSES
+from case_fast.training.trainer import train
+from case_fast.files import DirBusyError, DirLock
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["data.synthetic_videos=12", "data.synthetic_dim=16", "data.feature_dim=32", "model.stream_dim=16",
@@ -484,7 +485,7 @@ def test_wtalc_ground_truth_with_split_file_and_ambiguous_segments(ws, capsys):
 
 def test_names_with_spaces_read_alike_by_training_and_eval(tmp_path):
     from case_fast.data import annotations as A
-    from case_fast.evaluation import ground_truth_from_gt_json
+    from case_fast.evaluation.ground_truth import ground_truth_from_gt_json
 
     (tmp_path / "split.txt").write_text("my video\n  other one \n")
     (tmp_path / "amb.txt").write_text("my video 1.0 2.5\n")

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from case_fast.config import ConfigError, load_config
-from case_fast.trainer import selection_summary, train, val_split
+from case_fast.config.values import ConfigError
+from case_fast.config.loading import load_config
+from case_fast.training.periodic_eval import selection_summary
+from case_fast.training.trainer import train
+from case_fast.training.batches import val_split
 
 TINY = ["train.num_steps=6", "train.eval_every=2", "data.synthetic_videos=20", "data.synthetic_max_len=200",
         "data.num_segments=64", "train.progress=false", "train.batch_size=4", "train.tensorboard=false"]

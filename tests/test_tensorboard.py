@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from case_fast.config import load_config
-from case_fast.trainer import train
+from case_fast.config.loading import load_config
+from case_fast.training.trainer import train
 
 TINY = ["train.num_steps=4", "train.eval_every=2", "data.synthetic_videos=20", "data.synthetic_max_len=200",
         "data.num_segments=64", "train.progress=false", "train.batch_size=4", "train.val_fraction=0.15"]

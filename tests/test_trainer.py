@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from case_fast.cli import main
-from case_fast.config import load_config
-from case_fast.trainer import load_checkpoint, train
+from case_fast.config.loading import load_config
+from case_fast.training.checkpoint import load_checkpoint
+from case_fast.training.trainer import train
 
 TINY = ["data.synthetic_videos=12", "data.synthetic_dim=16", "data.feature_dim=32", "model.stream_dim=16",
         "model.hidden_dim=32", "data.num_segments=64", "train.batch_size=4", "train.num_steps=6",
@@ -69,7 +70,7 @@ def test_resume_refuses_other_config(tmp_path):
     assert summary["synthetic_version"] == 2   # the generator version is recorded with the numbers
     # a synthetic run written before data.synthetic_version existed was made on version 1: it
     # continues only as version 1, never on today's default
-    from case_fast.checkpoint import config_for_compare
+    from case_fast.training.checkpoint import config_for_compare
     old = _cfg().to_dict()
     del old["data"]["synthetic_version"]
     assert config_for_compare(old) == config_for_compare(_cfg("data.synthetic_version=1").to_dict())
@@ -119,7 +120,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
 # train.cuda_graph
 # ---------------------------------------------------------------------------------------------
 def test_cuda_graph_config_roundtrip():
-    from case_fast.config import config_from_dict
+    from case_fast.config.loading import config_from_dict
     assert load_config("synthetic").train.cuda_graph is False
     cfg = _cfg("train.cuda_graph=true")
     assert cfg.train.cuda_graph is True
@@ -161,7 +162,7 @@ def test_resume_of_a_checkpoint_without_the_cuda_graph_field(tmp_path):
 def test_set_capturable_after_load_state_dict():
     """Optimizer.load_state_dict restores the saved groups' `capturable`: the trainer puts back
     its own and moves each `step` counter where that flag wants it."""
-    from case_fast.graph_step import set_capturable
+    from case_fast.training.graph_step import set_capturable
     p = torch.nn.Parameter(torch.randn(3))
     eager = torch.optim.Adam([p], lr=1e-3)
     p.grad = torch.ones(3)
@@ -179,7 +180,7 @@ def test_set_capturable_after_load_state_dict():
 
 
 def test_feature_bank_gather_into_a_static_buffer():
-    from case_fast.trainer import FeatureBank
+    from case_fast.training.batches import FeatureBank
 
     class _DS:
         feats = [np.arange(i * 40, i * 40 + 5 * 8, dtype=np.float32).reshape(5, 8) for i in range(3)]
@@ -260,8 +261,8 @@ def simulated_cuda_graph(monkeypatch):
     GraphedStep's data flow (static inputs, Q^C written back, warm-up count, outputs overwritten by
     each replay, resume), not CUDA itself."""
     import contextlib
-    import case_fast.graph_step as gs
-    import case_fast.trainer as tr
+    import case_fast.training.graph_step as gs
+    import case_fast.training.trainer as tr
 
     class _Stream:
         def wait_stream(self, other):

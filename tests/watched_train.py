@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from case_fast.cli import main
-from case_fast.train_data import FeatureBank, RunStreams
+from case_fast.training.batches import FeatureBank, RunStreams
 
 
 def watch(kill_at, record):

@@ -1,29 +1,16 @@
-"""Configuration as plain dataclasses, loaded from YAML files with dotted command-line overrides.
-
-A config file has four sections (``data``, ``model``, ``train``, ``infer``) whose keys are the
-fields below; anything not given keeps its default. ``load_config("thumos14", ["train.seed=2"])``
-resolves a bundled name (``case_fast/configs/<name>.yaml``) or a path.
+"""The configuration as plain dataclasses: four sections (``data``, ``model``, ``train``, ``infer``)
+whose keys are the fields below, and :meth:`Config.validate` (every field's type and range, then the
+cross-field rules). Loading from YAML and overrides is in ``loading.py``.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import os
-import pathlib
 import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import List, Optional
 
-import yaml
-
-from .config_fields import FIELD_DOCS, MODES, RULES
-from .config_values import ConfigError, check_rule, coerce, describe_type, parse_value
-
-CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
-# the fields' rules and docs are in config_fields.py, value parsing and checks in config_values.py
-__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "InferConfig", "ConfigError", "MODES",
-           "FIELD_DOCS", "CONFIG_DIR", "load_config", "apply_overrides", "config_from_dict",
-           "read_config_file", "field_table", "available_configs"]
+from .fields import RULES
+from .values import ConfigError, check_rule, coerce
 
 
 @dataclass
@@ -138,11 +125,11 @@ class Config:
     def validate(self) -> "Config":
         """Every field's type and range (the key named in the message), then the cross-field rules;
         raises :class:`ConfigError`. Run by every loader before anything is written."""
-        for sec in _SECTIONS:
+        for sec in SECTIONS:
             section = getattr(self, sec)
             for f in dataclasses.fields(section):
                 key = f"{sec}.{f.name}"
-                setattr(section, f.name, coerce(key, getattr(section, f.name), _field_type(sec, f.name)))
+                setattr(section, f.name, coerce(key, getattr(section, f.name), field_type(sec, f.name)))
         if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name or "\0" in self.name:
             raise ConfigError(f"config key name: expected a non-empty name without '/', got {self.name!r}")
         for key, rule in RULES.items():
@@ -159,143 +146,9 @@ class Config:
         return self
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "infer": InferConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "infer": InferConfig}
 
 
-def _field_type(section: str, name: str):
-    return typing.get_type_hints(_SECTIONS[section])[name]
-
-
-def field_table() -> List[tuple]:
-    """(key, type, default, meaning) of every configuration field, for ``case-fast info --fields``."""
-    rows = [("name", "str", Config().name, FIELD_DOCS["name"])]
-    defaults = Config()
-    for sec in _SECTIONS:
-        for f in dataclasses.fields(_SECTIONS[sec]):
-            key = f"{sec}.{f.name}"
-            default = getattr(getattr(defaults, sec), f.name)
-            if isinstance(default, list):
-                default = [round(x, 6) if isinstance(x, float) else x for x in default]
-            rows.append((key, describe_type(_field_type(sec, f.name)), default, FIELD_DOCS.get(key, "")))
-    return rows
-
-
-def _apply(cfg: Config, key: str, value: Any, source: str = "") -> None:
-    parts = key.split(".")
-    where = f"{source}: " if source else ""
-    if len(parts) == 1 and parts[0] == "name":
-        if isinstance(value, str) and source == "":
-            value = parse_value(key, value)
-        if value is None or isinstance(value, (bool, list, dict)):
-            raise ConfigError(f"{where}config key name: expected a string, got {value!r}")
-        cfg.name = str(value)
-        return
-    if len(parts) != 2 or parts[0] not in _SECTIONS:
-        raise ConfigError(f"{where}unknown config key {key!r}: use section.field with section in "
-                          f"{', '.join(_SECTIONS)}")
-    section = getattr(cfg, parts[0])
-    names = [f.name for f in dataclasses.fields(section)]
-    if parts[1] not in names:
-        close = difflib.get_close_matches(parts[1], names, n=1)
-        hint = f" (did you mean {parts[0]}.{close[0]}?)" if close else ""
-        raise ConfigError(f"{where}unknown config key {key!r}{hint}; `case-fast info --fields` lists them all")
-    if isinstance(value, str) and source == "":   # a command-line value: YAML text
-        value = parse_value(key, value)
-    try:
-        setattr(section, parts[1], coerce(key, value, _field_type(parts[0], parts[1])))
-    except ConfigError as e:
-        raise ConfigError(f"{where}{e}") from None
-
-
-def available_configs() -> List[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-
-
-def _yaml_error(path, e: yaml.YAMLError) -> ConfigError:
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
-    what = " ".join(str(getattr(e, "problem", None) or e).split())
-    ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
-    if ctx and ctx_mark is not None and ctx_mark is not mark:
-        what += f" ({ctx} started on line {ctx_mark.line + 1})"
-    return ConfigError(f"{where}: YAML syntax error: {what}")
-
-
-def read_config_file(path) -> dict:
-    """The mapping of a YAML config file; ConfigError naming the file (and line) otherwise."""
-    from .data.annotations import DataError, read_text
-
-    path = pathlib.Path(path)
-    try:  # the checks every file the package reads gets (folder, unreadable, not UTF-8)
-        text = read_text(path, "config", allow_empty=True)
-    except DataError as e:
-        raise ConfigError(str(e)) from e
-    if not text.strip():
-        raise ConfigError(f"config {path} is empty (a config is a mapping of sections data, model, "
-                          "train, infer; use --config synthetic for the defaults)")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise _yaml_error(path, e) from e
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {path}: a config must be a mapping of sections (data, model, train, "
-                          f"infer), got {type(raw).__name__}")
-    return raw
-
-
-def load_config(name_or_path: Optional[str] = None, overrides: Optional[List[str]] = None) -> Config:
-    """Bundled config name or YAML path (default 'synthetic'), then 'section.key=value' overrides;
-    validated (:class:`ConfigError` naming the key or file)."""
-    cfg = Config()
-    name_or_path = name_or_path or "synthetic"
-    path = pathlib.Path(os.path.expanduser(str(name_or_path)))
-    if not path.exists():
-        bundled = CONFIG_DIR / f"{name_or_path}.yaml"
-        if "/" in str(name_or_path) or not bundled.is_file():
-            raise ConfigError(f"no config file {str(name_or_path)!r} and no bundled config of that name "
-                              f"(bundled: {', '.join(available_configs())})")
-        path = bundled
-    raw = read_config_file(path)
-    name = raw.pop("name", path.stem)
-    _apply(cfg, "name", name, str(path))
-    for sec, values in raw.items():
-        if sec not in _SECTIONS:
-            raise ConfigError(f"{path}: unknown section {sec!r} (expected name, {', '.join(_SECTIONS)})")
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: section {sec!r} must be a mapping of keys, got {values!r}")
-        for k, v in values.items():
-            _apply(cfg, f"{sec}.{k}", v, str(path))
-    try:
-        return apply_overrides(cfg, overrides)
-    except ConfigError as e:
-        if overrides:
-            raise
-        raise ConfigError(f"{path}: {e}") from None
-
-
-def apply_overrides(cfg: Config, overrides: Optional[List[str]]) -> Config:
-    """Apply 'section.key=value' strings (values parsed as YAML) and re-validate."""
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r} must look like section.key=value")
-        k, v = ov.split("=", 1)
-        _apply(cfg, k.strip(), v)
-    return cfg.validate()
-
-
-def config_from_dict(d: dict) -> Config:
-    if not isinstance(d, dict):
-        raise ConfigError(f"a configuration must be a mapping, got {type(d).__name__}")
-    cfg = Config()
-    _apply(cfg, "name", d.get("name", "custom"), "config")
-    for sec in _SECTIONS:
-        values = d.get(sec) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"config section {sec!r} must be a mapping, got {type(values).__name__}")
-        for k, v in values.items():
-            _apply(cfg, f"{sec}.{k}", v, "config")
-    return cfg.validate()
+def field_type(section: str, name: str):
+    """The declared type of field ``section.name``."""
+    return typing.get_type_hints(SECTIONS[section])[name]

@@ -1,5 +1,5 @@
 """The loaders of the three on-disk layouts (basnet, wtalc, anet_json; described in
-:mod:`case_fast.data.dataset`), each returning one :class:`VideoDataset` per role, with the checks
+:mod:`case_fast.data.load`), each returning one :class:`VideoDataset` per role, with the checks
 they share (class list, labels, feature-file headers, subsets, missing files)."""
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .annotations import (DataError, VideoEntry, check_disjoint, read_ambiguous, read_class_list,
-                          read_database_json, read_video_list, read_wtalc_annotations, select_subset)
+                          read_database_json, read_video_list, select_subset)
 from .video_dataset import VideoDataset
+from .wtalc_annotations import read_wtalc_annotations
 
 DEFAULT_CACHE_BYTES = 8 << 30   # cache all features in memory when the whole split fits in this
 _MAX_LISTED = 8                 # missing files listed by name in one error message

@@ -52,18 +52,9 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-from .annotations import (DataError, VideoEntry, check_disjoint, parse_segment, read_ambiguous,  # noqa: F401
-                          read_class_list, read_database_json, read_video_list, read_wtalc_annotations,
-                          select_subset)
-from .layouts import (DEFAULT_CACHE_BYTES, ROLES, _read_split, _roles, load_anet_json,  # noqa: F401
-                      load_basnet, load_wtalc, read_gt_json)
+from .annotations import DataError
+from .layouts import DEFAULT_CACHE_BYTES, ROLES, _roles, load_anet_json, load_basnet, load_wtalc
 from .video_dataset import VideoDataset
-
-# VideoDataset lives in video_dataset.py, the three layouts' loaders in layouts.py; the names that
-# were importable from here stay so (synthetic.py uses read_ambiguous, read_gt_json, _read_split)
-__all__ = ["DataError", "VideoDataset", "load_datasets", "load_splits", "DEFAULT_CACHE_BYTES", "ROLES",
-           "LAYOUTS", "load_basnet", "load_wtalc", "load_anet_json", "read_gt_json", "read_ambiguous"]
-
 
 LAYOUTS = ("synthetic", "basnet", "wtalc", "anet_json")
 

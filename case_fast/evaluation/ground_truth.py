@@ -58,7 +58,7 @@ class GroundTruth:
 
 def _build_gt(rows, videos, class_names, ambiguous=None, source="") -> GroundTruth:
     """rows: iterable of (video, label_name, start, end)."""
-    from .data.annotations import DataError
+    from ..data.annotations import DataError
 
     index = {c: i for i, c in enumerate(class_names)}
     vid, lab, seg = [], [], []
@@ -82,7 +82,7 @@ def _build_gt(rows, videos, class_names, ambiguous=None, source="") -> GroundTru
 def _select_videos(known: Sequence[str], subsets: Mapping[str, str], split_file, subset, source):
     """The evaluated videos: the split file's (in its order; each must be known) when given, else
     those of ``subset`` (sorted; ``None``: all). Zero videos is an error."""
-    from .data import annotations as A
+    from ..data import annotations as A
 
     if split_file is not None:
         names = A.read_video_list(split_file)
@@ -97,7 +97,7 @@ def _select_videos(known: Sequence[str], subsets: Mapping[str, str], split_file,
 
 
 def _gt_from_json(path, split_file, subset, class_names, class_list_file, ambiguous_file) -> GroundTruth:
-    from .data import annotations as A
+    from ..data import annotations as A
 
     db = A.read_database_json(path, "ground-truth file")
     if class_names is None:
@@ -144,7 +144,7 @@ def ground_truth_from_wtalc(annotation_dir, prefix="Thumos14reduced", subset="te
                             split_file=None) -> GroundTruth:
     """W-TALC layout: ``videoname.npy``, ``subset.npy``, ``segments.npy``, ``labels.npy`` (one label
     per segment), ``classlist.npy`` and optionally ``Ambiguous_test.txt`` (lines ``video start end``),
-    read by :func:`case_fast.data.annotations.read_wtalc_annotations` (the training loader's parser).
+    read by :func:`case_fast.data.wtalc_annotations.read_wtalc_annotations` (the training loader's parser).
 
     ``annotation_dir`` may be the folder holding these files or one containing
     ``<prefix>-Annotations/``. ``subset`` (str or bytes) selects the videos (``test``: 212 for
@@ -152,9 +152,9 @@ def ground_truth_from_wtalc(annotation_dir, prefix="Thumos14reduced", subset="te
     ambiguous segments (looked for in the annotation folder, then its parent) of the selected
     videos are attached to ``GroundTruth.ambiguous``.
     """
-    from .data import annotations as A
+    from ..data.wtalc_annotations import find_wtalc_annotations, read_wtalc_annotations
 
-    ann = A.read_wtalc_annotations(A.find_wtalc_annotations(annotation_dir, prefix))
+    ann = read_wtalc_annotations(find_wtalc_annotations(annotation_dir, prefix))
     subsets = dict(zip(ann.names, ann.subsets))
     want = None if subset is None else _as_str(subset)
     videos = _select_videos(ann.names, subsets, split_file, want, ann.folder / "subset.npy")

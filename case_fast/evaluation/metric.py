@@ -1,6 +1,5 @@
-"""Detection evaluation: ActivityNet-style mAP (method.md §6). The results files it reads are in
-``case_fast/results.py`` (:class:`Detections`), the ground truth in ``case_fast/ground_truth.py``
-(:class:`GroundTruth`); both are also importable from here, as before.
+"""Detection evaluation: ActivityNet-style mAP (method.md §6) of :class:`Detections` (``results.py``)
+against a :class:`GroundTruth` (``ground_truth.py``).
 
 Two backends compute the same average precisions, bit for bit:
 
@@ -54,26 +53,10 @@ from typing import Mapping
 
 import numpy as np
 
-# the data classes and file readers live in their own modules; re-exported for existing callers
-from .ground_truth import (GroundTruth, ground_truth_from_anet_json, ground_truth_from_gt_json,
-                           ground_truth_from_wtalc)
-from .results import Detections, detections_from_results, read_results, results_dict, write_results
+from .ground_truth import GroundTruth
+from .results import Detections
 
-__all__ = [
-    "THUMOS_TIOU",
-    "ANET_TIOU",
-    "Detections",
-    "GroundTruth",
-    "ground_truth_from_gt_json",
-    "ground_truth_from_wtalc",
-    "ground_truth_from_anet_json",
-    "detections_from_results",
-    "read_results",
-    "write_results",
-    "results_dict",
-    "evaluate",
-    "format_table",
-]
+__all__ = ["THUMOS_TIOU", "ANET_TIOU", "evaluate", "format_table"]
 
 THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 ANET_TIOU = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
@@ -185,7 +168,7 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=THUMOS_TIOU, *, ambig
     ``ap_classes`` / ``ambiguous_keep`` (csrc/cpu/ap_cpu.cpp) when the extension is built, else
     the reference; 'reference' -- the per-prediction loop. Both give the same APs, bit for bit.
     """
-    from .ops import ap as fast
+    from ..ops import ap as fast
 
     thr = _check_tiou(tiou)
     if backend == "fast" and fast.available() and len(thr) <= 64:  # the op keeps 64-bit masks

@@ -131,7 +131,7 @@ def detections_from_results(
     (after being validated like the others) and it is called once with ``{video: number of
     predictions dropped}`` (only when there are some).
     """
-    from .data.annotations import DataError
+    from ..data.annotations import DataError
 
     if not isinstance(results, Mapping):
         raise DataError(f"{source}: results file must be a JSON object, got {type(results).__name__}")
@@ -207,7 +207,7 @@ def read_results(path, class_names, known_videos=None, on_unknown=None) -> Detec
     """Read and validate a results JSON file (see :func:`detections_from_results`). The file is read
     strictly (:func:`case_fast.data.annotations.load_json`): a video named twice, ``NaN`` or
     ``Infinity``, an empty file or a folder are refused with the path in the message."""
-    from .data.annotations import load_json
+    from ..data.annotations import load_json
 
     data = load_json(path, "results file")
     return detections_from_results(data, class_names, known_videos, source=str(path), on_unknown=on_unknown)

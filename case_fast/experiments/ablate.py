@@ -50,16 +50,8 @@ import sys
 import time
 from typing import Callable, List, Optional, Sequence
 
-from .ablate_rows import GROUPS, QUICK_OVERRIDES, ROWS, override_list, plan_jobs, row_config, select_rows
-from .ablate_table import (METRIC_KEYS, REPORT_TIOU, SELECTION_KEYS, aggregate, format_ablation,
-                           format_class_ap, mean_std, run_metrics, selection_metrics, to_csv)
-
-# the rows and the plan live in ablate_rows.py, the statistics and tables in ablate_table.py; their
-# names stay importable from here
-__all__ = ["ROWS", "GROUPS", "QUICK_OVERRIDES", "REPORT_TIOU", "METRIC_KEYS", "SELECTION_KEYS", "select_rows",
-           "override_list", "row_config", "plan_jobs", "mean_std", "selection_metrics", "run_metrics",
-           "aggregate", "format_ablation", "format_class_ap", "to_csv", "run_ablation", "add_ablate_parser",
-           "cmd_ablate"]
+from .ablate_rows import GROUPS, QUICK_OVERRIDES, ROWS, override_list, plan_jobs, select_rows
+from .ablate_table import aggregate, format_ablation, format_class_ap, to_csv
 
 # configuration keys that do not change a run's result (not compared when resuming)
 _VOLATILE = {"train": ("progress", "num_threads", "device", "backend", "tensorboard", "world_size")}
@@ -112,8 +104,8 @@ def _job(job: dict) -> List[dict]:
     import torch
     import yaml
 
-    from .config import config_from_dict
-    from .trainer import train
+    from ..config.loading import config_from_dict
+    from ..training.trainer import train
 
     threads = int(job["threads"])
     torch.set_num_threads(threads)
@@ -149,13 +141,13 @@ def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
     """Evaluate the parent's best.pt under each test-time row's inference settings."""
     import torch
 
-    from .config import config_from_dict
-    from .data import load_datasets
-    from .evaluation import format_table
-    from .inference import to_results_dict
-    from .checkpoint import load_checkpoint
-    from .evaluator import Evaluator, summarize
-    from .utils import save_json, save_text
+    from ..config.loading import config_from_dict
+    from ..data.load import load_datasets
+    from ..evaluation.metric import format_table
+    from ..inference.detect import to_results_dict
+    from ..training.checkpoint import load_checkpoint
+    from ..training.periodic_eval import Evaluator, summarize
+    from ..files import save_json, save_text
 
     out, todo = [], []
     parent_best = _read_json(os.path.join(job["run_dir"], "summary.json"))["best"]
@@ -173,7 +165,7 @@ def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
     if not todo:
         return out
     ckpt = os.path.join(job["run_dir"], "best.pt")
-    from .utils import resolve_device
+    from ..runtime import resolve_device
     device = resolve_device(parent_cfg.train.device)
     model, q_c, _ = load_checkpoint(ckpt, device)
     q_c = None if q_c is None else q_c.to(device)
@@ -245,7 +237,7 @@ def run_ablation(config: str = "synthetic", rows: Optional[Sequence[str]] = None
                            + ("-quick" if quick else ""))
     plan = plan_jobs(names, seeds, config, out, base_overrides, quick, retrain_test_rows)
     _precheck(plan)
-    from . import distributed
+    from ..training import distributed
     if distributed.launched():
         return _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick,
                                    retrain_test_rows, log)
@@ -291,7 +283,7 @@ def _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick, 
                         log) -> Optional[dict]:
     """The ablation under torchrun: run i on rank i mod world, one at a time; results gathered;
     rank 0 writes and returns the report (the other ranks return None)."""
-    from . import distributed
+    from ..training import distributed
 
     # gloo: only Python objects travel between the ranks; a rank that is done waits for the
     # others' runs at the final gather, hence the long timeout
@@ -336,7 +328,7 @@ def _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick, 
 
 def _report(names, results, config, seeds, out, base_overrides, quick, retrain_test_rows, n_jobs,
             threads, wall, log, world: int = 1) -> dict:
-    from .utils import save_json, save_text
+    from ..files import save_json, save_text
 
     table = aggregate(names, results)
     report = {

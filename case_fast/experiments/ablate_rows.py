@@ -1,6 +1,6 @@
 """The ablation ladder of ``case-fast ablate`` as data (the rows of the paper's Tables 4-7 and their
 groups) and the plan of runs: one job per (trained row, seed), test-time rows riding on their
-parent's job (see :mod:`case_fast.ablate`)."""
+parent's job (see :mod:`case_fast.experiments.ablate`)."""
 from __future__ import annotations
 
 import json
@@ -92,7 +92,7 @@ def row_config(config: str, name: str, base_overrides: Sequence[str] = (), seed:
                quick: bool = False):
     """The resolved Config of one row and seed: config file, --quick, user overrides, row
     overrides, seed (later wins)."""
-    from .config import load_config
+    from ..config.loading import load_config
 
     ovs = (QUICK_OVERRIDES if quick else []) + list(base_overrides) + override_list(ROWS[name]) \
         + [f"train.seed={int(seed)}"]

@@ -17,11 +17,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .config import Config
-from .model import CaseModel, count_macs, count_parameters
-from .pseudo_labels import initial_cluster_labels
-from .step import case_losses
-from .utils import resolve_device
+from ..config.schema import Config
+from ..method.model import CaseModel, count_macs, count_parameters
+from ..method.pseudo_labels import initial_cluster_labels
+from ..method.step import case_losses
+from ..runtime import resolve_device
 
 
 class PhaseTimer:
@@ -58,16 +58,16 @@ def _peak_memory(device) -> str:
 
 def profile(cfg: Config, steps: int = 5, checkpoint: Optional[str] = None, eval_videos: int = 0,
             print_fn=print) -> dict:
-    from .evaluation import evaluate
-    from .ground_truth import GroundTruth
-    from .data import embedded_thumos14_test
-    from .inference import forward_videos, localize_video
-    from .evaluator import proposals_to_detections
+    from ..evaluation.metric import evaluate
+    from ..evaluation.ground_truth import GroundTruth
+    from ..data.synthetic import embedded_thumos14_test
+    from ..inference.detect import forward_videos, localize_video
+    from ..training.periodic_eval import proposals_to_detections
 
     device = resolve_device(cfg.train.device)
     torch.manual_seed(0)
     if checkpoint:
-        from .checkpoint import load_checkpoint
+        from ..training.checkpoint import load_checkpoint
         model, q_c, ck_cfg = load_checkpoint(checkpoint, device)
         cfg.model = ck_cfg.model
         q_c = (q_c if q_c is not None else initial_cluster_labels(cfg.model.num_clusters)).to(device)

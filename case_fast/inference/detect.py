@@ -6,10 +6,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from . import ops
-from .config import Config
-from .utils import no_timer
-from .proposals import generate_proposals
+from .. import ops
+from ..config.schema import Config
+from ..runtime import no_timer
+from ..ops.proposals import generate_proposals
 
 
 def localization_cas(out, q_c: Optional[torch.Tensor], fg_score: str = "PM") -> torch.Tensor:
@@ -95,7 +95,7 @@ def forward_videos(model, feats: torch.Tensor, q_c: Optional[torch.Tensor], cfg:
 def detect(model, dataset, q_c: Optional[torch.Tensor], cfg: Config, device="cpu",
            videos: Optional[Sequence[int]] = None, progress=None) -> Dict[str, np.ndarray]:
     """Run inference on (a subset of) a VideoDataset: {video name: (m, 4) proposals}."""
-    from .data import sample_test_indices
+    from ..data.sampling import sample_test_indices
 
     ids = list(range(len(dataset))) if videos is None else list(videos)
     t = cfg.data.num_segments

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import ops
+from .. import ops
 
 
 def attention_pseudo_labels(topk_idx: torch.Tensor, labels: torch.Tensor, num_segments: int) -> torch.Tensor:
@@ -36,7 +36,7 @@ def scc_pseudo_labels(cluster_logits: torch.Tensor, attention: torch.Tensor, q_c
     """
     logits = cluster_logits.detach()
     if pg is not None and labels not in ("soft", "hard"):
-        from . import distributed as D
+        from ..training import distributed as D
         prior = None
         if use_prior:
             rank = D.prior_rank_local(attention, mode, pg)
@@ -78,7 +78,7 @@ def ccc_marginal(q_a: torch.Tensor, kind: str = "empirical", pg=None) -> torch.T
     if kind == "uniform":
         return torch.full((2,), 0.5, dtype=torch.float32, device=q_a.device)
     if pg is not None:
-        from .distributed import mean_global
+        from ..training.distributed import mean_global
         m = mean_global(q_a, pg)
         return torch.stack([m, 1.0 - m])
     m = q_a.float().mean()

@@ -10,9 +10,9 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from . import ops
-from .config import Config
-from .utils import no_timer
+from .. import ops
+from ..config.schema import Config
+from ..runtime import no_timer
 from .losses import gce_loss, soft_cross_entropy, video_loss
 from .pseudo_labels import (attention_pseudo_labels, ccc_marginal, ccc_pseudo_labels,
                             cluster_fb_logits, scc_pseudo_labels)

@@ -1,15 +1,15 @@
 """The fast backend of ``evaluation.evaluate``: the compiled AP ops ``torch.ops.case_fast.ap_group``
 / ``ap_classes`` / ``ambiguous_keep`` (csrc/cpu/ap_cpu.cpp), driven from here. The reference
-backend and the rules are in ``case_fast/evaluation.py``; both give the same APs, bit for bit."""
+backend and the rules are in ``case_fast/evaluation/metric.py``; both give the same APs, bit for bit."""
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..evaluation import _check_detections, _detections_error, _video_codes, _video_lookup
-from ..ground_truth import GroundTruth
-from ..results import Detections
+from ..evaluation.metric import _check_detections, _detections_error, _video_codes, _video_lookup
+from ..evaluation.ground_truth import GroundTruth
+from ..evaluation.results import Detections
 
 # --------------------------------------------------------------------------------------------
 # Fast backend

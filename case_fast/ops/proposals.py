@@ -54,8 +54,8 @@ from typing import List
 import numpy as np
 import torch
 
-from .ops import _extension
-from .ops._backend import use_fast
+from . import _extension
+from ._backend import use_fast
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

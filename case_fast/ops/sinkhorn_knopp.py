@@ -1,4 +1,5 @@
-"""Sinkhorn-Knopp pseudo-labelling (method.md §4) and the rank prior of SCC (method.md §3.4): references.
+"""Sinkhorn-Knopp pseudo-labelling (method.md §4) and the rank prior of SCC (method.md §3.4): the ops
+(``sinkhorn``, ``sinkhorn_rank_prior``) and their references.
 
 The reference follows the released code's sequence of normalisations exactly (it is what the
 faithful tests compare against); the fused Triton kernel uses the equivalent scaling-vector form.
@@ -8,6 +9,8 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+
+from ._backend import triton_fast
 
 
 def _work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -109,3 +112,36 @@ def sinkhorn_rank_prior_reference(logits, rank, fg_prob, sigma=10.0, col_margina
     check_args(logits, None, col_marginal, n_iters, rank, fg_prob)
     prior = rank_prior(rank.to(logits.device), fg_prob.to(logits.device), sigma)
     return sinkhorn_reference(logits, prior, col_marginal, n_iters, epsilon, temperature)
+
+
+def sinkhorn(logits: torch.Tensor, prior: Optional[torch.Tensor] = None,
+             col_marginal: Optional[torch.Tensor] = None, n_iters: int = 3, epsilon: float = 0.05,
+             temperature: float = 10.0, *, backend: str = "auto") -> torch.Tensor:
+    """Sinkhorn-Knopp pseudo-labels Q (M, C) from logits L (M, C), rows summing to 1 (method.md §4).
+
+    G = exp(L / temperature / epsilon) * prior; ``n_iters`` rounds of column normalisation to the
+    marginal ``col_marginal`` (default uniform 1/C) and row normalisation. No gradient. float32
+    inside (float64 for float64 input, which only the reference takes); half inputs are computed
+    in float32.
+    """
+    if triton_fast(backend, "sinkhorn", logits, logits, prior):
+        from case_fast.kernels.sinkhorn import sinkhorn_triton
+        return sinkhorn_triton(logits, prior=prior, col_marginal=col_marginal, n_iters=n_iters,
+                               epsilon=epsilon, temperature=temperature)
+    return sinkhorn_reference(logits, prior, col_marginal, n_iters, epsilon, temperature)
+
+
+def sinkhorn_rank_prior(logits: torch.Tensor, rank: torch.Tensor, fg_prob: torch.Tensor,
+                        sigma: float = 10.0, col_marginal: Optional[torch.Tensor] = None,
+                        n_iters: int = 3, epsilon: float = 0.05, temperature: float = 10.0, *,
+                        backend: str = "auto") -> torch.Tensor:
+    """Sinkhorn with CASE's SCC prior (method.md §3.4) computed from the rank vector (N,), the
+    per-cluster foreground probability (K,) and sigma. The fused kernel never materialises the
+    (N, K) prior; the reference does (``rank_prior``). Use ``prior_rank(attention, mode)`` for r.
+    """
+    if triton_fast(backend, "sinkhorn_rank_prior", logits, logits, rank, fg_prob):
+        from case_fast.kernels.sinkhorn import sinkhorn_triton
+        return sinkhorn_triton(logits, col_marginal=col_marginal, n_iters=n_iters, epsilon=epsilon,
+                               temperature=temperature, rank=rank, fg_prob=fg_prob, sigma=sigma)
+    return sinkhorn_rank_prior_reference(logits, rank, fg_prob, sigma, col_marginal, n_iters,
+                                         epsilon, temperature)

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .data.sampling import sample_train_batch
+from ..data.sampling import sample_train_batch
 
 
 class FeatureBank:

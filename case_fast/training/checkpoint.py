@@ -7,8 +7,10 @@ import os
 
 import torch
 
-from .config import Config, config_from_dict
-from .model import CaseModel
+from ..config.schema import Config
+
+from ..config.loading import config_from_dict
+from ..method.model import CaseModel
 from .run_files import RunError
 
 LAST_KEYS = ("model", "optimizer", "q_c", "step", "best", "history", "config")

@@ -166,7 +166,7 @@ def prior_rank_local(attention_local: torch.Tensor, mode: str, pg: ProcessGroup)
     """This rank's slice of the rank vector r of method.md §3.4 over the global batch: the fused
     attention of all ranks is gathered (rank order = global batch order), ``prior_rank`` runs on
     the whole vector on every rank (identical result), and rows [rank·n, (rank+1)·n) are returned."""
-    from .ops import prior_rank
+    from ..ops import prior_rank
     a = attention_local.detach().reshape(-1)
     n = a.numel()
     full = prior_rank(pg.cat(a), mode)

@@ -1,7 +1,7 @@
 """``train.cuda_graph``: one whole CASE training step (forward, losses, backward, Adam) captured in a
 CUDA graph and replayed for every later step, after PyTorch's "whole network capture" recipe.
 
-Only the trainer uses this (``case_fast.trainer.train``); the eager step there is unchanged.
+Only the trainer uses this (``case_fast.training.trainer.train``); the eager step there is unchanged.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Dict, NamedTuple, Optional, Sequence
 
 import torch
 
-from .config import Config
-from .step import train_step
+from ..config.schema import Config
+from ..method.step import train_step
 
 WARMUP_STEPS = 3
 

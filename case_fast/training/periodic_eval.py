@@ -7,12 +7,12 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from .config import Config
-from .data import sample_test_indices
-from .evaluation import evaluate
-from .ground_truth import GroundTruth
-from .inference import forward_videos, localize_video
-from .results import Detections
+from ..config.schema import Config
+from ..data.sampling import sample_test_indices
+from ..evaluation.metric import evaluate
+from ..evaluation.ground_truth import GroundTruth
+from ..inference.detect import forward_videos, localize_video
+from ..evaluation.results import Detections
 
 
 def ground_truth_of(dataset) -> GroundTruth:

@@ -6,7 +6,7 @@ import os
 import shutil
 from typing import Optional
 
-from .utils import DirLock, OutputError, check_writable_dir, remove_stale_temps
+from ..files import DirLock, OutputError, check_writable_dir, remove_stale_temps
 
 RUN_FILES = ("last.pt", "best.pt", "best_results.json", "best_table.txt", "metrics.jsonl",
              "summary.json", "config.yaml")

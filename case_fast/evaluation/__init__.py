@@ -1,0 +1,7 @@
+"""Evaluation (method.md §6): scoring detections against ground truth, with no model involved.
+
+    metric.py        ActivityNet-style mAP at several tIoU thresholds (reference; the compiled
+                     backend is ``case_fast.ops.ap``), the results table
+    ground_truth.py  :class:`GroundTruth` and its loaders (gt.json, ActivityNet JSON, W-TALC)
+    results.py       :class:`Detections` and results files (reading, writing, checks)
+"""
