@@ -1,5 +1,5 @@
 // Detection AP (method.md §6), CPU: the greedy matching and the interpolated AP of
-// case_fast.evaluation (bitwise the reference backend's APs), and the ambiguous-segment filter.
+// case_fast.evaluation.metric (bitwise the reference backend's APs), and the ambiguous-segment filter.
 #pragma once
 
 #include <ATen/core/Tensor.h>
