@@ -1,8 +1,13 @@
 """The ``case-fast`` command line: train, detect, eval, info (and profile, ablate, plot).
 
 Every subcommand that takes a configuration accepts ``--config NAME|PATH`` (bundled names:
-``case-fast info --list``) followed by any number of ``section.key=value`` overrides
-(``case-fast info --fields`` lists every key with its default and meaning).
+``case-fast info --list``; default for every command: ``synthetic``, the embedded synthetic set)
+followed by any number of ``section.key=value`` overrides (``case-fast info --fields`` lists every
+key with its value and meaning).
+
+Output: results and messages on stdout, warnings and errors on stderr, a progress bar on stderr
+when it is a terminal; ``-q/--quiet`` keeps only warnings and errors; ``-`` as an output file is
+stdout (the messages then go to stderr). Under torchrun only rank 0 prints.
 
 Errors: a bad configuration, bad data, a bad or unreadable file, or an OS error on an input or
 output (read-only or full disk, a folder where a file is expected) ends the command with one line
@@ -15,14 +20,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+import traceback
 from typing import List, Optional
 
 
-def _add_config_args(p: argparse.ArgumentParser, default: Optional[str] = "synthetic") -> None:
-    p.add_argument("--config", "-c", default=default,
+DEFAULT_CONFIG = "synthetic"   # every command's default configuration: the embedded synthetic set
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG,
                    help="bundled config name (synthetic, synthetic_full, thumos14, thumos14_wtalc, "
-                        "anet12, anet13) or a YAML path (default: %(default)s)")
+                        "anet12, anet13) or a YAML path (default: %(default)s, the embedded synthetic set)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="config overrides, e.g. train.seed=2 data.root=/data/THUMOS14")
 
@@ -36,6 +44,24 @@ class UsageError(ValueError):
     """A command-line option is wrong or options contradict each other."""
 
 
+def _to_stdout(path: Optional[str]) -> bool:
+    return path == "-"
+
+
+def _say_for(data_path: Optional[str]):
+    """The function printing a command's messages: stdout, or stderr when ``data_path`` is '-' (the
+    data then has stdout to itself); nothing with --quiet."""
+    from .console import console
+
+    if not _to_stdout(data_path):
+        return console.show
+
+    def to_stderr(msg: str) -> None:
+        if console.speaks and not console.quiet:
+            print(msg, file=sys.stderr, flush=True)
+    return to_stderr
+
+
 def cmd_train(args) -> int:
     """Under torchrun (WORLD_SIZE > 1) every process joins the job's process group and trains its
     slice of the global batch; rank 0 writes the run directory and prints."""
@@ -45,21 +71,8 @@ def cmd_train(args) -> int:
 
     cfg = _load(args)
     run_dir = args.out or os.path.join("runs", f"{cfg.name}-seed{cfg.train.seed}")
-    pg = None
-    if distributed.launched():
-        pg = distributed.init(resolve_device(cfg.train.device).type)
-    try:
-        t0 = time.time()
-        best = train(cfg, run_dir, restart=args.restart, pg=pg)
-        if pg is None or pg.is_main:
-            print(f"\nselected evaluation (train.select={cfg.train.select}) at step {best['step']} "
-                  f"({time.time() - t0:.0f}s) - {run_dir}")
-            table_path = os.path.join(run_dir, "best_table.txt")
-            with open(table_path) as f:
-                print(f.read().rstrip())
-    finally:
-        if pg is not None:
-            distributed.shutdown()
+    with distributed.process_group(resolve_device(cfg.train.device).type) as pg:
+        train(cfg, run_dir, restart=args.restart, pg=pg)   # prints the selected evaluation's table
     return 0
 
 
@@ -109,13 +122,16 @@ def _check_model_overrides(cfg, overrides, checkpoint: str) -> None:
 def cmd_detect(args) -> int:
     from .config.loading import apply_overrides
     from .data.load import load_splits
-    from .inference.detect import detect, to_results_dict
+    from .inference.detect import detect
+    from .evaluation.results import results_dict
     from .training.checkpoint import load_checkpoint
-    from .runtime import Progress, resolve_device
+    from .console import Progress
     from .files import check_writable_path, save_json
+    from .runtime import resolve_device
 
-    check_writable_path(args.out, "--out")
-    _refuse_overwriting(args.out, "--out", [("checkpoint", args.checkpoint)])
+    if not _to_stdout(args.out):
+        check_writable_path(args.out, "--out")
+        _refuse_overwriting(args.out, "--out", [("checkpoint", args.checkpoint)])
     device = resolve_device(args.device)
     model, q_c, cfg = load_checkpoint(args.checkpoint, device)
     _check_model_overrides(cfg, args.overrides, args.checkpoint)
@@ -123,9 +139,10 @@ def cmd_detect(args) -> int:
     (dataset,) = load_splits(cfg.data, cfg.model.num_classes, cfg.k, (args.split,))
     bar = Progress(len(dataset), "detect", True)
     props = detect(model, dataset, q_c, cfg, device, progress=bar.update)
-    save_json(to_results_dict(props, dataset.class_names), args.out, None)
+    save_json(results_dict(props, dataset.class_names, cfg.to_dict(), args.split), args.out, None)
     n = sum(len(p) for p in props.values())
-    print(f"wrote {n} detections for {len(props)} videos to {args.out}")
+    _say_for(args.out)(f"wrote {n} detections for {len(props)} videos to "
+                       + ("stdout" if _to_stdout(args.out) else args.out))
     return 0
 
 
@@ -139,8 +156,8 @@ def _ground_truth(args):
     file used or None)."""
     from .evaluation import ground_truth as G
     from .data import annotations as A
-    from .data.synthetic import assets_dir
     from .data.wtalc_annotations import find_wtalc_annotations
+    from .data.synthetic import assets_dir
 
     if args.split_file is not None and args.subset is not None:
         raise UsageError("give --split-file or --subset, not both (the split file lists the videos)")
@@ -198,19 +215,44 @@ def _parse_tiou(text: str):
     return tiou
 
 
+def _coverage_note(det, gt) -> Optional[str]:
+    """One line when ground-truth videos got no prediction at all."""
+    import numpy as np
+
+    have = {det.video_names[i] for i in np.unique(det.video_index)} if len(det) else set()
+    missing = sum(1 for v in gt.videos if v not in have)
+    if not missing:
+        return None
+    return f"case-fast eval: note: {missing} of {len(gt.videos)} ground-truth videos have no prediction"
+
+
 def cmd_eval(args) -> int:
     from .evaluation import metric as ev
-    from .evaluation.results import read_results
+    from .data.annotations import DataError, load_json
+    from .evaluation.ground_truth import ground_truth_of_run
+    from .evaluation.results import detections_from_results
     from .files import check_writable_path
 
     tiou = _parse_tiou(args.tiou)
-    if args.json:
+    say = _say_for(args.json)
+    if args.json and not _to_stdout(args.json):
         check_writable_path(args.json, "--json")
         _refuse_overwriting(args.json, "--json", [("results file", args.results), ("--gt", args.gt),
                                                   ("--split-file", args.split_file),
                                                   ("--ambiguous-file", args.ambiguous_file)])
-    gt, ambiguous_source = _ground_truth(args)
-    use_ambiguous = args.protocol == "wtalc212" or args.ambiguous
+    results = load_json(args.results, "results file")
+    run = None   # a case-fast results file is scored on the ground truth of its own run
+    if args.gt is None and args.split_file is None and args.subset is None:
+        run = ground_truth_of_run(results, args.results)
+    if run is not None:
+        gt, run_cfg, split = run
+        ambiguous_source = "the run's annotations" if gt.ambiguous else None
+        use_ambiguous = args.protocol == "wtalc212" or args.ambiguous or run_cfg.data.protocol == "wtalc212"
+        source = f"the run's ground truth ({run_cfg.name}, {split} split)"
+    else:
+        gt, ambiguous_source = _ground_truth(args)
+        use_ambiguous = args.protocol == "wtalc212" or args.ambiguous
+        source = args.gt or "embedded THUMOS14"
     if use_ambiguous and ambiguous_source is None:
         raise UsageError("--ambiguous / --protocol wtalc212 need the ambiguous segments, and no "
                          "Ambiguous_test.txt was found beside the ground truth: pass --ambiguous-file "
@@ -222,12 +264,21 @@ def cmd_eval(args) -> int:
         print(f"case-fast eval: note: --allow-unknown dropped {sum(dropped.values())} prediction(s) on "
               f"{len(names)} video(s) not in the ground truth: {shown}", file=sys.stderr)
 
-    det = read_results(args.results, gt.class_names, known_videos=gt.videos,
-                          on_unknown=note if args.allow_unknown else None)
+    if not args.allow_unknown and isinstance(results, dict) and isinstance(results.get("results"), dict):
+        known = set(gt.videos)
+        unknown = [v for v in results["results"] if v not in known]
+        if unknown:
+            raise DataError(f"{args.results}: {len(unknown)} video(s) with predictions are not in the "
+                               f"ground truth ({source}), e.g. {unknown[0]!r}; --allow-unknown drops them")
+    det = detections_from_results(results, gt.class_names, known_videos=gt.videos, source=args.results,
+                                  on_unknown=note if args.allow_unknown else None)
+    missing = _coverage_note(det, gt)
+    if missing:
+        print(missing, file=sys.stderr)
     metrics = ev.evaluate(det, gt, tiou, ambiguous_filter=use_ambiguous)
-    print(f"{args.results}: {len(det.score)} predictions, {len(gt.videos)} videos, "
-          f"{len(gt.class_names)} classes")
-    print(ev.format_table(metrics))
+    say(f"{args.results}: {len(det.score)} predictions, {len(gt.videos)} videos, "
+        f"{len(gt.class_names)} classes; ground truth: {source}")
+    say(ev.format_table(metrics))
     if args.json:
         from .files import save_json
         save_json({"tiou": list(map(float, metrics["tiou"])), "map": list(map(float, metrics["map"])),
@@ -239,30 +290,53 @@ def cmd_eval(args) -> int:
 
 def cmd_info(args) -> int:
     from .config.loading import available_configs, field_table
+    from .console import console
+
+    if args.json and not _to_stdout(args.json):
+        from .files import check_writable_path
+        check_writable_path(args.json, "--json")
+
+    def out(text: str, data) -> None:
+        if args.json:
+            from .files import save_json
+            save_json(data, args.json)
+            if _to_stdout(args.json):
+                return
+        console.show(text)
 
     if args.list:
-        print("bundled configs: " + ", ".join(available_configs()))
+        names = available_configs()
+        out("bundled configs: " + ", ".join(names), {"configs": names})
         return 0
+    cfg = _load(args)
     if args.fields:
         import json
-        print("configuration fields (section.key=value on the command line; default; meaning):")
-        for key, tp, default, doc in field_table():
-            print(f"  {key:<26} {tp:<20} {json.dumps(default):<14} {doc}")
+        rows = field_table(cfg)
+        out("\n".join([f"configuration fields of {cfg.name} (section.key=value on the command line; "
+                       "value in this config; meaning):"]
+                      + [f"  {key:<26} {tp:<20} {json.dumps(value):<14} {doc}" for key, tp, value, doc in rows]),
+            {"config": cfg.name, "fields": [{"key": k, "type": tp, "value": v, "meaning": doc}
+                                            for k, tp, v, doc in rows]})
         return 0
     from .method.model import CaseModel, count_macs, count_parameters
-    cfg = _load(args)
     model = CaseModel(cfg.model)
     params = count_parameters(model)
     per_stream = count_parameters(model.rgb)
     t = cfg.data.num_segments
     macs = count_macs(model, t)
-    print(f"config: {cfg.name} (mode {cfg.train.mode})")
-    print(f"model: 2 streams x (D={cfg.model.stream_dim} -> {cfg.model.hidden_dim}), "
-          f"G={cfg.model.num_classes} classes, K={cfg.model.num_clusters} clusters")
-    print(f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.3f} M")
-    print(f"MACs per video (T={t}): {macs:,} = {macs / 1e9:.2f} G ({macs // t:,} per snippet)")
-    print(f"training: batch {cfg.train.batch_size}, k = T // {cfg.train.k_divisor} = {cfg.k}, "
-          f"{cfg.train.num_steps} steps, eval every {cfg.train.eval_every}")
+    out("\n".join([
+        f"config: {cfg.name} (mode {cfg.train.mode})",
+        f"model: 2 streams x (D={cfg.model.stream_dim} -> {cfg.model.hidden_dim}), "
+        f"G={cfg.model.num_classes} classes, K={cfg.model.num_clusters} clusters",
+        f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.3f} M",
+        f"MACs per video (T={t}): {macs:,} = {macs / 1e9:.2f} G ({macs // t:,} per snippet)",
+        f"training: batch {cfg.train.batch_size}, k = T // {cfg.train.k_divisor} = {cfg.k}, "
+        f"{cfg.train.num_steps} steps, eval every {cfg.train.eval_every}"]),
+        {"config": cfg.name, "mode": cfg.train.mode, "stream_dim": cfg.model.stream_dim,
+         "hidden_dim": cfg.model.hidden_dim, "num_classes": cfg.model.num_classes,
+         "num_clusters": cfg.model.num_clusters, "parameters": params, "parameters_per_stream": per_stream,
+         "num_segments": t, "macs_per_video": macs, "batch_size": cfg.train.batch_size, "k": cfg.k,
+         "num_steps": cfg.train.num_steps, "eval_every": cfg.train.eval_every})
     return 0
 
 
@@ -271,15 +345,43 @@ def cmd_profile(args) -> int:
     from .files import save_json
 
     cfg = _load(args)
-    report = profile(cfg, steps=args.steps, checkpoint=args.checkpoint, eval_videos=args.videos)
+    if args.json and not _to_stdout(args.json):
+        from .files import check_writable_path
+        check_writable_path(args.json, "--json")
+    report = profile(cfg, steps=args.steps, checkpoint=args.checkpoint, eval_videos=args.videos,
+                     print_fn=_say_for(args.json))
     if args.json:
         save_json(report, args.json)
     return 0
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (unless the text already says it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
+                or "default" in text.lower()):
+            return text
+        d = action.default
+        if isinstance(d, bool):
+            shown = "on" if d else "off"
+        elif d is None:
+            shown = "none"
+        elif isinstance(d, (list, tuple)):
+            shown = " ".join(map(str, d)) or "none"
+        else:
+            shown = str(d).replace("%", "%%")
+        return f"{text} (default: {shown})".strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="case-fast", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="case-fast", description=__doc__, formatter_class=_HelpFormatter)
+    p.add_argument("--version", action="version", version=f"case-fast {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only warnings and errors (files are written as usual)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train CASE (default: the embedded synthetic set) and print the mAP table")
@@ -293,10 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("detect", help="features -> ActivityNet-style detections JSON with a trained checkpoint")
     d.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a run")
-    d.add_argument("--out", "-o", required=True, help="results JSON to write")
+    d.add_argument("--out", "-o", required=True, help="results JSON to write ('-': stdout)")
     d.add_argument("--split", choices=("test", "train"), default="test",
                    help="the split to detect on (only its files are read)")
-    d.add_argument("--device", default="auto")
+    d.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     d.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="override the checkpoint's config (e.g. data.root=..., infer.nms=hard); "
                         "model.* must agree with the checkpoint")
@@ -306,9 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("results", help="ActivityNet-style results JSON")
     e.add_argument("--gt", help="ground truth: BaS-Net gt.json or ActivityNet-style JSON (classlist.txt and "
                                 "Ambiguous_test.txt beside it are used), or a W-TALC annotations folder "
-                                "(default: embedded THUMOS14, 210 test videos)")
+                                "(default: the ground truth recorded in a case-fast results file, else the "
+                                "embedded THUMOS14, 210 test videos)")
     e.add_argument("--split-file", help="one video per line (e.g. split_test.txt): evaluate exactly these "
-                                        "videos, whatever subset the ground truth gives them")
+                                        "videos, whatever subset the ground truth gives them (default: "
+                                        "none, the --subset)")
     e.add_argument("--subset", help="subset name in the GT file (default: test, else validation)")
     e.add_argument("--ambiguous-file", help="ambiguous segments, lines 'video start end' (default: "
                                             "Ambiguous_test.txt beside the ground truth)")
@@ -318,28 +422,41 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tiou", default="thumos", help="thumos (0.1:0.7), anet (0.5:0.05:0.95) or a comma list")
     e.add_argument("--allow-unknown", action="store_true",
                    help="drop (with a note) predictions on videos absent from the ground truth")
-    e.add_argument("--json", help="also write the metrics here")
+    e.add_argument("--json", help="also write the metrics here ('-': stdout, the table then goes to "
+                                  "stderr; default: none)")
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="parameters and MACs of the configured model")
-    _add_config_args(i, default="thumos14")
+    _add_config_args(i)
     i.add_argument("--list", action="store_true", help="list the bundled configs")
     i.add_argument("--fields", action="store_true",
-                   help="list every configuration field with its type, default and meaning")
+                   help="list every configuration field with its type, its value in --config and its meaning")
+    i.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                   help="write the information as JSON instead, to PATH or, without one, to stdout "
+                        "(default: text on stdout)")
     i.set_defaults(func=cmd_info)
     pr = sub.add_parser("profile", help="parameters, MACs, steps/s, videos/s, peak memory and the "
                                          "time split of a training step and an evaluation pass")
-    _add_config_args(pr, default="thumos14")
+    _add_config_args(pr)
     pr.add_argument("--steps", type=int, default=5, help="timed training steps (after one warm-up)")
     pr.add_argument("--videos", type=int, default=0, help="evaluate only the first n test videos (0: all 210)")
-    pr.add_argument("--checkpoint", help="profile a trained model (its proposals are realistic)")
-    pr.add_argument("--json", help="also write the report here")
+    pr.add_argument("--checkpoint", help="profile a trained model (its proposals are realistic; default: "
+                                         "an untrained model)")
+    pr.add_argument("--json", help="also write the report here ('-': stdout, the text then goes to stderr; "
+                                   "default: none)")
     pr.set_defaults(func=cmd_profile)
 
     from .experiments.ablate import add_ablate_parser
     from .experiments.plot import add_plot_parser
     add_ablate_parser(sub)   # case-fast ablate (case_fast/experiments/ablate.py)
     add_plot_parser(sub)     # case-fast plot (case_fast/experiments/plot.py)
+    for cmd in sub.choices.values():
+        cmd.formatter_class = _HelpFormatter
+        for action in cmd._actions:   # an option without help text still shows its default
+            if action.option_strings and action.help is None and action.default is not None:
+                action.help = "default: %(default)s"
+        cmd.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                         help="print only warnings and errors (files are written as usual; default: off)")
     return p
 
 
@@ -360,12 +477,57 @@ def _message(e: BaseException) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command. User errors (configuration, data, files, options, OS errors on inputs and
     outputs) end with one line ``case-fast <cmd>: error: <message>`` on stderr and exit status 2;
-    ``CASE_FAST_DEBUG=1`` shows the traceback instead."""
+    ``CASE_FAST_DEBUG=1`` shows the traceback instead. A torchrun worker does not return: it ends
+    with the status through ``distributed.exit_worker``."""
+    args = build_parser().parse_args(argv)
+    from .training import distributed
+    try:
+        code = _run(args)
+    except SystemExit as e:
+        if not distributed.joined():
+            raise
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        if not distributed.joined():
+            raise
+        traceback.print_exc()
+        code = 1
+    if distributed.joined():   # a torchrun worker ends here, past the process group's teardown
+        distributed.exit_worker(code)
+    return code
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``case-fast info --fields | head -1``): end quietly with
+    status 0, like the standard tools; later writes and the final flush go to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 0
+
+
+def _run(args) -> int:
+    import warnings
+
     import yaml
 
-    args = build_parser().parse_args(argv)
+    from .console import console
+
+    console.quiet = bool(getattr(args, "quiet", False))
+    shown = warnings.showwarning
+    warnings.showwarning = console.showwarning   # one line on stderr, once, rank 0 only
     try:
-        return args.func(args)
+        if getattr(args, "config", None) is not None:   # an unknown --config is refused by every command
+            from .config.loading import load_config
+            load_config(args.config)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("interrupted; `case-fast train` with the same --out resumes from the last checkpoint",
               file=sys.stderr)
@@ -377,6 +539,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not isinstance(e, RankError):   # under torchrun the rank that failed says why, once
             print(f"case-fast {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
-"""Writing outputs safely: atomic writes (a failed or killed write never leaves a truncated file),
-the run directory's lock, checks that a path can be written, :class:`OutputError` naming the path."""
+"""Writing outputs safely: atomic writes (synced; a failed or killed write never leaves a truncated
+file), the run directory's lock, checks that a path can be written, :class:`OutputError` naming
+the path."""
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
-import tempfile
+import secrets
+import sys
 import time
 from contextlib import contextmanager
 from typing import Any, List, Optional
 
 import torch
+
+from . import strict_json
 
 
 class OutputError(OSError):
@@ -43,23 +46,49 @@ def temp_prefix(name: str) -> str:
     return "." + name + "."
 
 
+def _create_temp(d: str, name: str) -> str:
+    """Create an empty ``.<name>.<random>.tmp`` in ``d`` with mode 0666 less the umask (what
+    ``open()`` gives a new file; ``mkstemp`` would give 0600, unreadable by the lab)."""
+    while True:
+        tmp = os.path.join(d, f"{temp_prefix(name)}{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync(path: str, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str):
-    """Yield a temporary path in the target's folder; on success it replaces ``path`` atomically,
-    on an exception it is removed and ``path`` is untouched. OS errors (read-only or full disk, a
-    folder at ``path``) are raised as :class:`OutputError` naming ``path``."""
+    """The one way the package writes a file. Yields a temporary path in the target's folder; on
+    success its content is flushed to disk (fsync) and it replaces ``path`` atomically (the folder
+    is synced too), on an exception it is removed and ``path`` is untouched. The file gets the mode
+    the umask gives a new file (0644 under umask 022). OS errors (read-only or full disk, a folder
+    at ``path``) are raised as :class:`OutputError` naming ``path``."""
     d = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise OutputError(errno.EISDIR, f"cannot write {path}: it is a directory")
     try:
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(os.path.basename(path)), suffix=".tmp", dir=d)
-        os.close(fd)
+        tmp = _create_temp(d, os.path.basename(path))
     except OSError as e:
         raise OutputError(e.errno, f"cannot write {path}: {_os_reason(e)}") from e
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        try:
+            _fsync(d, directory=True)
+        except OSError:
+            pass   # some file systems cannot sync a folder; the rename itself is done
     except BaseException as e:
         try:
             os.remove(tmp)
@@ -219,7 +248,13 @@ def save_torch(obj: Any, path: str) -> None:
 
 
 def save_json(obj: Any, path: str, indent: Optional[int] = 1) -> None:
-    text = json.dumps(obj, indent=indent)   # serialise first: a failure leaves nothing behind
+    """Strict JSON (:func:`case_fast.strict_json.dumps`: NaN/Infinity refused, naming the key),
+    written atomically; ``path`` '-' writes to stdout."""
+    text = strict_json.dumps(obj, indent=indent, where=path)   # a failure leaves nothing behind
+    if path == "-":
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)

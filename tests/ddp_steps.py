@@ -25,7 +25,13 @@ TINY = ["data.synthetic_videos=20", "data.synthetic_max_len=200", "data.num_segm
 
 def main(out, overrides, steps=4):
     torch.set_num_threads(1)
-    pg = D.init("cpu")
+    with D.process_group("cpu") as pg:
+        record(pg, out, overrides, steps)
+    if D.joined():   # the job's end, as `case-fast` ends a torchrun worker
+        D.exit_worker(0)
+
+
+def record(pg, out, overrides, steps):
     world = 1 if pg is None else pg.world
     rank = 0 if pg is None else pg.rank
     cfg = load_config("synthetic", TINY + list(overrides))
@@ -85,8 +91,6 @@ def main(out, overrides, steps=4):
             assert all(torch.equal(allv[0], allv[r]) for r in range(world)), f"{k} differs between ranks"
     if rank == 0:
         torch.save(rec, out)
-    if pg is not None:
-        D.shutdown()
 
 
 if __name__ == "__main__":

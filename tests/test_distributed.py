@@ -76,6 +76,8 @@ def test_torchrun_train_equals_one_process_and_resumes_after_a_kill(tmp_path):
     r = _torchrun(["-m", "case_fast", "train", "--out", str(multi)] + TINY)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resuming" in r.stdout + r.stderr
+    assert r.stdout.count("step 6: avg mAP") == 1 and r.stdout.count("selected evaluation") == 1  # rank 0 alone
+    assert "step 6: avg mAP" not in r.stderr
     a = torch.load(single / "last.pt", weights_only=True)
     b = torch.load(multi / "last.pt", weights_only=True)
     assert a["step"] == b["step"] == 6

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from case_fast.evaluation.metric import ANET_TIOU, THUMOS_TIOU, evaluate, format_table
-from case_fast.evaluation.results import (Detections, detections_from_results, read_results,
-                                     results_dict, write_results)
 from case_fast.evaluation.ground_truth import (GroundTruth, ground_truth_from_gt_json,
                                           ground_truth_from_wtalc)
+from case_fast.evaluation.results import (Detections, detections_from_results, read_results,
+                                     results_dict)
+from case_fast.files import save_json
 
 BACKENDS = ("reference", "fast")
 
@@ -283,14 +284,16 @@ def test_wtalc_loader(shared_dir):
 
 
 def test_results_roundtrip(tmp_path):
-    res = results_dict({"A": [("c0", 0.9, 1.0, 2.5), ("c1", 0.1, 3, 4)], "B": []})
+    res = results_dict({"A": np.array([[0, 0.9, 1.0, 2.5], [1, 0.1, 3, 4]]), "B": np.zeros((0, 4))},
+                       ["c0", "c1"], config={"name": "x"})
     path = tmp_path / "r.json"
-    write_results(path, res)
+    save_json(res, str(path), None)
     det = read_results(path, ["c0", "c1"], known_videos=["A", "B"])
     assert det.video.tolist() == ["A", "A"] and det.label.tolist() == [0, 1]
     assert det.video_names == ["A", "B"] and det.video_index.tolist() == [0, 0]
     np.testing.assert_array_equal(det.segment, [[1.0, 2.5], [3.0, 4.0]])
-    assert json.loads(path.read_text())["external_data"] == {}
+    back = json.loads(path.read_text())
+    assert back["external_data"] == {} and back["case_fast"] == {"config": {"name": "x"}, "split": "test"}
 
 
 @pytest.mark.parametrize("bad, what", [
@@ -314,13 +317,13 @@ def test_results_not_mapping():
             detections_from_results(bad, ["c0"], source="f.json")
 
 
-def test_write_results_is_atomic(tmp_path):
+def test_results_written_atomically_and_strictly(tmp_path):
     path = tmp_path / "out.json"
     path.write_text("old")
     bad = {"version": "x", "results": {"A": [{"label": "c0", "score": object(), "segment": [0, 1]}]}}
     with pytest.raises(TypeError):
-        write_results(path, bad)
+        save_json(bad, str(path))
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["out.json"]
-    with pytest.raises(ValueError):  # NaN is not JSON
-        write_results(tmp_path / "n.json", results_dict({"A": [("c0", math.nan, 0, 1)]}))
+    with pytest.raises(ValueError, match=r"results\.A\[0\]\.score is nan"):  # NaN is not JSON
+        save_json(results_dict({"A": np.array([[0, math.nan, 0, 1]])}, ["c0"]), str(tmp_path / "n.json"))
     assert os.listdir(tmp_path) == ["out.json"]

@@ -70,7 +70,7 @@ def test_resumed_run_holds_each_step_once(tmp_path, interrupt_at):
     _check_same(run)
 
 
-def test_without_tensorboard_one_line_and_training_goes_on(tmp_path, monkeypatch):
+def test_without_tensorboard_one_line_and_training_goes_on(tmp_path, monkeypatch, capsys):
     real_import = builtins.__import__
 
     def no_tb(name, *a, **k):
@@ -82,5 +82,8 @@ def test_without_tensorboard_one_line_and_training_goes_on(tmp_path, monkeypatch
     logs = []
     run = tmp_path / "run"
     train(load_config("synthetic", TINY), str(run), log=logs.append)
-    assert sum("tensorboard is not installed" in m for m in logs) == 1
+    err = capsys.readouterr().err   # a warning: stderr, once, and in train.log
+    assert err.count("warning: tensorboard is not installed") == 1
+    assert not any("tensorboard is not installed" in m for m in logs)   # not a message
+    assert (run / "train.log").read_text().count("tensorboard is not installed") == 1
     assert (run / "summary.json").is_file() and not (run / "tensorboard").exists()

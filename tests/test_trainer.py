@@ -87,7 +87,7 @@ def test_checkpoint_roundtrip_and_cli(tmp_path, capsys):
     res = str(tmp_path / "det.json")
     assert main(["detect", "--checkpoint", os.path.join(run, "best.pt"), "--out", res]) == 0
     data = _read_json(res)
-    assert set(data) == {"version", "results", "external_data"}
+    assert set(data) == {"version", "results", "external_data", "case_fast"}   # + the run's config
     # detections written by detect score the same as the trainer's own evaluation of best.pt
     best = _read_json(os.path.join(run, "summary.json"))["best"]
     gt_args = []

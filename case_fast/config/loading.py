@@ -18,10 +18,11 @@ from .values import ConfigError, coerce, describe_type, parse_value
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent
 
 
-def field_table() -> List[tuple]:
-    """(key, type, default, meaning) of every configuration field, for ``case-fast info --fields``."""
-    rows = [("name", "str", Config().name, FIELD_DOCS["name"])]
-    defaults = Config()
+def field_table(cfg: Optional[Config] = None) -> List[tuple]:
+    """(key, type, value, meaning) of every configuration field, for ``case-fast info --fields``:
+    the values of ``cfg`` (default: the field defaults)."""
+    defaults = cfg if cfg is not None else Config()
+    rows = [("name", "str", defaults.name, FIELD_DOCS["name"])]
     for sec in SECTIONS:
         for f in dataclasses.fields(SECTIONS[sec]):
             key = f"{sec}.{f.name}"

@@ -162,3 +162,42 @@ def ground_truth_from_wtalc(annotation_dir, prefix="Thumos14reduced", subset="te
     rows = ((v, lab, s, e) for v in videos
             for lab, (s, e) in zip(ann.seg_labels[row[v]], ann.segments[row[v]]))
     return _build_gt(rows, videos, ann.classes, ann.ambiguous, source=str(ann.folder))
+
+
+def ground_truth_of_run(results, results_path: str):
+    """(GroundTruth, the configuration) a case-fast results file was made for, or None for a file of
+    another method. The file says it under ``"case_fast": {"config", "split"}`` (trainer, detect,
+    ablate write it); a run's ``best_results.json`` written without it uses the ``config.yaml``
+    beside it. Only the annotations and the feature files' headers are read."""
+    import os
+
+    import yaml
+
+    from ..config.loading import config_from_dict
+    from ..config.values import ConfigError
+    from ..data.annotations import DataError
+    from ..data.load import load_splits
+
+    meta = results.get("case_fast") if isinstance(results, Mapping) else None
+    split = "test"
+    if isinstance(meta, Mapping):
+        config, split = meta.get("config"), meta.get("split", "test")
+        where = f"{results_path} ('case_fast' key)"
+    else:
+        beside = os.path.join(os.path.dirname(os.path.abspath(results_path)), "config.yaml")
+        if os.path.basename(results_path) != "best_results.json" or not os.path.isfile(beside):
+            return None
+        with open(beside, encoding="utf-8") as f:
+            try:
+                config = yaml.safe_load(f)
+            except yaml.YAMLError as e:
+                raise DataError(f"{beside}: not a run's config.yaml ({' '.join(str(e).split())})") from None
+        where = beside
+    if split not in ("test", "train"):
+        raise DataError(f"{where}: split {split!r} is neither 'test' nor 'train'")
+    try:
+        cfg = config_from_dict(config)
+    except ConfigError as e:
+        raise DataError(f"{where}: the run's configuration is invalid ({e})") from None
+    (dataset,) = load_splits(cfg.data, cfg.model.num_classes, cfg.k, (split,), validate=False)
+    return GroundTruth(**dataset.ground_truth()), cfg, split

@@ -1,17 +1,13 @@
 """Results files (method.md §5 "Output"): :class:`Detections`, the flat prediction arrays that
 ``evaluate`` scores, and the ActivityNet-style JSON that stores them
 (``{"version", "results": {video: [{"label", "score", "segment": [s, e]}]}, "external_data"}``):
-building, strict reading and atomic writing."""
+building and strict reading (written with ``utils.save_json``)."""
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import os
-import pathlib
-import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -81,19 +77,24 @@ class Detections:
 # --------------------------------------------------------------------------------------------
 
 
-def results_dict(per_video: Mapping[str, Iterable], version: str = "case-fast") -> dict:
-    """``{video: [(label_name, score, start, end), ...]}`` -> ActivityNet-style results dict."""
-    return {
-        "version": version,
+def results_dict(proposals: Mapping[str, np.ndarray], class_names: Sequence[str],
+                 config: Optional[dict] = None, split: str = "test") -> dict:
+    """The one builder of a results file: ``{video: (m, 4) rows [class index, score, start, end]}``
+    -> ActivityNet-style dict. ``config`` (the run's configuration as a dict) is recorded with the
+    ``split`` under ``"case_fast"``, so ``case-fast eval`` can score the file against the ground
+    truth it was made for; readers of the ActivityNet format ignore the key."""
+    out = {
+        "version": "case-fast",
         "results": {
-            str(v): [
-                {"label": str(lab), "score": float(s), "segment": [float(a), float(b)]}
-                for lab, s, a, b in preds
-            ]
-            for v, preds in per_video.items()
+            str(v): [{"label": class_names[int(c)], "score": float(s), "segment": [float(a), float(b)]}
+                     for c, s, a, b in np.asarray(rows, dtype=np.float64).reshape(-1, 4)]
+            for v, rows in proposals.items()
         },
         "external_data": {},
     }
+    if config is not None:
+        out["case_fast"] = {"config": config, "split": split}
+    return out
 
 
 def _is_real(x) -> bool:
@@ -211,24 +212,3 @@ def read_results(path, class_names, known_videos=None, on_unknown=None) -> Detec
 
     data = load_json(path, "results file")
     return detections_from_results(data, class_names, known_videos, source=str(path), on_unknown=on_unknown)
-
-
-def write_results(path, results_dict: Mapping) -> None:
-    """Write ``results_dict`` as JSON atomically: serialise into a temporary file beside ``path``
-    and ``os.replace`` it; on any error the temporary file is removed and ``path`` is untouched.
-    NaN/inf are refused (they are not JSON)."""
-    path = pathlib.Path(path)
-    d = path.parent if str(path.parent) else pathlib.Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(results_dict, f, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

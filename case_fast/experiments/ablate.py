@@ -99,8 +99,6 @@ def _last_entropy(run_dir: str) -> Optional[float]:
 
 def _job(job: dict) -> List[dict]:
     """Runs in a worker process (or in-process for --jobs 1). Returns one result per row done."""
-    import contextlib
-
     import torch
     import yaml
 
@@ -123,9 +121,8 @@ def _job(job: dict) -> List[dict]:
             with open(cfg_path) as f:
                 _check_same_config(yaml.safe_load(f), cfg.to_dict(), run_dir)
         skipped = True
-    else:
-        with open(os.path.join(run_dir, "train.log"), "a") as logf, contextlib.redirect_stdout(logf):
-            train(cfg, run_dir, log=lambda m: print(m, flush=True))
+    else:   # the run's messages go to its train.log only (the trainer writes it)
+        train(cfg, run_dir, log=lambda m: None)
         skipped = False
     summ = _read_json(summary_path)
     results.append({"row": job["row"], "seed": job["seed"], "run_dir": run_dir, "best": summ["best"],
@@ -139,12 +136,10 @@ def _job(job: dict) -> List[dict]:
 
 def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
     """Evaluate the parent's best.pt under each test-time row's inference settings."""
-    import torch
-
     from ..config.loading import config_from_dict
     from ..data.load import load_datasets
     from ..evaluation.metric import format_table
-    from ..inference.detect import to_results_dict
+    from ..evaluation.results import results_dict
     from ..training.checkpoint import load_checkpoint
     from ..training.periodic_eval import Evaluator, summarize
     from ..files import save_json, save_text
@@ -167,9 +162,9 @@ def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
     ckpt = os.path.join(job["run_dir"], "best.pt")
     from ..runtime import resolve_device
     device = resolve_device(parent_cfg.train.device)
-    model, q_c, _ = load_checkpoint(ckpt, device)
+    model, q_c, _, step = load_checkpoint(ckpt, device, with_step=True)
     q_c = None if q_c is None else q_c.to(device)
-    step = int(torch.load(ckpt, map_location="cpu", weights_only=False).get("step", -1))
+    step = -1 if step is None else step
     _, test_set = load_datasets(parent_cfg.data, parent_cfg.model.num_classes, parent_cfg.k)
     for d in todo:
         t0 = time.time()
@@ -177,7 +172,8 @@ def _derived(job: dict, parent_cfg, threads: int) -> List[dict]:
         metrics, props = Evaluator(test_set, cfg, device)(model, q_c)
         best = dict(summarize(metrics), step=step)
         os.makedirs(d["run_dir"], exist_ok=True)
-        save_json(to_results_dict(props, test_set.class_names), os.path.join(d["run_dir"], "results.json"), None)
+        save_json(results_dict(props, test_set.class_names, d["config"]), os.path.join(d["run_dir"], "results.json"),
+                  None)
         save_text(format_table(metrics) + "\n", os.path.join(d["run_dir"], "best_table.txt"))
         save_json({"best": best, "derived_from": ckpt, "parent_best": parent_best, "config": d["config"],
                    "note": "best.pt of the parent run (selected on the parent's inference setting), "
@@ -227,8 +223,8 @@ def run_ablation(config: str = "synthetic", rows: Optional[Sequence[str]] = None
     """Run (or resume) the ablation; returns the ablation.json content."""
 
     if log is None:
-        def log(msg: str) -> None:
-            print(msg, flush=True)
+        from ..console import console
+        log = console.show
     names = select_rows(rows)
     if not seeds:
         raise ValueError("no seeds given")
@@ -287,8 +283,7 @@ def _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick, 
 
     # gloo: only Python objects travel between the ranks; a rank that is done waits for the
     # others' runs at the final gather, hence the long timeout
-    pg = distributed.init("cpu", timeout_s=7 * 24 * 3600.0)
-    try:
+    with distributed.process_group("cpu", timeout_s=7 * 24 * 3600.0) as pg:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", pg.world))
         threads = max(1, available_cores() // max(1, local_world))
         mine = [j for i, j in enumerate(plan) if i % pg.world == pg.rank]
@@ -310,20 +305,19 @@ def _run_ablation_ranks(plan, names, config, seeds, out, base_overrides, quick, 
             except Exception as e:   # noqa: BLE001 - reported by every rank below
                 error = e
                 break
-            for r in res:
-                status = "cached" if r["skipped"] else f"{r['wall_s']:.0f}s"
-                print(f"[rank {pg.rank}] {r['row']} seed {r['seed']}: avg mAP "
-                      f"{100 * r['best']['avg']:.2f} (step {r['best'].get('step')}, {status})", flush=True)
             results.extend(res)
         pg.agree(error)
         gathered = pg.gather_objects(results)
         if not pg.is_main:
             return None
+        for rank, part in enumerate(gathered):   # rank 0 alone prints, for every rank
+            for r in part:
+                status = "cached" if r["skipped"] else f"{r['wall_s']:.0f}s"
+                log(f"[rank {rank}] {r['row']} seed {r['seed']}: avg mAP "
+                    f"{100 * r['best']['avg']:.2f} (step {r['best'].get('step')}, {status})")
         allres = [r for part in gathered for r in part]
         return _report(names, allres, config, seeds, out, base_overrides, quick, retrain_test_rows,
                        pg.world, threads, time.time() - t0, log, world=pg.world)
-    finally:
-        distributed.shutdown()
 
 
 def _report(names, results, config, seeds, out, base_overrides, quick, retrain_test_rows, n_jobs,

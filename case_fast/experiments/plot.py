@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .plot_curves import plot_training_curves, pyplot, run_name
+from .plot_curves import plot_training_curves, pyplot, run_name, save_figure
 
 PLOT_FILES = {
     "videos": "video_<name>.png",
@@ -143,8 +143,7 @@ def plot_video(model, q_c, cfg, dataset, video: str, out_path: str, top_n: int =
     fig.suptitle(f"Test video {video} ({duration:.0f} s{span}): ground truth, P^A / P^T / P^M and "
                  f"detections{title_extra}  (cf. paper Fig. 5)", fontsize=11)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    fig.savefig(out_path, dpi=110)
+    save_figure(fig, out_path)
     plt.close(fig)
     return out_path
 
@@ -232,8 +231,7 @@ def plot_clusters(stats: dict, out_path: str, run_name: str = "") -> str:
     fig.colorbar(sm, ax=[ax1, ax2], label="Q^C[k, fg]  (1 = foreground, 0 = background)",
                  fraction=0.03, pad=0.02)
     fig.suptitle(f"Clusters of {run_name}: sizes and foreground/background assignment", fontsize=12)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    fig.savefig(out_path, dpi=110)
+    save_figure(fig, out_path)
     plt.close(fig)
     return out_path
 
@@ -263,12 +261,11 @@ def plot_run(run_dir: str, videos: Optional[Sequence[str]] = None, top_n: int = 
         from ..training.checkpoint import load_checkpoint
 
         ckpt = checkpoint or os.path.join(run_dir, "best.pt")
-        model, q_c, cfg = load_checkpoint(ckpt, "cpu")
+        model, q_c, cfg, step = load_checkpoint(ckpt, "cpu", with_step=True)
         torch.manual_seed(0)
         if q_c is None:
             q_c = initial_cluster_labels(cfg.model.num_clusters)
         q_c = q_c.float().cpu()
-        step = torch.load(ckpt, map_location="cpu", weights_only=False).get("step")
         note = f", {os.path.basename(ckpt)} step {step}" if step is not None else ""
         if not cfg.train.use_ccc:
             note += "; CCC off: Q^C untrained, P^T uninformative"
@@ -312,8 +309,10 @@ def add_plot_parser(sub) -> None:
 
 
 def cmd_plot(args) -> int:
+    pyplot()   # matplotlib missing: one line naming the install, before any work
     paths = plot_run(args.run_dir, args.videos, args.top, args.only, args.checkpoint, args.compare,
                      args.out, args.window)
+    from ..console import console
     for path in paths:
-        print(path)
+        console.show(path)
     return 0

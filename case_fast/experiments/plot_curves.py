@@ -1,6 +1,7 @@
 """``training_curves.png`` of ``case-fast plot`` (paper Fig. 4), from a run's metrics.jsonl: the loss
 terms, avg mAP and mAP@0.5 per evaluation, the entropies of the pseudo-labels and the number of
-foreground clusters; other runs overlaid with ``--compare`` (see :mod:`case_fast.experiments.plot`)."""
+foreground clusters; other runs overlaid with ``--compare`` (see :mod:`case_fast.experiments.plot`).
+Also the matplotlib set-up and the PNG writer of every figure."""
 from __future__ import annotations
 
 import json
@@ -12,10 +13,25 @@ import numpy as np
 
 
 def pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingExtra("case-fast plot needs matplotlib: pip install 'case-fast[plot]' "
+                           "(or pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+class MissingExtra(RuntimeError):
+    """An optional dependency a command needs is not installed (the message names the install)."""
+
+
+def save_figure(fig, out_path: str) -> None:
+    """The PNG, written like every file of the package (atomic, the umask's mode)."""
+    from ..files import atomic_path
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 def read_metrics(run_dir: str) -> List[dict]:
@@ -127,7 +143,6 @@ def plot_training_curves(run_dir: str, out_path: str, compare: Sequence[str] = (
                  + (f" (solid) vs {', '.join(n for n, _, _ in runs[1:])}" if len(runs) > 1 else "")
                  + "  (cf. paper Fig. 4)", fontsize=12)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    fig.savefig(out_path, dpi=110)
+    save_figure(fig, out_path)
     plt.close(fig)
     return out_path

@@ -1,7 +1,7 @@
 """Inference (method.md §5): localisation T-CAS, video-level scores, proposals, NMS, results JSON."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -117,12 +117,3 @@ def detect(model, dataset, q_c: Optional[torch.Tensor], cfg: Config, device="cpu
     finally:
         model.train(was_training)
     return results
-
-
-def to_results_dict(proposals: Dict[str, np.ndarray], class_names: List[str]) -> dict:
-    """ActivityNet-style results: {"version", "results": {video: [{label, score, segment}]}, "external_data"}."""
-    res = {}
-    for video, props in proposals.items():
-        res[video] = [{"label": class_names[int(c)], "score": float(s), "segment": [float(a), float(b)]}
-                      for c, s, a, b in props]
-    return {"version": "case-fast", "results": res, "external_data": {}}

@@ -57,6 +57,12 @@ def config_difference(old: dict, new: dict, n: int = 3) -> str:
     return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
+def _torch_load(path: str, device):
+    """The one ``torch.load`` of the package: tensors and plain containers only
+    (``weights_only=True``), so a checkpoint carrying a pickled object is refused, never run."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
 def read_last(path: str, device) -> dict:
     """last.pt, checked; RunError naming the file and the way out otherwise."""
     way_out = ("pass --restart to start this run over (the old files are kept until the new run's "
@@ -64,7 +70,7 @@ def read_last(path: str, device) -> dict:
     if os.path.isdir(path):
         raise RunError(f"{path} is a directory, not a checkpoint; {way_out}")
     try:
-        ck = torch.load(path, map_location=device, weights_only=True)
+        ck = _torch_load(path, device)
     except Exception as e:
         raise RunError(f"{path} cannot be read, it is truncated or not a case-fast checkpoint "
                        f"({first_line(e)}); {way_out}") from e
@@ -92,15 +98,17 @@ def check_same_run(ck: dict, cfg: Config, run_dir: str) -> None:
                        "--restart to start over")
 
 
-def load_checkpoint(path: str, device="cpu"):
-    """(model, q_c, cfg) from a best.pt / last.pt checkpoint; ValueError naming ``path`` for a
-    folder, a truncated or foreign file, an invalid configuration or weights that do not fit it."""
+def load_checkpoint(path: str, device="cpu", with_step: bool = False):
+    """(model, q_c, cfg) from a best.pt / last.pt checkpoint, read once and without unpickling
+    objects (a file carrying a pickled object is refused); ``with_step``: (model, q_c, cfg, step),
+    step None if the file has none. ValueError naming ``path`` for a folder, a truncated or foreign
+    file, an invalid configuration or weights that do not fit it."""
     if os.path.isdir(path):
         raise ValueError(f"checkpoint {path} is a directory, expected a run's best.pt or last.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        ck = torch.load(path, map_location=device, weights_only=True)
+        ck = _torch_load(path, device)
     except Exception as e:  # corrupt, truncated or not a checkpoint
         raise ValueError(f"{path}: not a readable case-fast checkpoint, truncated or of another kind "
                          f"({first_line(e)})") from e
@@ -121,4 +129,7 @@ def load_checkpoint(path: str, device="cpu"):
                             or tuple(q_c.shape) != (cfg.model.num_clusters, 2)):
         raise ValueError(f"{path}: Q^C does not fit model.num_clusters = {cfg.model.num_clusters}")
     model.eval()
+    if with_step:
+        step = ck.get("step")
+        return model, q_c, cfg, step if isinstance(step, int) else None
     return model, q_c, cfg

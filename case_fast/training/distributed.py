@@ -24,10 +24,14 @@ the all_reduce backward sums it (W·g reaches each rank's P_r) and DDP's 1/W ave
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime
+import gc
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, NoReturn, Optional
 
 import torch
 
@@ -140,7 +144,8 @@ def env_world() -> tuple:
 
 def init(device_kind: str = "cpu", timeout_s: float = 1800.0) -> Optional[ProcessGroup]:
     """Join the launcher's process group (gloo for CPU training, nccl for CUDA); None when this is a
-    single process. Idempotent."""
+    single process. Idempotent. Prefer :func:`process_group`, which also leaves it correctly."""
+    global _joined
     if not launched():
         return None
     import torch.distributed as dist
@@ -150,13 +155,68 @@ def init(device_kind: str = "cpu", timeout_s: float = 1800.0) -> Optional[Proces
     if not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    _joined = True
     return ProcessGroup(rank=rank, world=world, group=None, local_rank=local)
 
 
-def shutdown() -> None:
+_joined = False   # this process joined a process group (it is a launcher's worker)
+
+
+def joined() -> bool:
+    """Whether this process has been a rank of a process group (then it ends with :func:`exit_worker`)."""
+    return _joined
+
+
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group. ``clean``: every rank got here normally, so they first meet at a
+    barrier: no rank closes its gloo connections while a peer still has a collective in flight on
+    them. After an error the barrier is skipped (a peer may be gone). Then the Python objects that
+    still hold the group (DDP's reducer and finished-but-unreleased work, often in reference cycles)
+    are collected, so that ``destroy_process_group`` really joins the backend's threads now, while
+    the interpreter is fully alive."""
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if clean:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(device_kind: str = "cpu", timeout_s: float = 1800.0) -> Iterator[Optional[ProcessGroup]]:
+    """``with process_group(kind) as pg:`` the launcher's process group for the block (``pg`` is None
+    in a single process); on leaving, :func:`shutdown`, with the barrier only when the block ended
+    normally."""
+    pg = init(device_kind, timeout_s)
+    if pg is None:
+        yield None
+        return
+    try:
+        yield pg
+    except BaseException:
+        shutdown(clean=False)
+        raise
+    shutdown()
+
+
+def exit_worker(code: int) -> NoReturn:
+    """End a launcher's worker process with ``code``, skipping interpreter finalisation. A gloo
+    process group leaves C++ state behind it (the transport's threads, work objects that own
+    tensors); when the interpreter and the C++ runtime tear down around it, a thread can be
+    destroyed while joinable or a tensor freed without an interpreter, and the process aborts
+    ("terminate called without an active exception", SIGABRT) after its work is done, so torchrun
+    reports a failed job. Here the atexit handlers run, the standard streams are flushed, and the
+    process ends with ``os._exit`` (every file the package writes is already closed and fsynced)."""
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
 
 # ------------------------------------------------------------------------------------------------

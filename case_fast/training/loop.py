@@ -1,10 +1,9 @@
 """The training loop (method.md §3.6) in a locked run directory: the model and Adam from the seed or
 from last.pt, the steps, the periodic evaluations with best-checkpoint selection, the checkpoints,
-the logged metrics and the final summary. :func:`case_fast.training.trainer.train` checks and locks
-the run directory, loads the data and calls :func:`train_loop`."""
+the logged metrics, train.log and the final summary. :func:`case_fast.training.trainer.train`
+checks and locks the run directory, loads the data and calls :func:`train_loop`."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -13,20 +12,25 @@ from typing import Dict
 import torch
 import yaml
 
-from ..evaluation.metric import format_table
-from ..inference.detect import to_results_dict
-from ..method.model import CaseModel
-from ..method.pseudo_labels import initial_cluster_labels
-from ..method.released_init import draw_initial_weights
-from ..method.step import train_step
-from ..files import remove_stale_temps, save_json, save_text, save_torch
-from ..runtime import Progress, seed_everything
-from .batches import RunStreams
+from . import distributed as dist_mod
 from .checkpoint import check_same_run, first_line, read_last
-from .graph_step import GraphedStep, set_capturable
+from ..config.schema import Config
+from ..console import Progress, console
+from ..environment import describe, environment
+from ..evaluation.metric import format_table
 from .periodic_eval import never_predicted_warning, selection_summary, summarize
+from .graph_step import GraphedStep, set_capturable
+from ..method.model import CaseModel
+from ..method.released_init import draw_initial_weights
+from ..evaluation.results import results_dict
+from ..method.pseudo_labels import initial_cluster_labels
 from .run_files import PREVIOUS, RUN_FILES, RunError, move_aside, restore_previous
+from ..method.step import train_step
 from .tensorboard_log import TensorBoardLog
+from .batches import RunStreams
+from ..strict_json import dumps_line
+from ..files import remove_stale_temps, save_json, save_text, save_torch
+from ..runtime import seed_everything
 
 
 def collective(pg, fn):
@@ -44,8 +48,34 @@ def collective(pg, fn):
     return out
 
 
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run stopped before writing anything of that step."""
+
+
+def _open_log(run_dir: str, cfg: Config, env: dict, start: int, early: list) -> None:
+    """Rank 0: RUN/train.log from here on (appended on resume), headed by the environment and the
+    resolved configuration, then the messages said before it was open. ``early`` ends with None
+    once the log is open (the trainer's ``log`` then records directly)."""
+    console.attach(os.path.join(run_dir, "train.log"))
+    console.record(f"case-fast train {run_dir}: " + (f"resumed at step {start}" if start else "new run"))
+    console.record("environment: " + describe(env))
+    console.record("configuration:\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    for msg in early:
+        console.record(msg)
+    early[:] = [None]
+
+
+def _nonfinite_message(step: int, names, values, run_dir: str, checkpointed) -> str:
+    bad = [(n, v) for n, v in zip(names, values) if not torch.isfinite(torch.tensor(v))]
+    terms = [(n, v) for n, v in bad if n != "loss"] or bad
+    kept = (f"the last checkpoint (step {checkpointed}) in {run_dir} is kept" if checkpointed
+            else "no checkpoint was written")
+    return (f"training diverged at step {step}: loss term " + ", ".join(f"{n} = {v}" for n, v in terms)
+            + f"; stopped, {kept} (a lower train.lr or another train.seed may help)")
+
+
 def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
-                  evaluator, labels_all, state, val_evaluator=None, pg=None) -> dict:
+                  evaluator, labels_all, state, val_evaluator=None, pg=None, early=None) -> dict:
     tc = cfg.train
     main = pg is None or pg.is_main
     world = 1 if pg is None else pg.world
@@ -101,7 +131,9 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
         state["checkpointed"] = start
         log(f"resuming {run_dir} from step {start}")
         del ck
+    env = environment(device)
     if main:
+        _open_log(run_dir, cfg, env, start, early if early is not None else [])
         save_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), os.path.join(run_dir, "config.yaml"))
     step_model = model
     if pg is not None:
@@ -109,7 +141,7 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
         step_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not tc.use_scc)
-    tb = TensorBoardLog(run_dir, tc.tensorboard and main, start, log)
+    tb = TensorBoardLog(run_dir, tc.tensorboard and main, start, lambda m: console.warn(f"warning: {m}"))
 
     def checkpoint(step: int) -> None:
         if main:
@@ -117,8 +149,8 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                         "step": step, "best": best, "history": history, "config": cfg.to_dict(),
                         "streams": streams.state_dict()},
                        last_path)
-            save_text("".join(json.dumps(h) + "\n" for h in history),
-                      os.path.join(run_dir, "metrics.jsonl"))
+            path = os.path.join(run_dir, "metrics.jsonl")
+            save_text("".join(dumps_line(h, path) for h in history), path)
             tb.flush()
         state["checkpointed"] = step
         if main and state["aside"]:   # the new run exists: the old one can go
@@ -152,13 +184,15 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
         history.append(entry)
         is_best = selected(entry)
         val_text = f", val {100 * entry['val']['avg']:.2f}" if "val" in entry else ""
-        bar.write(f"step {step}: avg mAP {100 * summ['avg']:.2f} "
-                  f"(@0.5 {100 * summ['map'][min(4, len(summ['map']) - 1)]:.2f}{val_text})"
-                  + (f"  * selected ({tc.select})" if is_best and tc.select != "test"
-                     else "  * best" if is_best else ""))
         warning = never_predicted_warning(summ, step)
-        if warning:
-            bar.write(warning)
+        lost = summ.get("never_predicted") or []
+        log(f"step {step}: avg mAP {100 * summ['avg']:.2f} "
+            f"(@0.5 {100 * summ['map'][min(4, len(summ['map']) - 1)]:.2f}{val_text})"
+            + (f"  * selected ({tc.select})" if is_best and tc.select != "test"
+               else "  * best" if is_best else "")
+            + (f"  [! {len(lost)} never predicted]" if lost else ""))
+        if warning and main:   # once per run (the evaluation lines flag it; metrics.jsonl lists them)
+            console.warn(warning, key="never predicted")
         tb.evaluation("test", summ, step)
         if "val" in entry:
             tb.evaluation("val", entry["val"], step)
@@ -169,7 +203,7 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
             if main:
                 save_torch({"model": model.state_dict(), "q_c": q_c.cpu(), "config": cfg.to_dict(),
                             "metrics": best, "step": step}, os.path.join(run_dir, "best.pt"))
-                save_json(to_results_dict(props, test_set.class_names),
+                save_json(results_dict(props, test_set.class_names, cfg.to_dict()),
                           os.path.join(run_dir, "best_results.json"), None)
                 save_text(format_table(metrics) + "\n", os.path.join(run_dir, "best_table.txt"))
 
@@ -187,6 +221,7 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                               labels_dtype=labels_all.dtype)
         q_c = graphed.q_c   # static: every replay writes the new Q^C into it
     step_seconds, seg_t0 = 0.0, time.perf_counter()
+    first_bad, bad_values = None, None   # the first step whose losses were not finite (device-side)
     win_t0, win_steps = time.perf_counter(), 0
     for step in range(start, tc.num_steps):
         # every video of the global batch is drawn, in batch order, on every rank: the same
@@ -208,6 +243,14 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                 log(f"step {step + 1}: CUDA graph captured after {graphed.warmup} eager warm-up "
                     "steps; replaying it from now on")
         parts = {"loss": loss, **step_parts}
+        # a NaN / inf loss: its step and values, kept on the device (no host sync per step)
+        vec = torch.stack([v.detach().float().reshape(()) for v in parts.values()])
+        if first_bad is None:
+            first_bad = torch.zeros((), dtype=torch.long, device=vec.device)
+            bad_values = torch.zeros_like(vec)
+        newly = ~torch.isfinite(vec).all() & (first_bad == 0)
+        first_bad = first_bad + newly.long() * (step + 1)
+        bad_values = torch.where(newly, vec, bad_values)
         # accumulated on the device: no host sync per step; `+` and clone() make new tensors, so
         # nothing here aliases a graph output that the next replay overwrites
         for name, v in parts.items():
@@ -228,6 +271,16 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
             if pg is not None:   # the global batch: equal slices, so the mean of the ranks' means
                 vals = pg.sum(vals) / world
                 ent = pg.sum(ent) / world if ent is not None else None
+            if not bool(torch.isfinite(vals).all()):   # the same answer on every rank (global sums)
+                here = (int(first_bad), [float(v) for v in bad_values.cpu()])
+                seen = [h for h in (pg.gather_objects(here) if pg is not None else [here]) if h[0] > 0]
+                bad_step, bad_vals = min(seen) if seen else (done, [float(v) for v in vals.cpu()])
+                msg = _nonfinite_message(bad_step, list(parts), bad_vals, run_dir, state["checkpointed"])
+                bar.close()
+                if not main:
+                    raise dist_mod.RankError(msg)
+                console.record(msg)
+                raise TrainingDiverged(msg)
             entry = {"step": done, **{n: round(float(v) / n_acc, 6) for n, v in zip(names, vals)}}
             postfix = f"loss {entry['loss']:.3f}"
             if ent is not None:
@@ -248,6 +301,7 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
             run_eval(done)
             checkpoint(done)
             seg_t0 = time.perf_counter()
+            bar.restart_clock()   # the bar's rate counts training steps, not evaluations
         if done % 10 == 0 or at_checkpoint:
             win_t0, win_steps = time.perf_counter(), 0
 
@@ -265,7 +319,8 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
     tb.close()
     sel = selection_summary(history)
     summary = {"best": best, "select": tc.select, "selection": sel, "val_fraction": tc.val_fraction,
-               "world_size": world, "config": cfg.name, "run_dir": run_dir, "steps": tc.num_steps}
+               "world_size": world, "config": cfg.name, "run_dir": run_dir, "steps": tc.num_steps,
+               "environment": env}
     if cfg.data.layout == "synthetic":
         summary["synthetic_version"] = cfg.data.synthetic_version
     if main:
@@ -276,5 +331,9 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
         log(f"test avg mAP: best {fmt('test_best')}, at the val-selected step "
             f"{fmt('test_at_val', '- (no val hold-out)')}, at the last step {fmt('test_at_last')}; "
             f"best.pt: select={tc.select}")
+        log(f"\nselected evaluation (train.select={tc.select}) at step {best['step']} "
+            f"({time.time() - state['t_begin']:.0f}s) - {run_dir}")
+        with open(os.path.join(run_dir, "best_table.txt")) as f:
+            log(f.read().rstrip())
     return best
 

@@ -9,7 +9,7 @@ from typing import Optional
 from ..files import DirLock, OutputError, check_writable_dir, remove_stale_temps
 
 RUN_FILES = ("last.pt", "best.pt", "best_results.json", "best_table.txt", "metrics.jsonl",
-             "summary.json", "config.yaml")
+             "summary.json", "config.yaml", "train.log")
 RUN_DIRS = ("tensorboard",)   # folders of a run (moved aside by --restart with the files)
 
 

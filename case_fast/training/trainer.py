@@ -10,7 +10,10 @@ Run directory layout:
   best_results.json detections of the best evaluation (ActivityNet-style)
   summary.json      final metrics: "best" (the evaluation at the selected step, train.select) and
                     "selection" (test mAP best over the evaluations with its step, at the
-                    val-selected step - null without a val hold-out - and at the last step)
+                    val-selected step - null without a val hold-out - and at the last step);
+                    "environment": case-fast, Python, torch, CUDA, Triton, device, git commit
+  train.log         every message and warning of the run (appended on resume), after the
+                    environment and the resolved configuration of each start
   tensorboard/      TensorBoard event files (train.tensorboard and the tensorboard package):
                     the numbers of metrics.jsonl (which stays the source of truth), plus lr and steps/s
   .lock             the run's lock (fcntl.flock, held while a process trains here; released by the
@@ -19,12 +22,14 @@ Run directory layout:
                     written its first checkpoint, put back if it ends before that
 
 A second process on a locked run directory is refused; temporary files of a write interrupted by a
-kill are removed when the next run starts there. Every file is written to a temporary file and
-renamed, so a failed or killed write never leaves a truncated checkpoint.
+kill are removed when the next run starts there. Every file is written to a temporary file, synced
+and renamed, so a failed or killed write never leaves a truncated checkpoint; files get the mode the
+umask gives. A loss that becomes NaN or infinite ends the run at that step (the step and the loss
+term named, exit status 2 from the command line) before anything of it is written.
 
 A run from a seed is the released run (method.md §8): the initial weights are drawn in the released
-layer order (``released_init.py``), the batch order and the snippets from the released streams
-(``train_data.RunStreams``): one epoch order per n // B steps, one draw per periodic evaluation,
+layer order (``method/released_init.py``), the batch order and the snippets from the released streams
+(``batches.RunStreams``): one epoch order per n // B steps, one draw per periodic evaluation,
 closed-range sampling in batch order. An evaluation at the last step that is not periodic
 (num_steps not a multiple of eval_every) draws nothing and is selected as best only when no
 periodic evaluation is (or with select=last): the released run has no such evaluation. last.pt
@@ -54,16 +59,17 @@ from typing import Callable, Optional
 import torch
 
 from . import distributed as dist_mod
+from .checkpoint import check_same_run, read_last
 from ..config.schema import Config
+from ..console import console
 from ..data.load import load_datasets
+from .periodic_eval import Evaluator
+from .graph_step import require_cuda
+from .run_files import check_run_dir, remove_fresh, restore_previous
+from .batches import FeatureBank, SubsetView, val_split
 from ..files import DirLock, OutputError
 from ..runtime import resolve_device
-from .batches import FeatureBank, SubsetView, val_split
-from .checkpoint import check_same_run, read_last
-from .graph_step import require_cuda
 from .loop import collective, train_loop
-from .periodic_eval import Evaluator
-from .run_files import check_run_dir, remove_fresh, restore_previous
 
 
 def _setup_determinism(on: bool, device) -> Callable[[], None]:
@@ -88,7 +94,7 @@ def _setup_determinism(on: bool, device) -> Callable[[], None]:
     return restore
 
 
-def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[str], None] = print,
+def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Optional[Callable[[str], None]] = None,
           pg: Optional["dist_mod.ProcessGroup"] = None) -> dict:
     """Train (or resume) CASE; returns the summary of the evaluation at the selected step.
 
@@ -102,8 +108,14 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
     checkpoint.
 
     ``pg``: this process's place in a data-parallel job (``distributed.init()`` under torchrun);
-    rank 0 checks, locks and writes the run directory, every rank trains its slice of the batch."""
+    rank 0 checks, locks and writes the run directory, every rank trains its slice of the batch.
+
+    ``log``: where the run's messages are shown (default: stdout, see ``console``); rank 0 also
+    records them, the environment and the resolved configuration in ``run_dir/train.log``.
+    Warnings go to stderr once per distinct warning. A loss that becomes NaN or infinite stops the
+    run (:class:`TrainingDiverged`, naming the step and the loss term); the last checkpoint stays."""
     cfg.validate()
+    t_begin = time.time()
     tc = cfg.train
     world = 1 if pg is None else pg.world
     main = pg is None or pg.is_main
@@ -113,8 +125,18 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
                          "processes: each takes an equal slice of the global batch")
     if world > 1 and tc.cuda_graph:
         raise ValueError("train.cuda_graph is single-process only (not with torchrun)")
+    show = log if log is not None else console.show
+    early: list = []   # messages said before train.log is open, recorded there once it is
+
+    def log(msg: str) -> None:
+        if not main:   # rank 0 speaks for the job
+            return
+        show(msg)
+        if early and early[-1] is None:
+            console.record(msg)
+        else:
+            early.append(msg)
     if not main:
-        log = lambda *_: None   # noqa: E731 - rank 0 speaks for the job
         tc.progress = False
     last_path = os.path.join(run_dir, "last.pt")
 
@@ -170,11 +192,11 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
         holder["lock"] = lock
     collective(pg, make_and_lock if main else None)
     lock = holder["lock"]
-    state = {"checkpointed": None, "aside": False}
+    state = {"checkpointed": None, "aside": False, "t_begin": t_begin}
     restore_det = _setup_determinism(tc.deterministic, device)
     try:
         return train_loop(cfg, run_dir, restart, log, device, train_set, test_set,
-                             bank, evaluator, labels_all, state, val_evaluator, pg)
+                             bank, evaluator, labels_all, state, val_evaluator, pg, early)
     except BaseException as e:
         if not main:
             raise
@@ -194,5 +216,9 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Callable[[st
         raise
     finally:
         restore_det()
+        if console.bar is not None:
+            console.bar.close()
+        if main and early and early[-1] is None:
+            console.detach()
         if lock is not None:
             lock.release()
