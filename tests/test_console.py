@@ -107,7 +107,7 @@ def test_train_log_and_versions(tmp_path, capsys):
 
 
 def test_a_diverging_run_stops_at_its_step(tmp_path, capsys, monkeypatch):
-    import case_fast.training.trainer as T
+    import case_fast.training.loop as T
     real = T.train_step
 
     def step(model, optim, feats, labels, q_c, cfg, pg=None):
