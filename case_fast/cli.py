@@ -165,8 +165,6 @@ def _ground_truth(args):
     gt_path = args.gt
     if gt_path is None:  # the embedded THUMOS14 annotations
         a = assets_dir("thumos14")
-        if args.protocol == "wtalc212":
-            raise UsageError("--protocol wtalc212 needs --gt pointing at the W-TALC annotations folder")
         split = args.split_file
         if split is None and args.subset is None:
             split = os.path.join(a, "split_test.txt")
@@ -199,9 +197,12 @@ def _ground_truth(args):
         ambiguous_file=amb), amb
 
 
-def _parse_tiou(text: str):
+def _parse_tiou(text: Optional[str]):
+    """The thresholds of --tiou (None: each protocol's own)."""
     from .evaluation import metric as ev
 
+    if text is None:
+        return None
     if text == "thumos":
         return ev.THUMOS_TIOU
     if text == "anet":
@@ -226,9 +227,63 @@ def _coverage_note(det, gt) -> Optional[str]:
     return f"case-fast eval: note: {missing} of {len(gt.videos)} ground-truth videos have no prediction"
 
 
+def _metrics_json(metrics) -> dict:
+    out = {"protocol": metrics["protocol"], "tiou": list(map(float, metrics["tiou"])),
+           "map": list(map(float, metrics["map"])), "avg": float(metrics["avg"])}
+    out.update({k: float(metrics[k]) for k in ("avg_0.1:0.5", "avg_0.3:0.7") if k in metrics})
+    out["ap"] = [[float(x) for x in row] for row in metrics["ap"]]
+    out["class_names"] = list(metrics["class_names"])
+    out["n_detections"] = int(metrics["n_detections"])
+    return out
+
+
+def _known_only(det, gt, args, note):
+    """basnet210 beside a grid protocol: the predictions on videos of the ground truth; others are
+    refused unless --allow-unknown drops them with a note."""
+    import numpy as np
+
+    from .data.annotations import DataError
+    from .evaluation.results import Detections
+
+    known = set(gt.videos)
+    inside = np.array([v in known for v in det.video_names], dtype=bool)
+    if inside.all():
+        return det
+    bad = [v for v, k in zip(det.video_names, inside.tolist()) if not k]
+    if not args.allow_unknown:
+        raise DataError(f"{args.results}: video {bad[0]!r}: unknown video (not in the evaluated split; "
+                        "--allow-unknown drops such videos for basnet210)")
+    note({v: int(n) for v, n in zip(bad, np.bincount(det.video_index, minlength=len(inside))[~inside])})
+    keep = inside[det.video_index]
+    return Detections(det.video[keep], det.label[keep], det.score[keep], det.segment[keep])
+
+
+def _ambiguous_rules(protos, args, gt, ambiguous_source) -> None:
+    """--ambiguous is basnet210's; without an ambiguous file co2net / delu evaluate unfiltered (as
+    released, with a warning) and wtalc is refused (the released code fails)."""
+    if args.ambiguous and any(p.grid for p in protos):
+        raise UsageError(f"--ambiguous is for --protocol basnet210; {args.protocol} filters the "
+                         "ambiguous segments as its released code does")
+    if args.ambiguous and ambiguous_source is None:
+        raise UsageError("--ambiguous needs the ambiguous segments, and no Ambiguous_test.txt was "
+                         "found beside the ground truth: pass --ambiguous-file (lines 'video start end')")
+    if ambiguous_source is not None:
+        return
+    gt.ambiguous = {}
+    for p in protos:
+        if p.ambiguous == "required":
+            raise UsageError(f"--protocol {p.name} needs Ambiguous_test.txt (the released W-TALC code "
+                             "fails without it): pass --ambiguous-file or put it in the --gt folder")
+        if p.ambiguous == "optional":
+            print(f"case-fast eval: warning: no Ambiguous_test.txt beside the ground truth: {p.name} "
+                  "evaluates unfiltered (as the released code does without the file)", file=sys.stderr)
+
+
 def cmd_eval(args) -> int:
     from .evaluation import metric as ev
+    from .evaluation import protocols as P
     from .data.annotations import DataError, load_json
+    from .training.periodic_eval import evaluation_protocol
     from .evaluation.ground_truth import ground_truth_of_run
     from .evaluation.results import detections_from_results
     from .files import check_writable_path
@@ -244,19 +299,20 @@ def cmd_eval(args) -> int:
     run = None   # a case-fast results file is scored on the ground truth of its own run
     if args.gt is None and args.split_file is None and args.subset is None:
         run = ground_truth_of_run(results, args.results)
+    protocol = args.protocol or "basnet210"
     if run is not None:
         gt, run_cfg, split = run
         ambiguous_source = "the run's annotations" if gt.ambiguous else None
-        use_ambiguous = args.protocol == "wtalc212" or args.ambiguous or run_cfg.data.protocol == "wtalc212"
+        protocol = args.protocol or evaluation_protocol(run_cfg)
         source = f"the run's ground truth ({run_cfg.name}, {split} split)"
     else:
+        if args.gt is None and protocol != "basnet210":
+            raise UsageError(f"--protocol {protocol} needs --gt pointing at the W-TALC annotations "
+                             "folder (the embedded ground truth is BaS-Net's 210 videos)")
         gt, ambiguous_source = _ground_truth(args)
-        use_ambiguous = args.protocol == "wtalc212" or args.ambiguous
         source = args.gt or "embedded THUMOS14"
-    if use_ambiguous and ambiguous_source is None:
-        raise UsageError("--ambiguous / --protocol wtalc212 need the ambiguous segments, and no "
-                         "Ambiguous_test.txt was found beside the ground truth: pass --ambiguous-file "
-                         "(lines 'video start end')")
+    protos = [P.get(n) for n in (list(P.PROTOCOLS) if protocol == "all" else [protocol])]
+    _ambiguous_rules(protos, args, gt, ambiguous_source)
 
     def note(dropped):
         names = sorted(dropped)
@@ -264,27 +320,44 @@ def cmd_eval(args) -> int:
         print(f"case-fast eval: note: --allow-unknown dropped {sum(dropped.values())} prediction(s) on "
               f"{len(names)} video(s) not in the ground truth: {shown}", file=sys.stderr)
 
-    if not args.allow_unknown and isinstance(results, dict) and isinstance(results.get("results"), dict):
+    # the grid protocols take predictions on any video (B4: false positives, D3: dropped)
+    any_grid = any(p.grid for p in protos)
+    if (not any_grid and not args.allow_unknown and isinstance(results, dict)
+            and isinstance(results.get("results"), dict)):
         known = set(gt.videos)
         unknown = [v for v in results["results"] if v not in known]
         if unknown:
             raise DataError(f"{args.results}: {len(unknown)} video(s) with predictions are not in the "
-                               f"ground truth ({source}), e.g. {unknown[0]!r}; --allow-unknown drops them")
-    det = detections_from_results(results, gt.class_names, known_videos=gt.videos, source=args.results,
-                                  on_unknown=note if args.allow_unknown else None)
+                            f"ground truth ({source}), e.g. {unknown[0]!r}; --allow-unknown drops them")
+    det = detections_from_results(results, gt.class_names, known_videos=None if any_grid else gt.videos,
+                                  source=args.results,
+                                  on_unknown=note if args.allow_unknown and not any_grid else None)
     missing = _coverage_note(det, gt)
     if missing:
         print(missing, file=sys.stderr)
-    metrics = ev.evaluate(det, gt, tiou, ambiguous_filter=use_ambiguous)
+    scored = {}
+    for p in protos:
+        d = det if p.grid or not any_grid else _known_only(det, gt, args, note)
+        scored[p.name] = ev.evaluate(d, gt, tiou, protocol=p.name, ambiguous_filter=args.ambiguous)
     say(f"{args.results}: {len(det.score)} predictions, {len(gt.videos)} videos, "
         f"{len(gt.class_names)} classes; ground truth: {source}")
-    say(ev.format_table(metrics))
+    for p in protos:
+        unknown = scored[p.name]["unknown_videos"]
+        if unknown and p.grid:
+            what = "false positives" if p.unknown_videos == "false_positive" else "dropped"
+            print(f"case-fast eval: note: {p.name}: {sum(unknown.values())} prediction(s) on "
+                  f"{len(unknown)} video(s) outside the ground truth are {what} (as released)",
+                  file=sys.stderr)
+        zeroed = scored[p.name].get("zeroed_by")
+        if zeroed:
+            print(f"case-fast eval: note: {p.name}: no prediction of {', '.join(zeroed)}: the released "
+                  "W-TALC code reports 0 at every threshold", file=sys.stderr)
+    first = scored[protos[0].name]
+    say(ev.format_table(first) if len(protos) == 1 else ev.format_protocols(scored))
     if args.json:
         from .files import save_json
-        save_json({"tiou": list(map(float, metrics["tiou"])), "map": list(map(float, metrics["map"])),
-                   "avg": float(metrics["avg"]),
-                   "ap": [[float(x) for x in row] for row in metrics["ap"]],
-                   "class_names": list(gt.class_names)}, args.json)
+        save_json(_metrics_json(first) if len(protos) == 1 else
+                  {"protocols": {k: _metrics_json(m) for k, m in scored.items()}}, args.json)
     return 0
 
 
@@ -417,9 +490,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ambiguous-file", help="ambiguous segments, lines 'video start end' (default: "
                                             "Ambiguous_test.txt beside the ground truth)")
     e.add_argument("--prefix", default="Thumos14reduced", help="W-TALC file prefix")
-    e.add_argument("--protocol", choices=("basnet210", "wtalc212", "all"), default="basnet210")
-    e.add_argument("--ambiguous", action="store_true", help="drop predictions overlapping ambiguous segments")
-    e.add_argument("--tiou", default="thumos", help="thumos (0.1:0.7), anet (0.5:0.05:0.95) or a comma list")
+    e.add_argument("--protocol", choices=("basnet210", "co2net", "delu", "wtalc", "wtalc212", "all"),
+                   default=None,
+                   help="default: a case-fast run's own data.protocol, else basnet210. "
+                        "basnet210: seconds, ActivityNet matching and AP; co2net / delu / wtalc: the "
+                        "numbers of the CO2-Net, DELU and W-TALC evaluators on a W-TALC --gt folder "
+                        "(snippet grid, their ambiguous filter, DELU's length drop, W-TALC's first-fit "
+                        "matching and AP); wtalc212: another name for co2net; all: every protocol side "
+                        "by side (README, docs/protocols.md)")
+    e.add_argument("--ambiguous", action="store_true",
+                   help="basnet210 only: also drop predictions overlapping ambiguous segments in seconds "
+                        "(no released evaluator's rule: co2net / delu / wtalc filter as released)")
+    e.add_argument("--tiou", default=None,
+                   help="thumos (0.1:0.7), anet (0.5:0.05:0.95) or a comma list (default: the "
+                        "protocol's, 0.1:0.7; wtalc 0.1:0.5)")
     e.add_argument("--allow-unknown", action="store_true",
                    help="drop (with a note) predictions on videos absent from the ground truth")
     e.add_argument("--json", help="also write the metrics here ('-': stdout, the table then goes to "
@@ -497,16 +581,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     return code
 
 
-def _stdout_closed() -> int:
-    """The reader of stdout went away (``case-fast info --fields | head -1``): end quietly with
-    status 0, like the standard tools; later writes and the final flush go to /dev/null."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-    return 0
 
 
 def _run(args) -> int:
@@ -526,8 +600,10 @@ def _run(args) -> int:
         code = args.func(args)
         sys.stdout.flush()
         return code
-    except BrokenPipeError:
-        return _stdout_closed()
+    except BrokenPipeError:   # the reader of stdout went away (`info --fields | head -1`): quietly, 0
+        from .console import silence
+        silence(sys.stdout)
+        return 0
     except KeyboardInterrupt:
         print("interrupted; `case-fast train` with the same --out resumes from the last checkpoint",
               file=sys.stderr)

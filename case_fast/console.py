@@ -41,8 +41,11 @@ class Console:
         bar = self.bar
         if bar is not None:
             bar.clear()
-        stream.write(text + "\n")
-        stream.flush()
+        try:
+            stream.write(text + "\n")
+            stream.flush()
+        except BrokenPipeError:   # the reader went away (`| head`): the command goes on, unheard
+            silence(stream)
         if bar is not None:
             bar.draw()
 
@@ -114,6 +117,17 @@ class Console:
 
 
 console = Console()
+
+
+def silence(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (its reader is gone): later writes and the
+    final flush at exit succeed without a sound."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class Progress:

@@ -33,6 +33,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ap_group_cpu(const at
 // tie_gt (GT indices in the class, numpy's order) give that order for those predictions; any
 // other prediction whose candidates tie is listed in `tied`, and its class's APs are NaN (not
 // computed: the caller calls again for that class with the tie orders).
+// variant 1 (W-TALC, docs/protocols.md): the candidates are visited in GT order (first fit, the
+// tIoU only decides which thresholds each reaches; no ties to report) and the AP is the sum of the
+// precisions at the TP ranks over n_gt, not interpolated.
 // Returns (ap (k, n_thr) float64 (0 for a class without ground truth or without predictions),
 // tied (class-major positions, int64)).
 std::tuple<at::Tensor, at::Tensor> ap_classes_cpu(
@@ -40,7 +43,8 @@ std::tuple<at::Tensor, at::Tensor> ap_classes_cpu(
     const at::Tensor& class_order, const at::Tensor& class_offsets, const at::Tensor& classes,
     const at::Tensor& rank, const at::Tensor& gt_seg, const at::Tensor& gt_offsets,
     const at::Tensor& thresholds, const std::optional<at::Tensor>& tie_pos,
-    const std::optional<at::Tensor>& tie_offsets, const std::optional<at::Tensor>& tie_gt);
+    const std::optional<at::Tensor>& tie_offsets, const std::optional<at::Tensor>& tie_gt,
+    int64_t variant);
 
 // keep (n,) bool: false where the prediction overlaps (intersection > 0) one of its video's
 // ambiguous segments amb_seg[amb_offsets[v] : amb_offsets[v+1]].

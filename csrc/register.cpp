@@ -39,7 +39,8 @@ TORCH_LIBRARY(case_fast, m) {
   m.def(
       "ap_classes(Tensor seg, Tensor video, Tensor video_lut, Tensor class_order, "
       "Tensor class_offsets, Tensor classes, Tensor rank, Tensor gt_seg, Tensor gt_offsets, "
-      "Tensor thresholds, Tensor? tie_pos=None, Tensor? tie_offsets=None, Tensor? tie_gt=None) "
+      "Tensor thresholds, Tensor? tie_pos=None, Tensor? tie_offsets=None, Tensor? tie_gt=None, "
+      "int variant=0) "
       "-> (Tensor, Tensor)");
   m.def("ambiguous_keep(Tensor seg, Tensor video, Tensor amb_seg, Tensor amb_offsets) -> Tensor");
   m.def("has_cuda() -> bool", &has_cuda);

@@ -34,6 +34,16 @@ def test_a_closed_pipe_ends_quietly():
     assert p.wait(timeout=120) == 0 and err == ""
 
 
+def test_a_run_goes_on_when_its_reader_goes_away(tmp_path):
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "case_fast", "train", "--out", str(tmp_path / "run")] + TINY,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    p.stdout.close()
+    assert p.wait(timeout=300) == 0
+    assert (tmp_path / "run" / "summary.json").is_file()   # finished, and its train.log has it all
+    assert "selected evaluation" in (tmp_path / "run" / "train.log").read_text()
+
+
 def test_json_dash_is_stdout(tmp_path):
     res = tmp_path / "r.json"
     res.write_text(json.dumps({"results": {"video_test_0000004": [

@@ -71,11 +71,14 @@ def test_opcheck_ap_ops(monkeypatch):
     d_s = np.round(np.sort(rng.uniform(0, 50, (400, 2)), axis=1), 0)
     det = Detections(names[d_v], d_l, np.round(rng.random(400), 1), d_s)
     ev.evaluate(det, gt, ev.THUMOS_TIOU, ambiguous_filter=True)
+    ev.evaluate(det, gt, protocol="wtalc")  # ap_classes' W-TALC variant
     assert all(calls.values()), {k: len(v) for k, v in calls.items()}
+    assert any(len(args) == 14 and args[-1] == 1 for args in calls["classes"]) == \
+        ap_fast.available_first_fit()
     for name, recorded in calls.items():
         op = getattr(torch.ops.case_fast, "ap_group" if name == "group" else
                      "ap_classes" if name == "classes" else name).default
-        for args in recorded[:2]:
+        for args in recorded[:2] + recorded[-1:]:
             torch.library.opcheck(op, args)
 
 

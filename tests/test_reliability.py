@@ -473,8 +473,12 @@ def test_wtalc_ground_truth_with_split_file_and_ambiguous_segments(ws, capsys):
     assert main(["eval", str(ws.res), "--gt", wt, "--prefix", "Tiny", "--split-file", ws.p("s.txt"),
                  "--allow-unknown"]) == 0
     assert "1 predictions, 1 videos, 2 classes" in capsys.readouterr().out
-    assert main(["eval", str(ws.res), "--gt", wt, "--prefix", "Tiny", "--protocol", "wtalc212"]) == 2
+    assert main(["eval", str(ws.res), "--gt", wt, "--prefix", "Tiny", "--protocol", "wtalc"]) == 2
     assert "--ambiguous-file" in capsys.readouterr().err
+    # CO2-Net (wtalc212 names it) evaluates unfiltered without the file, and says so
+    assert main(["eval", str(ws.res), "--gt", wt, "--prefix", "Tiny", "--protocol", "wtalc212"]) == 0
+    out = capsys.readouterr()
+    assert "evaluates unfiltered" in out.err and "protocol co2net" in out.out
     assert main(["eval", str(ws.res), "--gt", wt, "--prefix", "Tiny", "--json", ws.p("m0.json")]) == 0
     assert json.loads((ws.root / "m0.json").read_text())["map"][0] == pytest.approx(0.25)
     ws.write("wt/Ambiguous_test.txt", "va 0.0 5.0\n")          # beside the annotation folder

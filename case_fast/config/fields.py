@@ -16,7 +16,7 @@ RULES = {
     "data.feature_dim": ((">=", 2),),
     "data.fps": ((">", 0),),
     "data.frames_per_snippet": ((">=", 1),),
-    "data.protocol": (("choice", ("basnet210", "wtalc212", "all")),),
+    "data.protocol": (("choice", ("basnet210", "co2net", "delu", "wtalc", "wtalc212", "all")),),
     "data.synthetic_size": (("choice", ("small", "full")),),
     "data.synthetic_seed": ((">=", 0),),
     "data.synthetic_dim": ((">=", 1),),
@@ -78,7 +78,8 @@ FIELD_DOCS = {
     "data.feature_dim": "feature width, RGB + flow (= 2 x model.stream_dim)",
     "data.fps": "frame rate the features were extracted at (> 0)",
     "data.frames_per_snippet": "frames per feature snippet (> 0)",
-    "data.protocol": "evaluation ground truth: basnet210 | wtalc212 (drops ambiguous overlaps) | all",
+    "data.protocol": ("evaluation protocol: basnet210 | co2net | delu | wtalc (the released evaluators' "
+                      "numbers on the W-TALC layout; wtalc212 = co2net) | all (every video, basnet210's rules)"),
     "data.synthetic_size": "synthetic set: small (synthetic_dim channels) | full (1024 channels)",
     "data.synthetic_seed": "synthetic set: seed of the rendered features (>= 0)",
     "data.synthetic_dim": "synthetic set, small: channels per stream",

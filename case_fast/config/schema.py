@@ -29,7 +29,7 @@ class DataConfig:
     feature_dim: int = 2048                 # RGB + flow channels (RGB first)
     fps: float = 25.0                       # frame rate the features were extracted at
     frames_per_snippet: int = 16
-    protocol: str = "basnet210"             # evaluation ground truth: 'basnet210' | 'wtalc212' | 'all'
+    protocol: str = "basnet210"             # 'basnet210' | 'co2net' | 'delu' | 'wtalc' | 'wtalc212' (= co2net) | 'all'
     # synthetic set only
     synthetic_size: str = "small"           # 'small' (documented reduced set) | 'full'
     synthetic_seed: int = 0

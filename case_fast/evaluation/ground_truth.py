@@ -199,5 +199,9 @@ def ground_truth_of_run(results, results_path: str):
         cfg = config_from_dict(config)
     except ConfigError as e:
         raise DataError(f"{where}: the run's configuration is invalid ({e})") from None
-    (dataset,) = load_splits(cfg.data, cfg.model.num_classes, cfg.k, (split,), validate=False)
+    try:
+        (dataset,) = load_splits(cfg.data, cfg.model.num_classes, cfg.k, (split,), validate=False)
+    except DataError as e:
+        raise DataError(f"{results_path}: the ground truth of the run it comes from cannot be read "
+                        f"({e}); pass --gt") from None
     return GroundTruth(**dataset.ground_truth()), cfg, split

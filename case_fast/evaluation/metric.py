@@ -1,11 +1,14 @@
-"""Detection evaluation: ActivityNet-style mAP (method.md §6) of :class:`Detections` (``results.py``)
-against a :class:`GroundTruth` (``ground_truth.py``).
+"""Detection evaluation: ActivityNet-style mAP (method.md §6) under each protocol of
+``protocols.py`` (basnet210, co2net, delu, wtalc): a protocol prepares the input (snippet grid,
+ambiguous filter, length drop, unknown videos) and this one matching/AP path scores it, with
+W-TALC's first-fit matching and precision-sum AP as its one variant. It scores
+:class:`Detections` (``results.py``) against a :class:`GroundTruth` (``ground_truth.py``).
 
 Two backends compute the same average precisions, bit for bit:
 
 * ``backend="reference"`` — :func:`_evaluate_reference`, the straightforward per-prediction loop.
   It is the specification in executable form; read it first.
-* ``backend="fast"`` (default) — ``case_fast/ops/ap.py`` driving the compiled ops
+* ``backend="fast"`` (taken by the default ``"auto"`` when built) — ``case_fast/ops/ap.py`` driving the compiled ops
   (csrc/cpu/ap_cpu.cpp): ``ap_group`` checks
   the predictions and groups them by class; then each class is ranked in NumPy (the same ``np.argsort`` call on the same array as the reference,
   which fixes the tie order) and ``ap_classes`` finds each prediction's candidate GT segments
@@ -14,7 +17,7 @@ Two backends compute the same average precisions, bit for bit:
   reproduced); the ambiguous filter by ``ambiguous_keep``. The rare predictions whose candidate
   GT segments tie in tIoU are returned by ``ap_classes`` and their classes computed again with
   numpy's order of those candidates. Without the compiled extension (or for more than 64
-  thresholds) it runs the reference.
+  thresholds) ``"auto"`` runs the reference and ``"fast"`` is an error.
 
 Rules (both backends)
 ---------------------
@@ -42,7 +45,10 @@ Rules (both backends)
   ``gt.class_names``.
 * Predictions on a video that is not in ``gt.videos`` are an error (a results file for the wrong
   split), reported with a few of the unknown names. Labels must be class indices in range.
-* ``ambiguous_filter=True`` (W-TALC 212-video protocol): before anything else, every prediction
+* W-TALC's variant (``protocol="wtalc"``): ranked by ``np.argsort(-scores)``; each prediction takes
+  the first unmatched segment in GroundTruth order whose tIoU reaches the threshold (first fit);
+  AP = sum over the TPs of the precision at their rank, over n_gt (not interpolated).
+* ``ambiguous_filter=True`` (basnet210 only; no released evaluator's rule): before anything else, every prediction
   whose interval overlaps (intersection of positive length, i.e. tIoU > 0) any ambiguous segment
   of its video (``gt.ambiguous``) is dropped. The rest keep their input order.
 """
@@ -56,7 +62,8 @@ import numpy as np
 from .ground_truth import GroundTruth
 from .results import Detections
 
-__all__ = ["THUMOS_TIOU", "ANET_TIOU", "evaluate", "format_table"]
+__all__ = ["THUMOS_TIOU", "ANET_TIOU", "evaluate", "format_table", "format_protocols", "interval_iou",
+           "ambiguous_keep"]
 
 THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 ANET_TIOU = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
@@ -137,8 +144,10 @@ def _check_detections(det: Detections, gt: GroundTruth) -> None:
         raise _detections_error(_NON_FINITE, n_cls)
 
 
-def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict) -> dict:
-    maps = ap.mean(axis=1) if ap.shape[1] else np.zeros(len(thr))
+def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict, scored=None) -> dict:
+    """``scored``: the classes the mean runs over (default: all)."""
+    part = ap if scored is None else ap[:, scored]
+    maps = part.mean(axis=1) if part.shape[1] else np.zeros(len(thr))
     out = {
         "tiou": [float(t) for t in thr],
         "ap": ap,
@@ -156,32 +165,63 @@ def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict) ->
     return out
 
 
-def evaluate(detections: Detections, gt: GroundTruth, tiou=THUMOS_TIOU, *, ambiguous_filter=False,
-             backend="fast") -> dict:
-    """ActivityNet-style detection mAP (module docstring for the exact rules).
+def evaluate(detections: Detections, gt: GroundTruth, tiou=None, *, protocol="basnet210",
+             ambiguous_filter=False, backend="auto") -> dict:
+    """Detection mAP under ``protocol`` (``protocols.py``: basnet210, co2net, delu,
+    wtalc; wtalc212 = co2net); the module docstring has the matching and AP rules.
 
-    Returns ``{"tiou": [...], "ap": ndarray (n_tiou, n_classes), "map": [per tIoU], "avg": mean of
-    "map", "avg_0.1:0.5" / "avg_0.3:0.7" (when those thresholds are all present), "class_names",
-    "n_detections" (evaluated, after the ambiguous filter), "n_ambiguous_dropped"}``.
+    ``tiou``: the thresholds (default: the protocol's reported ones). ``ambiguous_filter``:
+    basnet210 only, drop the predictions that overlap an ambiguous segment in seconds (the grid
+    protocols filter as their released code does whenever ``gt.ambiguous`` holds segments; that the
+    file exists, which ``wtalc`` requires, is for the caller to check: ``case-fast eval``, the
+    trainer's Evaluator).
 
-    ``backend``: 'fast' (default) -- the compiled ops ``torch.ops.case_fast.ap_group`` /
-    ``ap_classes`` / ``ambiguous_keep`` (csrc/cpu/ap_cpu.cpp) when the extension is built, else
-    the reference; 'reference' -- the per-prediction loop. Both give the same APs, bit for bit.
+    Returns ``{"protocol", "tiou": [...], "ap": ndarray (n_tiou, n_classes), "map": [per tIoU],
+    "avg": mean of "map", "avg_0.1:0.5" / "avg_0.3:0.7" (when those thresholds are all present),
+    "class_names", "n_detections" (evaluated), "n_ambiguous_dropped", "n_short_dropped",
+    "unknown_videos" ({video: predictions}), "zeroed_by" (wtalc: classes without predictions)}``.
+
+    ``backend`` (the words of ``case_fast.ops``): 'auto' -- the compiled ops
+    ``torch.ops.case_fast.ap_group`` / ``ap_classes`` / ``ambiguous_keep``
+    (csrc/cpu/ap_cpu.cpp) when the extension is built (and at most 64 thresholds), else the
+    reference; 'fast' -- the compiled ops, an error when they cannot run; 'reference' -- the
+    per-prediction loop. All give the same APs, bit for bit.
     """
+    from . import protocols as P
+    from ..ops import _backend
     from ..ops import ap as fast
 
-    thr = _check_tiou(tiou)
-    if backend == "fast" and fast.available() and len(thr) <= 64:  # the op keeps 64-bit masks
-        ap, extra = fast.evaluate_fast(detections, gt, thr, ambiguous_filter)
-    elif backend in ("fast", "reference"):
-        ap, extra = _evaluate_reference(detections, gt, thr, ambiguous_filter)
-    else:
-        raise ValueError(f"unknown backend {backend!r} (use 'fast' or 'reference')")
-    return _summarise(ap, thr, gt, extra)
+    proto = P.get(protocol)
+    thr = _check_tiou(proto.tiou if tiou is None else tiou)
+    if ambiguous_filter and proto.grid:
+        raise ValueError(f"protocol {proto.name} filters ambiguous segments as its released code does; "
+                         "ambiguous_filter is for basnet210")
+    runs = fast.available_first_fit() if proto.first_fit else fast.available()
+    use_fast = _backend.use_fast(backend, runs and len(thr) <= 64, lambda: RuntimeError(
+        "evaluate: backend='fast' needs the compiled extension case_fast._C (rebuilt from these "
+        "sources for protocol wtalc) and at most 64 thresholds"))
+    _check_detections(detections, gt)
+    prep = P.prepare(detections, gt, proto, use_fast)
+    det, pgt = prep.det, prep.gt
+    run = fast.evaluate_fast if use_fast else _evaluate_reference
+    ap, extra = run(det, pgt, thr, ambiguous_filter, proto.first_fit)
+    extra["n_ambiguous_dropped"] += prep.n_ambiguous_dropped
+    extra.update(protocol=proto.name, n_short_dropped=prep.n_short_dropped,
+                 unknown_videos=prep.unknown)
+    scored = None
+    if proto.grid:  # A1: the classes with ground truth
+        scored = np.bincount(gt.label, minlength=gt.n_classes) > 0
+    if proto.missing_class_zeroes:
+        n_pred = np.bincount(det.label, minlength=gt.n_classes)
+        missing = [c for c, k, g in zip(gt.class_names, n_pred, scored) if g and k == 0]
+        extra["zeroed_by"] = missing
+        if missing:  # D3: getLocMAP returns 0 for the threshold
+            ap = np.zeros_like(ap)
+    return _summarise(ap, thr, gt, extra, scored)
 
 
-def format_table(metrics: Mapping) -> str:
-    """Two-line table: header of tIoUs and averages, then ``mAP(%)`` values (1 decimal)."""
+def _columns(metrics: Mapping):
+    """(headings, values in %) of one evaluation: its tIoUs, then its averages."""
     thr = list(metrics["tiou"])
     heads = [f"{t:g}" for t in thr]
     vals = [100.0 * m for m in metrics["map"]]
@@ -190,12 +230,44 @@ def format_table(metrics: Mapping) -> str:
             heads.append(key[4:])
             vals.append(100.0 * metrics[key])
     is_thumos = len(thr) == len(THUMOS_TIOU) and np.allclose(thr, THUMOS_TIOU)
-    heads.append("0.1:0.7" if is_thumos else "avg")
-    vals.append(100.0 * metrics["avg"])
+    if not (len(thr) == 5 and "avg_0.1:0.5" in metrics):  # (else the same number as 0.1:0.5)
+        heads.append("0.1:0.7" if is_thumos else "avg")
+        vals.append(100.0 * metrics["avg"])
+    return heads, vals
+
+
+def _heading(metrics: Mapping) -> str:
+    from .protocols import get
+
+    proto = get(metrics.get("protocol", "basnet210"))
+    return f"protocol {proto.name}: reproduces {proto.reproduces}"
+
+
+def format_table(metrics: Mapping) -> str:
+    """The protocol and the code it reproduces, then the header of tIoUs and averages and the
+    ``mAP(%)`` values (1 decimal)."""
+    heads, vals = _columns(metrics)
     w = max(7, max(len(h) for h in heads) + 1)
     line1 = "tIoU    " + "".join(h.rjust(w) for h in heads)
     line2 = "mAP(%)  " + "".join(f"{v:.1f}".rjust(w) for v in vals)
-    return line1 + "\n" + line2
+    return _heading(metrics) + "\n" + line1 + "\n" + line2
+
+
+def format_protocols(results: Mapping[str, Mapping]) -> str:
+    """Several protocols' evaluations of one results file side by side: one row each (mAP %, 1
+    decimal; blank where a protocol does not report that column), then what each reproduces."""
+    cols = {name: dict(zip(*_columns(m))) for name, m in results.items()}
+    heads = []
+    for c in cols.values():
+        heads += [h for h in c if h not in heads]
+    nums = sorted((h for h in heads if ":" not in h and h != "avg"), key=float)
+    heads = nums + [h for h in heads if h not in nums]
+    w = max(7, max(len(h) for h in heads) + 1)
+    n = max(10, max(len(k) for k in results) + 2)
+    lines = ["tIoU".ljust(n) + "".join(h.rjust(w) for h in heads)]
+    for name, c in cols.items():
+        lines.append(name.ljust(n) + "".join((f"{c[h]:.1f}" if h in c else "").rjust(w) for h in heads))
+    return "\n".join(["mAP(%) by protocol"] + lines + [_heading(m) for m in results.values()])
 
 
 def _interpolated_ap(tp: np.ndarray, n_gt: int) -> float:
@@ -213,13 +285,19 @@ def _interpolated_ap(tp: np.ndarray, n_gt: int) -> float:
     return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
 
 
-def _ambiguous_keep_reference(det: Detections, gt: GroundTruth) -> np.ndarray:
+def ambiguous_keep(det: Detections, seg: np.ndarray, ambiguous: Mapping, use_fast: bool) -> np.ndarray:
+    """keep (n,) bool: False where the prediction ``seg[i]`` (of ``det.video[i]``) overlaps (an
+    intersection of positive length) one of ``ambiguous[video]``'s segments; by the compiled op
+    when ``use_fast``."""
+    if use_fast and len(det):
+        from ..ops import ap as fast
+        return fast.ambiguous_keep(det, seg, ambiguous)
     keep = np.ones(len(det), dtype=bool)
     for i in range(len(det)):
-        amb = gt.ambiguous.get(det.video[i])
+        amb = ambiguous.get(det.video[i])
         if amb is None or amb.shape[0] == 0:
             continue
-        s, e = det.segment[i]
+        s, e = seg[i]
         inter = np.minimum(e, amb[:, 1]) - np.maximum(s, amb[:, 0])
         if (inter > 0).any():
             keep[i] = False
@@ -231,18 +309,31 @@ def _ambiguous_keep_reference(det: Detections, gt: GroundTruth) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _tiou_one(seg, segs: np.ndarray) -> np.ndarray:
-    """tIoU of one [s, e] against an (m, 2) array."""
-    s, e = seg
-    inter = np.maximum(0.0, np.minimum(e, segs[:, 1]) - np.maximum(s, segs[:, 0]))
-    union = (e - s) + (segs[:, 1] - segs[:, 0]) - inter
-    out = np.zeros(segs.shape[0])
-    pos = inter > 0
-    out[pos] = inter[pos] / union[pos]
+def interval_iou(s, e, gs, ge) -> np.ndarray:
+    """tIoU of intervals [s, e] and [gs, ge] (broadcast arrays, float64): ``inter = min(e, ge) -
+    max(s, gs)``, ``inter / ((e - s) + (ge - gs) - inter)`` where ``inter > 0``, else 0 (the
+    expression of csrc/cpu/ap_cpu.cpp, bit for bit)."""
+    inter = np.maximum(0.0, np.minimum(e, ge) - np.maximum(s, gs))
+    union = (e - s) + (ge - gs) - inter
+    out = np.zeros(np.broadcast(inter, union).shape)
+    np.divide(inter, union, out=out, where=inter > 0)
     return out
 
 
-def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool):
+def _precision_sum_ap(tp: np.ndarray, n_gt: int) -> float:
+    """W-TALC's AP (PROTOCOLS.md D6): the precisions at the TP ranks, summed, over n_gt."""
+    if n_gt == 0 or not tp.any():
+        return 0.0
+    rank = np.flatnonzero(tp) + 1
+    k = np.arange(1, rank.size + 1)
+    return float(np.sum(k / rank)) / n_gt
+
+
+def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool,
+                        first_fit: bool = False):
+    """``first_fit``: W-TALC's variant (PROTOCOLS.md D3, D5, D6): ranked by ``np.argsort(-score)``,
+    each prediction takes the first free GT segment in GroundTruth order that reaches the
+    threshold, AP = sum of the precisions at the TPs over n_gt."""
     known = set(gt.videos)
     unknown = {v for v in det.video.tolist() if v not in known}
     if unknown:
@@ -250,7 +341,7 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
     _check_detections(det, gt)
     n_dropped = 0
     if ambiguous_filter:
-        keep = _ambiguous_keep_reference(det, gt)
+        keep = ambiguous_keep(det, det.segment, gt.ambiguous, False)
         n_dropped = int((~keep).sum())
         det = Detections(det.video[keep], det.label[keep], det.score[keep], det.segment[keep])
 
@@ -266,7 +357,7 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
         idx = np.flatnonzero(det.label == c)  # the class's predictions in input order
         if idx.size == 0 or n_gt[c] == 0:
             continue  # AP 0
-        order = idx[np.argsort(det.score[idx])[::-1]]
+        order = idx[np.argsort(-det.score[idx])] if first_fit else idx[np.argsort(det.score[idx])[::-1]]
         tp = np.zeros((len(thr), order.size), dtype=np.int64)
         matched = {k: np.zeros((len(thr), s.shape[0]), dtype=bool)
                    for k, s in gt_segs.items() if k[1] == c}
@@ -275,11 +366,14 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
             segs = gt_segs.get(key)
             if segs is None:
                 continue  # no ground truth of this class in this video: false positive
-            ious = _tiou_one(det.segment[p], segs)
-            by_iou = np.argsort(ious)[::-1]  # highest tIoU first, ties in numpy's order (method.md §6)
+            ious = interval_iou(det.segment[p, 0], det.segment[p, 1], segs[:, 0], segs[:, 1])
+            # highest tIoU first, ties in numpy's order (method.md §6); W-TALC: GroundTruth order
+            visit = np.arange(ious.size) if first_fit else np.argsort(ious)[::-1]
             for t, th in enumerate(thr):
-                for j in by_iou:
+                for j in visit:
                     if ious[j] < th:
+                        if first_fit:
+                            continue
                         break  # no unmatched GT reaches the threshold: false positive
                     if matched[key][t, j]:
                         continue
@@ -287,5 +381,5 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
                     tp[t, i] = 1
                     break
         for t in range(len(thr)):
-            ap[t, c] = _interpolated_ap(tp[t], int(n_gt[c]))
+            ap[t, c] = (_precision_sum_ap if first_fit else _interpolated_ap)(tp[t], int(n_gt[c]))
     return ap, {"n_detections": len(det), "n_ambiguous_dropped": n_dropped}

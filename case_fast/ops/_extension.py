@@ -74,7 +74,7 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake("case_fast::ap_classes")
     def _classes(seg, video, video_lut, class_order, class_offsets, classes, rank, gt_seg,
-                 gt_offsets, thresholds, tie_pos=None, tie_offsets=None, tie_gt=None):
+                 gt_offsets, thresholds, tie_pos=None, tie_offsets=None, tie_gt=None, variant=0):
         return (seg.new_empty((classes.shape[0], thresholds.shape[0])),
                 classes.new_empty(_dynamic_size()))
 

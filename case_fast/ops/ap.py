@@ -7,7 +7,8 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..evaluation.metric import _check_detections, _detections_error, _video_codes, _video_lookup
+from ..evaluation.metric import (_check_detections, _detections_error, _video_codes, _video_lookup,
+                                 interval_iou)
 from ..evaluation.ground_truth import GroundTruth
 from ..evaluation.results import Detections
 
@@ -27,6 +28,16 @@ def available() -> bool:
     return _ap_ops() is not None
 
 
+def available_first_fit() -> bool:
+    """True when the built ``ap_classes`` has W-TALC's variant (an extension built from older
+    sources has not: the protocol ``wtalc`` then runs the reference under backend='auto')."""
+    if _ap_ops() is None:
+        return False
+    import torch
+
+    return "variant" in str(torch.ops.case_fast.ap_classes.default._schema)
+
+
 def _ap_ops() -> Optional[_ApOps]:
     """The compiled AP ops when the extension is built, else None."""
     import torch
@@ -39,31 +50,31 @@ def _ap_ops() -> Optional[_ApOps]:
     return _ApOps(ops.ap_group, ops.ap_classes, ops.ambiguous_keep)
 
 
-def _ambiguous_drop(vid, seg, gt: GroundTruth, ops: _ApOps) -> np.ndarray:
-    """Indices of the predictions that overlap an ambiguous segment of their video."""
-    vindex = {v: i for i, v in enumerate(gt.videos)}
-    n_vid = len(gt.videos)
-    a_vid, a_seg = [], []
-    for v, segs in gt.ambiguous.items():
-        if v in vindex and segs.shape[0]:
-            a_vid.append(np.full(segs.shape[0], vindex[v], np.int64))
-            a_seg.append(segs)
-    if not a_vid:
-        return np.empty(0, np.int64)
-    a_vid, a_seg = np.concatenate(a_vid), np.concatenate(a_seg)
+def ambiguous_keep(det: Detections, seg: np.ndarray, ambiguous) -> np.ndarray:
+    """``evaluation.ambiguous_keep`` by the compiled op: keep (n,) bool, False where prediction i
+    (``det.video[i]``, ``seg[i]``) overlaps one of ``ambiguous[det.video[i]]``'s segments."""
     import torch
 
-    o = np.argsort(a_vid, kind="stable")
-    a_off = np.zeros(n_vid + 1, np.int64)
-    np.cumsum(np.bincount(a_vid, minlength=n_vid), out=a_off[1:])
-    keep = ops.ambiguous_keep(
-        torch.from_numpy(np.ascontiguousarray(seg)), torch.from_numpy(vid),
-        torch.from_numpy(np.ascontiguousarray(a_seg[o])), torch.from_numpy(a_off))
-    return np.flatnonzero(~keep.numpy())
+    names = sorted({v for v, a in ambiguous.items() if a.shape[0]})
+    index = {v: i + 1 for i, v in enumerate(names)}  # code 0: no ambiguous segment
+    if det.video_index is not None:  # one look-up per distinct name
+        lut = np.array([index.get(v, 0) for v in det.video_names], dtype=np.int64)
+        vid = lut[det.video_index] if lut.size else np.zeros(len(det), np.int64)
+    else:
+        vid = np.fromiter((index.get(v, 0) for v in det.video.tolist()), np.int64, len(det))
+    a_off = np.zeros(len(names) + 2, np.int64)
+    np.cumsum([0] + [ambiguous[v].shape[0] for v in names], out=a_off[1:])
+    a_seg = (np.concatenate([ambiguous[v] for v in names]) if names else np.zeros((0, 2)))
+    keep = _ap_ops().ambiguous_keep(
+        torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float64)), torch.from_numpy(vid),
+        torch.from_numpy(np.ascontiguousarray(a_seg, dtype=np.float64)), torch.from_numpy(a_off))
+    return keep.numpy()
 
 
-def evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool):
-    """The fast backend: the compiled AP ops (``evaluate`` checks that they are built)."""
+def evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_filter: bool,
+                  first_fit: bool = False):
+    """The fast backend: the compiled AP ops (``evaluate`` checks that they are built).
+    ``first_fit``: W-TALC's matching and AP (op variant 1)."""
     ops = _ap_ops()
     index = None if det.video_index is None else (det.video_index, det.video_names)
     codes, lut = _video_lookup(det.video, gt, index)
@@ -73,50 +84,54 @@ def evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_f
     label, score, seg = det.label, det.score, det.segment
     n_dropped = 0
     if filtering:
-        vid = codes if lut is None else lut[codes]
-        drop = _ambiguous_drop(vid, seg, gt, ops)
-        codes, lut = vid, None
-        if drop.size:
-            keep = np.ones(len(det), dtype=bool)
-            keep[drop] = False
-            n_dropped = int(drop.size)
-            codes, label, score, seg = vid[keep], label[keep], score[keep], seg[keep]
+        keep = ambiguous_keep(det, seg, gt.ambiguous)
+        if not keep.all():
+            n_dropped = int((~keep).sum())
+            codes = codes if lut is None else lut[codes]
+            codes, lut = codes[keep], None
+            label, score, seg = label[keep], score[keep], seg[keep]
     extra = {"n_detections": codes.shape[0], "n_ambiguous_dropped": n_dropped}
     if codes.shape[0] == 0 or gt.label.size == 0:
         return np.zeros((len(thr), gt.n_classes)), extra
     g_codes = _video_codes(gt.video, gt, None)
-    return _ap_compiled(ops, label, score, seg, codes, lut, g_codes, gt, thr), extra
+    return _ap_compiled(ops, label, score, seg, codes, lut, g_codes, gt, thr, first_fit), extra
 
 
 def _tie_orders(tied, cls_off, cls_order, seg, codes, lut, g_seg, g_off, n_vid, lowest):
     """numpy's candidate order for the predictions at class-major positions ``tied`` (sorted):
     (tied, offsets, GT indices in the class), each list the prefix with tIoU >= ``lowest`` of
-    ``np.argsort(tiou)[::-1]`` over the video's GT of the class (the reference's expression and
-    the reference's 1-D argsort call, hence numpy's tie order)."""
+    ``np.argsort(tiou)[::-1]`` over the video's GT of the class (the reference's expression; the
+    argsort of a (class, video) group's rows at once sorts each row by the same routine as the
+    reference's 1-D call, hence numpy's tie order)."""
     cls = np.searchsorted(cls_off, tied, side="right") - 1
     pred = cls_order[tied]
     vid = codes[pred] if lut is None else lut[codes[pred]]
     grp = cls * n_vid + vid
-    lists = [None] * tied.size
-    for g in np.unique(grp).tolist():  # the tIoUs of one (class, video) group at once
-        rows = np.flatnonzero(grp == g)
+    perm = np.argsort(grp, kind="stable")  # the tied predictions by group, in order inside one
+    bounds = np.flatnonzero(np.diff(grp[perm])) + 1
+    counts_p, flat_p = [], []
+    for rows in np.split(perm, bounds):  # the tIoUs of one (class, video) group at once
+        g = int(grp[rows[0]])
         a, b = g_off[g], g_off[g + 1]
-        s, e = seg[pred[rows], 0][:, None], seg[pred[rows], 1][:, None]
-        gs, ge = g_seg[a:b, 0][None, :], g_seg[a:b, 1][None, :]
-        inter = np.maximum(0.0, np.minimum(e, ge) - np.maximum(s, gs))
-        union = (e - s) + (ge - gs) - inter
-        ious = np.zeros(inter.shape)
-        np.divide(inter, union, out=ious, where=inter > 0)
-        first = a - g_off[(g // n_vid) * n_vid]  # the group's first GT index in the class
-        for r, row in zip(rows.tolist(), ious):
-            order = np.argsort(row)[::-1]
-            lists[r] = order[row[order] >= lowest] + first
-    offsets = np.zeros(len(lists) + 1, np.int64)
-    np.cumsum([len(x) for x in lists], out=offsets[1:])
-    return tied.astype(np.int64), offsets, np.concatenate(lists).astype(np.int64)
+        ious = interval_iou(seg[pred[rows], 0][:, None], seg[pred[rows], 1][:, None],
+                            g_seg[a:b, 0][None, :], g_seg[a:b, 1][None, :])
+        order = np.argsort(ious, axis=1)[:, ::-1]
+        keep = np.take_along_axis(ious, order, axis=1) >= lowest  # a prefix of each row
+        counts_p.append(keep.sum(axis=1))
+        flat_p.append(order[keep] + (a - g_off[(g // n_vid) * n_vid]))  # GT index in the class
+    counts_p, flat_p = np.concatenate(counts_p), np.concatenate(flat_p)
+    starts_p = np.cumsum(counts_p) - counts_p
+    pos = np.empty_like(perm)
+    pos[perm] = np.arange(perm.size)  # tied prediction r is row pos[r] in group order
+    counts = counts_p[pos]
+    offsets = np.zeros(tied.size + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    take = np.repeat(starts_p[pos] - offsets[:-1], counts) + np.arange(offsets[-1])
+    return tied.astype(np.int64), offsets, flat_p[take].astype(np.int64)
 
 
-def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: GroundTruth, thr):
+def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: GroundTruth, thr,
+                 first_fit: bool = False):
     """AP (n_thr, n_cls) by the compiled ops (csrc/cpu/ap_cpu.cpp); prediction i's video is
     ``lut[codes[i]]`` (``lut`` None: ``codes[i]``).
 
@@ -125,7 +140,9 @@ def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: Ground
     the very array the reference sorts, hence the same tie order — and one ``ap_classes`` call
     walks each ranking reversed and computes their APs. It also lists the predictions whose
     candidate GT segments tie in tIoU; their classes are computed again with numpy's order of those
-    candidates (``_tie_orders``), the reference's ``np.argsort(tiou)[::-1]``. One thread: the
+    candidates (``_tie_orders``), the reference's ``np.argsort(tiou)[::-1]``. ``first_fit``
+    (W-TALC): each class ranked by ``np.argsort(-score)`` (passed reversed), candidates in GT
+    order (never tied), the precision-sum AP: op variant 1. One thread: the
     whole AP of a 420k-prediction file takes tens of milliseconds, a few percent of ``case-fast
     eval`` on it (reading the JSON dominates).
     """
@@ -158,8 +175,9 @@ def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: Ground
         return ap
     for c in todo.tolist():
         a, b = cls_off[c], cls_off[c + 1]
-        rank[a:b] = np.argsort(cls_score[a:b])
-    ap_t, tied = ops.classes(*args, torch.from_numpy(todo.astype(np.int64)), *rest)
+        rank[a:b] = np.argsort(-cls_score[a:b])[::-1] if first_fit else np.argsort(cls_score[a:b])
+    variant = (None, None, None, 1) if first_fit else ()  # (no tie orders,) the W-TALC variant
+    ap_t, tied = ops.classes(*args, torch.from_numpy(todo.astype(np.int64)), *rest, *variant)
     ap[:, todo] = ap_t.numpy().T
     tied = tied.numpy()
     if tied.size:

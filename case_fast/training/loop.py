@@ -221,7 +221,7 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                               labels_dtype=labels_all.dtype)
         q_c = graphed.q_c   # static: every replay writes the new Q^C into it
     step_seconds, seg_t0 = 0.0, time.perf_counter()
-    first_bad, bad_values = None, None   # the first step whose losses were not finite (device-side)
+    window = []   # this logging window's losses, one (terms,) vector per step (kept on the device)
     win_t0, win_steps = time.perf_counter(), 0
     for step in range(start, tc.num_steps):
         # every video of the global batch is drawn, in batch order, on every rank: the same
@@ -243,14 +243,8 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                 log(f"step {step + 1}: CUDA graph captured after {graphed.warmup} eager warm-up "
                     "steps; replaying it from now on")
         parts = {"loss": loss, **step_parts}
-        # a NaN / inf loss: its step and values, kept on the device (no host sync per step)
-        vec = torch.stack([v.detach().float().reshape(()) for v in parts.values()])
-        if first_bad is None:
-            first_bad = torch.zeros((), dtype=torch.long, device=vec.device)
-            bad_values = torch.zeros_like(vec)
-        newly = ~torch.isfinite(vec).all() & (first_bad == 0)
-        first_bad = first_bad + newly.long() * (step + 1)
-        bad_values = torch.where(newly, vec, bad_values)
+        # kept to name the step and the term if the window's sums turn out NaN / inf (no host sync)
+        window.append(torch.stack(list(parts.values())))   # detached scalars
         # accumulated on the device: no host sync per step; `+` and clone() make new tensors, so
         # nothing here aliases a graph output that the next replay overwrites
         for name, v in parts.items():
@@ -272,7 +266,10 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
                 vals = pg.sum(vals) / world
                 ent = pg.sum(ent) / world if ent is not None else None
             if not bool(torch.isfinite(vals).all()):   # the same answer on every rank (global sums)
-                here = (int(first_bad), [float(v) for v in bad_values.cpu()])
+                rows = torch.stack(window).cpu()
+                bad = (~torch.isfinite(rows).all(dim=1)).nonzero()
+                here = ((done - len(window) + 1 + int(bad[0]), rows[int(bad[0])].tolist()) if len(bad)
+                        else (0, []))
                 seen = [h for h in (pg.gather_objects(here) if pg is not None else [here]) if h[0] > 0]
                 bad_step, bad_vals = min(seen) if seen else (done, [float(v) for v in vals.cpu()])
                 msg = _nonfinite_message(bad_step, list(parts), bad_vals, run_dir, state["checkpointed"])
@@ -295,6 +292,7 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
             tb.scalars("train", {"lr": optim.param_groups[0]["lr"],
                                  "steps_per_s": win_steps / max(now - win_t0, 1e-9)}, done)
             acc, n_acc = {}, 0
+            window = []
         bar.update(1, postfix)
         if at_checkpoint:   # the logging above read the losses: the device queue is drained
             step_seconds += time.perf_counter() - seg_t0

@@ -11,6 +11,7 @@ from ..config.schema import Config
 from ..data.sampling import sample_test_indices
 from ..evaluation.metric import evaluate
 from ..evaluation.ground_truth import GroundTruth
+from ..evaluation.protocols import get as get_protocol
 from ..inference.detect import forward_videos, localize_video
 from ..evaluation.results import Detections
 
@@ -23,15 +24,19 @@ def ground_truth_of(dataset) -> GroundTruth:
 class Evaluator:
     """Evaluates a model on the test split; keeps the sampled test features on the device."""
 
-    def __init__(self, dataset, cfg: Config, device, ambiguous_filter: Optional[bool] = None):
+    def __init__(self, dataset, cfg: Config, device, test: bool = True):
+        """``test``: the test split (False: a validation hold-out of training videos, which has no
+        ambiguous segments and is scored by the same protocol's rules)."""
         self.dataset, self.cfg, self.device = dataset, cfg, device
         t = cfg.data.num_segments
         feats = np.stack([dataset.features(i)[sample_test_indices(int(dataset.num_snippets[i]), t)]
                           for i in range(len(dataset))]) if len(dataset) else None
         self.feats = None if feats is None else torch.from_numpy(feats).to(device)
         self.gt = ground_truth_of(dataset)
-        self.ambiguous_filter = (cfg.data.protocol == "wtalc212" if ambiguous_filter is None
-                                 else ambiguous_filter)
+        self.protocol = evaluation_protocol(cfg)
+        if test and get_protocol(self.protocol).ambiguous == "required" and not self.gt.ambiguous:
+            raise ValueError(f"data.protocol={cfg.data.protocol} needs Ambiguous_test.txt in the W-TALC "
+                             "annotation folder (the released W-TALC code fails without it)")
 
     def __call__(self, model, q_c, pg=None):
         """``pg``: a data-parallel job's process group: each rank runs the forward and localisation
@@ -58,10 +63,16 @@ class Evaluator:
                 merged.update(part)
             props = {v: merged[v] for v in self.dataset.videos}
         det = proposals_to_detections(props)
-        metrics = evaluate(det, self.gt, tuple(self.cfg.infer.tiou), ambiguous_filter=self.ambiguous_filter)
+        metrics = evaluate(det, self.gt, tuple(self.cfg.infer.tiou), protocol=self.protocol)
         metrics["n_pred"] = np.bincount(det.label, minlength=len(self.gt.class_names))
         metrics["n_gt"] = np.bincount(self.gt.label, minlength=len(self.gt.class_names))
         return metrics, props
+
+
+def evaluation_protocol(cfg: Config) -> str:
+    """The protocol of ``evaluate`` for data.protocol ('all', every video of the annotation file,
+    is scored by basnet210's rules)."""
+    return "basnet210" if cfg.data.protocol == "all" else cfg.data.protocol
 
 
 def proposals_to_detections(props: Dict[str, np.ndarray]) -> Detections:

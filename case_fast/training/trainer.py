@@ -165,7 +165,7 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Optional[Cal
     t0 = time.time()
     bank = FeatureBank(train_set, device)
     evaluator = Evaluator(test_set, cfg, device)
-    val_evaluator = Evaluator(val_set, cfg, device, ambiguous_filter=False) if val_set else None
+    val_evaluator = Evaluator(val_set, cfg, device, test=False) if val_set else None
     labels_all = torch.from_numpy(train_set.labels).to(device)
     log(f"data: {len(train_set)} train"
         + (f" + {len(val_set)} val (held out)" if val_set else "")

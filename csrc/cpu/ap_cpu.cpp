@@ -19,6 +19,8 @@
 //      at which it is matched; each threshold goes to the prediction's first candidate that
 //      reaches it and is still free there;
 //   3. the AP of each threshold from its TP ranks.
+//   Variant 1 (W-TALC's detectionMAP, the protocol `wtalc`): the candidates in GT order instead
+//   (first fit; ties cannot matter) and the AP = (sum of k / r_k over the TPs) / n_gt.
 // tIoU is the reference's float64 expression
 //   inter = min(e, ge) - max(s, gs);  tIoU = inter > 0 ? inter / (((e - s) + (ge - gs)) - inter) : 0.
 // The AP of (threshold, class) is summed as the reference does: the terms
@@ -75,6 +77,16 @@ double interpolated_ap(const int64_t* tp_rank, int64_t m, int64_t n_gt,
   int64_t len = m;
   if (m < n_gt) terms[len++] = 0.0;  // the last recall step to 1 at precision 0
   return numpy_sum(terms.data(), len);
+}
+
+// W-TALC's AP of one (threshold, class): the precisions k / r_k at the TP ranks, summed with
+// numpy's pairwise summation, over n_gt; 0 without TP (not interpolated).
+double precision_sum_ap(const int64_t* tp_rank, int64_t m, int64_t n_gt,
+                        std::vector<double>& terms) {
+  if (m == 0) return 0.0;
+  terms.resize(m);
+  for (int64_t k = 1; k <= m; ++k) terms[k - 1] = double(k) / double(tp_rank[k - 1]);
+  return numpy_sum(terms.data(), m) / double(n_gt);
 }
 
 // level(x) = the number of thresholds <= x (thr: the n sorted thresholds).
@@ -202,7 +214,7 @@ void gather_class(const double* seg, const int64_t* video, const int64_t* lut, i
 // insertion (tIoU desc, index desc). Predictions whose candidates tie in tIoU go to w.tied,
 // unless `ties` gives their order (gs: the class's GT segments by index in the class).
 void find_candidates(const ClassGt& g, const double* gs, int64_t m, Levels level, double lowest,
-                     const TieOrders& ties, Scratch& w) {
+                     const TieOrders& ties, bool first_fit, Scratch& w) {
   const double* gst = g.start.data();
   const double* gen = g.end.data();
   const double* gpm = g.pmax.data();
@@ -269,8 +281,10 @@ void find_candidates(const ClassGt& g, const double* gs, int64_t m, Levels level
       ok[t] = (inter > 0.0) & (iou[t] >= lowest);  // (inter > 0: also g0 < e, not a pad)
       x[t] = Cand{gix[j + t], level(iou[t]) & -int32_t(ok[t])};
     }
-    const bool tie = ok[0] & ok[1] & (iou[1] == iou[0]);
-    const bool swap = ok[0] & ok[1] & ((iou[1] > iou[0]) | (tie & (x[1].gt > x[0].gt)));
+    const bool tie = ok[0] & ok[1] & (iou[1] == iou[0]) & !first_fit;
+    const bool swap = ok[0] & ok[1] &
+                      (first_fit ? (x[1].gt < x[0].gt)
+                                 : ((iou[1] > iou[0]) | (tie & (x[1].gt > x[0].gt))));
     slots[k].c0 = swap ? x[1] : x[0];
     slots[k].c1 = swap ? x[0] : x[1];
     if (!(gst[j + 1] < e) || !(gst[j + 2] < e)) {  // (j + 2 <= b: j + 1 starts before e)
@@ -281,7 +295,9 @@ void find_candidates(const ClassGt& g, const double* gs, int64_t m, Levels level
     int64_t n_many = 0;
     auto insert = [&](const Cand c, const double u) {
       int64_t p = n_many++;
-      while (p > 0 && (many_iou[p - 1] < u || (many_iou[p - 1] == u && many[p - 1].gt < c.gt))) {
+      while (p > 0 && (first_fit ? many[p - 1].gt > c.gt
+                                 : (many_iou[p - 1] < u ||
+                                    (many_iou[p - 1] == u && many[p - 1].gt < c.gt)))) {
         many[p] = many[p - 1];
         many_iou[p] = many_iou[p - 1];
         --p;
@@ -298,7 +314,7 @@ void find_candidates(const ClassGt& g, const double* gs, int64_t m, Levels level
       const double u = inter / ((len + (g1 - g0)) - inter);
       if (u >= lowest) insert(Cand{gix[j], level(u)}, u);
     }
-    for (int64_t q = 1; q < n_many; ++q)
+    for (int64_t q = 1; q < n_many && !first_fit; ++q)
       if (many_iou[q] == many_iou[q - 1]) {  // sorted: equal tIoUs are neighbours
         w.tied.push_back(k);
         break;
@@ -310,7 +326,7 @@ void find_candidates(const ClassGt& g, const double* gs, int64_t m, Levels level
 // Steps 2 and 3: the greedy matching in ranking order (rank = ascending argsort, walked
 // reversed), then the APs (ap[t] for original threshold t; t_order[u]: the u-th smallest).
 void class_match(const int64_t* rank, int64_t m, int64_t n_gt, const int64_t* t_order,
-                 int64_t n_thr, double* ap, Scratch& w) {
+                 int64_t n_thr, bool first_fit, double* ap, Scratch& w) {
   uint64_t reach[65];  // reach[l]: the l lowest thresholds
   for (int l = 0; l <= 64; ++l) reach[l] = l == 64 ? ~uint64_t(0) : (uint64_t(1) << l) - 1;
   const int64_t cap = std::min(m, n_gt);  // TPs per threshold: one per rank, one per GT
@@ -348,7 +364,8 @@ void class_match(const int64_t* rank, int64_t m, int64_t n_gt, const int64_t* t_
     }
   }
   for (int64_t u = 0; u < n_thr; ++u)
-    ap[t_order[u]] = interpolated_ap(tp + u * cap, n_tp[u], n_gt, w.terms);
+    ap[t_order[u]] = first_fit ? precision_sum_ap(tp + u * cap, n_tp[u], n_gt, w.terms)
+                               : interpolated_ap(tp + u * cap, n_tp[u], n_gt, w.terms);
 }
 
 }  // namespace
@@ -407,7 +424,10 @@ std::tuple<at::Tensor, at::Tensor> ap_classes_cpu(
     const at::Tensor& class_order, const at::Tensor& class_offsets, const at::Tensor& classes,
     const at::Tensor& rank, const at::Tensor& gt_seg, const at::Tensor& gt_offsets,
     const at::Tensor& thresholds, const std::optional<at::Tensor>& tie_pos,
-    const std::optional<at::Tensor>& tie_offsets, const std::optional<at::Tensor>& tie_gt) {
+    const std::optional<at::Tensor>& tie_offsets, const std::optional<at::Tensor>& tie_gt,
+    int64_t variant) {
+  TORCH_CHECK(variant == 0 || variant == 1, "ap: variant must be 0 (ActivityNet) or 1 (W-TALC)");
+  const bool first_fit = variant == 1;
   check_seg(seg, "seg");
   check_seg(gt_seg, "gt_seg");
   const int64_t n = seg.size(0), n_gt_all = gt_seg.size(0);
@@ -491,13 +511,13 @@ std::tuple<at::Tensor, at::Tensor> ap_classes_cpu(
                        tgt_c.data_ptr<int64_t>(), hi - lo};
     }
     const double* gs = gseg_c.data_ptr<double>() + 2 * g0;
-    find_candidates(w.gt, gs, m, level, thr_s[0], ties, w);
+    find_candidates(w.gt, gs, m, level, thr_s[0], ties, first_fit, w);
     if (!w.tied.empty()) {  // the caller computes this class again with numpy's tie orders
       for (const int64_t k : w.tied) tied.push_back(p0 + k);
       std::fill_n(ap_t.data_ptr<double>() + q * n_thr, n_thr, std::nan(""));
       continue;
     }
-    class_match(rank_c.data_ptr<int64_t>() + p0, m, n_gt, t_order.data(), n_thr,
+    class_match(rank_c.data_ptr<int64_t>() + p0, m, n_gt, t_order.data(), n_thr, first_fit,
                 ap_t.data_ptr<double>() + q * n_thr, w);
   }
   auto tied_t = at::empty({int64_t(tied.size())}, at::kLong);
