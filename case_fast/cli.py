@@ -391,25 +391,36 @@ def cmd_info(args) -> int:
             {"config": cfg.name, "fields": [{"key": k, "type": tp, "value": v, "meaning": doc}
                                             for k, tp, v, doc in rows]})
         return 0
-    from .method.model import CaseModel, count_macs, count_parameters
-    model = CaseModel(cfg.model)
+    from .baselines import build_model
+    from .method.model import count_macs, count_parameters
+    model = build_model(cfg)
     params = count_parameters(model)
-    per_stream = count_parameters(model.rgb)
     t = cfg.data.num_segments
     macs = count_macs(model, t)
+    info = {"config": cfg.name, "mode": cfg.train.mode, "baseline": cfg.model.baseline,
+            "stream_dim": cfg.model.stream_dim, "hidden_dim": cfg.model.hidden_dim,
+            "num_classes": cfg.model.num_classes, "num_clusters": cfg.model.num_clusters,
+            "parameters": params}
+    if cfg.model.baseline == "aicl":
+        head = (f", CASE head with K={cfg.model.num_clusters} clusters" if model.head is not None
+                else ", no CASE head")
+        lines = [f"model: AICL, 2 x {cfg.model.stream_dim} -> {cfg.model.hidden_dim} (k=3 convs), "
+                 f"G={cfg.model.num_classes} classes{head}",
+                 f"parameters: {params:,} = {params / 1e6:.3f} M"]
+        info["case_head"] = model.head is not None
+    else:
+        per_stream = count_parameters(model.rgb)
+        lines = [f"model: 2 streams x (D={cfg.model.stream_dim} -> {cfg.model.hidden_dim}), "
+                 f"G={cfg.model.num_classes} classes, K={cfg.model.num_clusters} clusters",
+                 f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.3f} M"]
+        info["parameters_per_stream"] = per_stream
     out("\n".join([
-        f"config: {cfg.name} (mode {cfg.train.mode})",
-        f"model: 2 streams x (D={cfg.model.stream_dim} -> {cfg.model.hidden_dim}), "
-        f"G={cfg.model.num_classes} classes, K={cfg.model.num_clusters} clusters",
-        f"parameters: {params:,} ({per_stream:,} per stream) = {params / 1e6:.3f} M",
+        f"config: {cfg.name} (mode {cfg.train.mode})", *lines,
         f"MACs per video (T={t}): {macs:,} = {macs / 1e9:.2f} G ({macs // t:,} per snippet)",
         f"training: batch {cfg.train.batch_size}, k = T // {cfg.train.k_divisor} = {cfg.k}, "
         f"{cfg.train.num_steps} steps, eval every {cfg.train.eval_every}"]),
-        {"config": cfg.name, "mode": cfg.train.mode, "stream_dim": cfg.model.stream_dim,
-         "hidden_dim": cfg.model.hidden_dim, "num_classes": cfg.model.num_classes,
-         "num_clusters": cfg.model.num_clusters, "parameters": params, "parameters_per_stream": per_stream,
-         "num_segments": t, "macs_per_video": macs, "batch_size": cfg.train.batch_size, "k": cfg.k,
-         "num_steps": cfg.train.num_steps, "eval_every": cfg.train.eval_every})
+        dict(info, num_segments=t, macs_per_video=macs, batch_size=cfg.train.batch_size, k=cfg.k,
+             num_steps=cfg.train.num_steps, eval_every=cfg.train.eval_every))
     return 0
 
 

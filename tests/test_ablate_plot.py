@@ -16,7 +16,8 @@ from case_fast.config.loading import load_config
 
 def test_every_row_is_a_valid_config():
     for name, row in ablate_rows.ROWS.items():
-        assert set(row) <= {"label", "table", "paper_avg", "overrides", "eval_of"}, name
+        assert set(row) <= {"label", "table", "paper_avg", "overrides", "eval_of", "paired_with"}, name
+        assert row.get("paired_with") in (None, *ablate_rows.ROWS), name
         cfg = ablate_rows.row_config("synthetic", name, seed=2)
         assert cfg.train.seed == 2
         # the overrides are plain data and load_config accepts them as strings too
@@ -53,6 +54,26 @@ def test_select_rows():
     assert ablate_rows.select_rows(["case", "table6"]) == ["case", "scc_eq10", "ccc_eq9"]
     with pytest.raises(ValueError, match="unknown ablation row"):
         ablate_rows.select_rows(["nope"])
+
+
+def test_table2_rows_and_their_paired_differences():
+    assert ablate_rows.select_rows(["table2"]) == ["baseline", "case", "aicl", "aicl_case"]
+    a, ac = ablate_rows.row_config("synthetic", "aicl"), ablate_rows.row_config("synthetic", "aicl_case")
+    assert a.model.baseline == ac.model.baseline == "aicl" and not a.train.drop_last
+    assert not a.train.use_scc and not a.infer.use_cat and a.oic_lambda() == 0.2
+    assert ac.train.use_scc and ac.train.use_ccc and ac.infer.use_cat and ac.infer.fg_score == "PM"
+    tiou = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    avgs = {"baseline": (0.30, 0.20), "case": (0.33, 0.24), "aicl": (0.40, 0.30), "aicl_case": (0.41, 0.35)}
+    res = [{"row": r, "seed": s, "run_dir": f"{r}{s}",
+            "best": {"avg": v[s - 1], "map": [v[s - 1]] * 7, "tiou": tiou, "step": 10}}
+           for r, v in avgs.items() for s in (1, 2)]
+    table = {t["row"]: t for t in ablate_table.aggregate(ablate_rows.select_rows(["table2"]), res)}
+    assert table["case"]["delta_avg_vs"] == "baseline"
+    assert table["case"]["delta_avg_mean"] == pytest.approx(3.5)          # (3 + 4) / 2, percent
+    assert table["aicl_case"]["delta_avg_vs"] == "aicl"
+    assert table["aicl_case"]["delta_avg_mean"] == pytest.approx(3.0)     # (1 + 5) / 2
+    assert table["aicl_case"]["delta_avg_std"] == pytest.approx(math.sqrt(8))
+    assert "[d vs aicl]" in ablate_table.format_ablation(list(table.values()))
 
 
 def test_mean_std_and_aggregate():

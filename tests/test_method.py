@@ -13,7 +13,8 @@ from case_fast.method.model import CaseModel, count_macs, count_parameters
 from case_fast.method.pseudo_labels import (attention_pseudo_labels, ccc_marginal,
                                             cluster_fb_logits, initial_cluster_labels,
                                             scc_pseudo_labels)
-from case_fast.method.step import case_losses, selection_scores
+from case_fast.baselines.two_stream import selection_scores
+from case_fast.method.step import case_losses
 
 REF = __import__("pathlib").Path(__file__).parent / "reference"
 

@@ -41,6 +41,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    baseline: str = "case"      # 'case' (CASE's two-stream network) | 'aicl' (baselines/aicl.py)
     num_classes: int = 20
     stream_dim: int = 1024      # D per stream
     hidden_dim: int = 512
@@ -53,6 +54,7 @@ class TrainConfig:
     mode: str = "faithful"      # 'faithful' (released code) | 'paper'
     seed: int = 1
     batch_size: int = 16
+    drop_last: bool = True      # drop each epoch's last incomplete batch (CASE); AICL keeps it
     lr: float = 1e-4
     weight_decay: float = 5e-4
     num_steps: int = 3600

@@ -23,7 +23,8 @@ Rules (both backends)
 ---------------------
 * tIoU of two intervals [s1, e1], [s2, e2] (seconds, no "+1"):
   ``inter = max(0, min(e1, e2) - max(s1, s2))``, ``union = (e1 - s1) + (e2 - s2) - inter``,
-  ``tIoU = inter / union`` (0 where ``inter == 0``, so that two zero-length segments give 0, not NaN).
+  ``tIoU = inter / union`` (0 where ``inter == 0``, so that two zero-length segments give 0, not NaN;
+  co2net / delu's 0/0 match is set up by ``protocols.prepare``).
 * Per class, the predictions of the class, taken in their input order, are ranked by
   ``np.argsort(scores)[::-1]`` — NumPy's default (not stable) argsort, reversed; this fixes the
   order of tied scores (for small arrays it puts the later of two tied predictions first).

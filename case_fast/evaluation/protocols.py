@@ -164,6 +164,7 @@ def prepare(det: Detections, gt: GroundTruth, proto: Protocol, use_fast: bool = 
     if not proto.grid:
         return Prepared(det, gt, 0, 0, unknown)
 
+    rows = None  # the predictions kept, in the protocol's order (None: all, in results order)
     if proto.unknown_videos == "drop":
         # D3: W-TALC takes the predictions video by video in its video order (A1: the videos with
         # ground truth; the others' predictions are dropped), each video's in results order
@@ -173,24 +174,27 @@ def prepare(det: Detections, gt: GroundTruth, proto: Protocol, use_fast: bool = 
         order = np.argsort(key, kind="stable")
         order = order[key[order] >= 0]
         if order.size != len(det) or (order.size and (np.diff(order) < 0).any()):
-            det = _subset(det, order)
+            rows = order
     seg = to_snippets(det.segment)
     cells = np.trunc(seg)  # int(u): the index range of A4 / D4
-    n_amb = 0
+    keep = np.ones(len(det), dtype=bool)
     amb = _ambiguous_grid(gt)
-    if amb and len(det):
+    if amb and len(det):  # (only the evaluated videos have ambiguous lines)
         _check_ambiguous_ranges(det, cells, amb)
         from .metric import ambiguous_keep
         keep = ambiguous_keep(det, cells, amb, use_fast)
-        n_amb = int((~keep).sum())
-        if n_amb:
-            det, seg, cells = _subset(det, keep), seg[keep], cells[keep]
+    n_amb = int(len(det) - keep.sum()) if rows is None else int(rows.size - keep[rows].sum())
     n_short = 0
-    if proto.min_length is not None:
-        keep = (seg[:, 1] - seg[:, 0]) > proto.min_length
-        n_short = int((~keep).sum())
-        if n_short:
-            det, seg, cells = _subset(det, keep), seg[keep], cells[keep]
+    if proto.min_length is not None:  # C2: after the ambiguous filter
+        long_enough = (seg[:, 1] - seg[:, 0]) > proto.min_length
+        n_short = int((keep & ~long_enough).sum())
+        keep &= long_enough
+    if rows is not None:
+        rows = rows[keep[rows]]
+    elif not keep.all():
+        rows = np.flatnonzero(keep)
+    if rows is not None:
+        det, seg, cells = _subset(det, rows), seg[rows], cells[rows]
     g_seg = gt_to_snippets(gt.segment)
     videos = list(gt.videos) + [v for v in unknown if proto.unknown_videos == "false_positive"]
     if proto.first_fit:
@@ -199,10 +203,11 @@ def prepare(det: Detections, gt: GroundTruth, proto: Protocol, use_fast: bool = 
         if (np.bincount(det.label, minlength=gt.n_classes)[has_gt] > 0).all():  # else all 0 (D3)
             _check_empty_pairs(det, seg, gt, g_seg)
     out_gt = GroundTruth(gt.video, gt.label, g_seg, videos, gt.class_names)
-    out_det = _subset(det, slice(None), seg.copy())
+    out_det = _subset(det, slice(None), seg)
     if not proto.first_fit:
         p_mask, g_mask = _zero_length_pairs(out_det, out_gt)
         if p_mask.any():
+            out_det.segment = out_det.segment.copy()
             out_det.segment[p_mask] = _ZERO_PAIR
             out_gt.segment[g_mask] = _ZERO_PAIR
     return Prepared(out_det, out_gt, n_amb, n_short, unknown)

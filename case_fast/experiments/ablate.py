@@ -1,4 +1,5 @@
-"""``case-fast ablate``: the ablation ladder of the paper (Tables 4-7) over several seeds.
+"""``case-fast ablate``: the ablation ladder of the paper (Tables 4-7, and Table 2: CASE on its own
+baseline and on AICL) over several seeds.
 
 Rows. Each row of ``ROWS`` is plain data: a label, the paper table it reproduces, the paper's avg
 mAP on THUMOS14, and a dict of config overrides (``"section.key": value``) applied on top of the
@@ -378,7 +379,7 @@ def add_ablate_parser(sub) -> None:
     a.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="overrides applied to every row (a row's own keys win)")
     a.add_argument("--rows", nargs="+", default=["table4"], metavar="ROW",
-                   help="rows and/or groups (table4 table5 table6 table7 all; default table4)")
+                   help="rows and/or groups (table2 table4 table5 table6 table7 all; default table4)")
     a.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="default: 1 2 3")
     a.add_argument("--out", "-o", help="output folder (default runs/ablate-<config>[-quick]); "
                                        "existing finished runs there are reused")

@@ -49,6 +49,19 @@ ROWS: Dict[str, dict] = {
         "overrides": {"train.use_scc": True, "train.use_ccc": True,
                       "infer.use_cat": True, "infer.fg_score": "PT"},
         "eval_of": "case"},
+    # Table 2: CASE on another baseline, AICL as released (baselines/aicl.py; docs/method.md §9).
+    # The CASE rows of Table 2 are "baseline" and "case". AICL's own inference settings: its
+    # score S (PA), OIC lambda 0.2, the last incomplete batch kept. Paired with "aicl".
+    "aicl": {
+        "label": "AICL", "table": "2", "paper_avg": 46.4,
+        "overrides": {"model.baseline": "aicl", "train.drop_last": False, "train.use_scc": False,
+                      "train.use_ccc": False, "infer.use_cat": False, "infer.fg_score": "PA",
+                      "infer.oic_lambda": 0.2}},
+    "aicl_case": {
+        "label": "AICL + CASE", "table": "2", "paper_avg": 48.0, "paired_with": "aicl",
+        "overrides": {"model.baseline": "aicl", "train.drop_last": False, "train.use_scc": True,
+                      "train.use_ccc": True, "infer.use_cat": True, "infer.fg_score": "PM",
+                      "infer.oic_lambda": 0.2}},
 }
 
 GROUPS: Dict[str, List[str]] = {
@@ -56,6 +69,7 @@ GROUPS: Dict[str, List[str]] = {
     "table5": ["scc_noot_soft", "scc_noot_hard", "scc_ot_hard", "case"],
     "table6": ["case", "scc_eq10", "ccc_eq9"],
     "table7": ["scc_ccc", "test_pt", "case"],
+    "table2": ["baseline", "case", "aicl", "aicl_case"],
 }
 GROUPS["all"] = list(ROWS)
 
@@ -65,7 +79,7 @@ QUICK_OVERRIDES = ["train.num_steps=4", "train.eval_every=2", "data.synthetic_vi
 
 
 def select_rows(names: Optional[Sequence[str]]) -> List[str]:
-    """Row names from names and group names (table4, table5, table6, table7, all), in ROWS order;
+    """Row names from names and group names (table2, table4, ..., table7, all), in ROWS order;
     default table4."""
     names = list(names or ["table4"])
     chosen = set()

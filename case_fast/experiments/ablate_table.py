@@ -82,13 +82,16 @@ def aggregate(rows: Sequence[str], results: Iterable[dict]) -> List[dict]:
             "best_step_mean": (sum(steps) / len(steps)) if steps else None,
             "H_QS_mean": (sum(hs) / len(hs)) if hs else None,
         })
-    # paired difference to the first row (same seeds): the seed effect is shared by all rows
+    # paired difference (same seeds) to the first row, or to the row a row names as its
+    # "paired_with" when that row is in the table: the seed effect is shared by the two rows
+    by_name = {t["row"]: t for t in table}
     if table:
-        ref = {r["seed"]: r["avg"] for r in table[0]["runs"]}
         for row in table:
+            other = by_name.get(ROWS[row["row"]].get("paired_with"), table[0])
+            ref = {r["seed"]: r["avg"] for r in other["runs"]}
             diffs = [r["avg"] - ref[r["seed"]] for r in row["runs"] if r["seed"] in ref]
             m, s = mean_std(diffs)
-            row["delta_avg_vs"] = table[0]["row"]
+            row["delta_avg_vs"] = other["row"]
             row["delta_avg_mean"], row["delta_avg_std"] = (m, s) if diffs else (None, None)
     return table
 
@@ -114,10 +117,13 @@ def format_ablation(table: Sequence[dict], derived_note: bool = True) -> str:
                      + (f"{_pm(t['delta_avg_mean'], t['delta_avg_std']):>13}"
                         if t.get("delta_avg_mean") is not None else f"{'-':>13}")
                      + "  " + "  ".join(_opt(t.get("selection_mean", {}).get(k), w)
-                                        for k, w in zip(SELECTION_KEYS, (9, 6, 6))))
+                                        for k, w in zip(SELECTION_KEYS, (9, 6, 6)))
+                     + (f"  [d vs {t['delta_avg_vs']}]"
+                        if t.get("delta_avg_vs") not in (None, table[0]["row"]) else ""))
     lines.append("mean ± sample std (ddof=1) over seeds, mAP in %; 'paper' = THUMOS14 avg mAP of the "
                  "paper; step = mean best step; H(Q^S) = entropy of the mean SCC pseudo-labels at "
-                 "the last logged training step; paired d avg = per-seed difference of avg mAP to the first row, "
+                 "the last logged training step; paired d avg = per-seed difference of avg mAP to the first row "
+                 "(to the row named in [d vs ...] where one is), "
                  "mean ± sample std; avg mAP columns at each run's selected step (train.select); best test / "
                  "@val / @last = mean test avg mAP at the best test evaluation (the paper's protocol, "
                  "optimistic), at the val-selected step (needs train.val_fraction > 0) and at the last step")

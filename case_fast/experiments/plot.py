@@ -262,6 +262,9 @@ def plot_run(run_dir: str, videos: Optional[Sequence[str]] = None, top_n: int = 
 
         ckpt = checkpoint or os.path.join(run_dir, "best.pt")
         model, q_c, cfg, step = load_checkpoint(ckpt, "cpu", with_step=True)
+        if cfg.model.baseline != "case":
+            raise ValueError(f"{ckpt}: the video and cluster plots draw CASE's two-stream network; "
+                             f"this checkpoint is model.baseline={cfg.model.baseline} (use --only curves)")
         torch.manual_seed(0)
         if q_c is None:
             q_c = initial_cluster_labels(cfg.model.num_clusters)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..config.schema import Config
-from ..method.model import CaseModel, count_macs, count_parameters
+from ..baselines import build_model
+from ..method.model import count_macs, count_parameters
 from ..method.pseudo_labels import initial_cluster_labels
 from ..method.step import case_losses
 from ..runtime import resolve_device
@@ -72,11 +73,11 @@ def profile(cfg: Config, steps: int = 5, checkpoint: Optional[str] = None, eval_
         cfg.model = ck_cfg.model
         q_c = (q_c if q_c is not None else initial_cluster_labels(cfg.model.num_clusters)).to(device)
     else:
-        model = CaseModel(cfg.model).to(device)
+        model = build_model(cfg).to(device)
         q_c = initial_cluster_labels(cfg.model.num_clusters, device)
     b, t, d, g = cfg.train.batch_size, cfg.data.num_segments, cfg.data.feature_dim, cfg.model.num_classes
     report = {"device": str(device), "params": count_parameters(model),
-              "macs_per_video": count_macs(CaseModel(cfg.model), t), "T": t}
+              "macs_per_video": count_macs(build_model(cfg), t), "T": t}
     print_fn(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
                                     f" ({torch.get_num_threads()} threads)"))
     print_fn(f"parameters: {report['params']:,}   MACs per video (T={t}): {report['macs_per_video'] / 1e9:.2f} G")

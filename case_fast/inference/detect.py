@@ -7,38 +7,35 @@ import numpy as np
 import torch
 
 from .. import ops
+from ..baselines import baseline_of
+from ..baselines import two_stream
+from ..method.case_head import foreground_scores
 from ..config.schema import Config
 from ..runtime import no_timer
 from ..ops.proposals import generate_proposals
 
 
-def localization_cas(out, q_c: Optional[torch.Tensor], fg_score: str = "PM") -> torch.Tensor:
-    """T-CAS (B, T, G) used for localisation.
+def localization_cas(out, q_c: Optional[torch.Tensor], fg_score: str = "PM",
+                     baseline=two_stream) -> torch.Tensor:
+    """T-CAS (B, T, G) used for localisation: the mean of the baseline's terms and, with the CASE
+    head, the P^T terms.
 
-    PM (clustering-assisted testing): mean of (0.5 softmax_rgb + 0.5 softmax_flow), P^A_flow,
-    P^A_rgb, P^T_flow, P^T_rgb with P^T = softmax(cluster logits) @ Q^C[:, fg].
-    PA: the first three terms. PT: the class term and the two P^T terms (Table 7).
+    PM (clustering-assisted testing): the baseline's class and attention terms (CASE: the mean of
+    the streams' softmax(T-CAS), P^A_flow, P^A_rgb), then P^T_flow, P^T_rgb with
+    P^T = softmax(cluster logits) @ Q^C[:, fg] (``case_head.foreground_scores``).
+    PA: the baseline's terms only. PT: the class term and the two P^T terms (Table 7).
+    ``baseline``: the module of ``baselines`` whose outputs ``out`` are.
     """
-    soft = 0.5 * (torch.softmax(out["rgb"].cas, dim=-1) + torch.softmax(out["flow"].cas, dim=-1))
-    terms = [soft]
-    if fg_score in ("PM", "PA"):
-        terms += [out["flow"].attention, out["rgb"].attention]
+    total, n = baseline.localization_sum(out, fg_score in ("PM", "PA"))
     if fg_score in ("PM", "PT"):
         if q_c is None:
             raise ValueError("clustering-assisted testing needs Q^C (train with CCC, or use fg_score=PA)")
-        fg = q_c[:, 0].to(soft.dtype)
-        terms += [torch.softmax(out[s].cluster_logits, dim=-1) @ fg for s in ("flow", "rgb")]
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term[..., None]
-    return total / len(terms)
-
-
-def video_scores(out, cas: torch.Tensor, k: int) -> torch.Tensor:
-    """Video-level class scores (B, G): top-k MIL on the localisation T-CAS, softmax per stream,
-    averaged 0.5/0.5."""
-    (vr, vf), _ = ops.topk_mil_pool(cas, (out["rgb"].cas, out["flow"].cas), k)
-    return 0.5 * torch.softmax(vr, dim=-1) + 0.5 * torch.softmax(vf, dim=-1)
+        logits, _, _ = baseline.head_inputs(out)
+        p_t = foreground_scores({s: logits[s] for s in ("flow", "rgb")}, q_c)
+        for s in ("flow", "rgb"):
+            total = total + p_t[s][..., None]
+        n += 2
+    return total / n
 
 
 def predicted_classes(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -80,12 +77,13 @@ def forward_videos(model, feats: torch.Tensor, q_c: Optional[torch.Tensor], cfg:
     """T-CAS (V, T, G) and video scores (V, G) for sampled features (V, T, 2D), in batches."""
     k = cfg.k
     fg = cfg.infer.fg_score if cfg.infer.use_cat else "PA"
+    baseline = baseline_of(cfg)
     cas_all, sc_all = [], []
     for i in range(0, feats.shape[0], batch):
         out = model(feats[i:i + batch])
-        cas = localization_cas(out, q_c, fg)
+        cas = localization_cas(out, q_c, fg, baseline)
         cas_all.append(cas.float().cpu())
-        sc_all.append(video_scores(out, cas, k).float().cpu())
+        sc_all.append(baseline.video_scores(out, cas, k).float().cpu())
     if not cas_all:
         g = cfg.model.num_classes
         return np.zeros((0, cfg.data.num_segments, g), np.float32), np.zeros((0, g), np.float32)

@@ -1,5 +1,9 @@
 """The CASE network (method.md §2): two identical streams (RGB, flow), each a video-classification
-branch, an attention branch and a cosine clustering head. Default PyTorch initialisation."""
+branch, an attention branch and a cosine clustering head. Default PyTorch initialisation.
+
+The two branches are CASE's baseline (``baselines/two_stream.py`` has its losses and scores); the
+clustering head is the CASE head (``case_head.py``) in its functional form: each stream keeps its
+own prototypes (``rgb.prototypes``, ``flow.prototypes``, the names of every checkpoint written)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .case_head import cluster_logits
 from ..config.schema import ModelConfig
 
 
@@ -38,29 +43,12 @@ class CaseStream(nn.Module):
         emb = F.relu(self.att_conv1(xt))                         # (B, H, T)
         att = torch.sigmoid(self.att_conv2(emb)).squeeze(1)      # (B, T)
         emb = emb.transpose(1, 2)                                # (B, T, H)
-        if self.training:
-            self.normalize_prototypes()
-            protos = self.prototypes
-        else:   # evaluation: a pure function of the weights (see normalize_prototypes)
-            protos = F.normalize(self.prototypes, dim=1)
-        logits = self.temperature * F.linear(F.normalize(emb, dim=-1), protos)
+        # CASE's cluster logits (case_head.cluster_logits: in training the prototype rows are
+        # renormalised in place first, as released; in evaluation without writing them back, so
+        # evaluating a checkpoint never changes it and one written before that rule evaluates as
+        # it always did)
+        logits = cluster_logits(emb, self.prototypes, self.temperature, self.training)
         return StreamOutput(cas, att, emb, logits)
-
-    @torch.no_grad()
-    def normalize_prototypes(self) -> None:
-        """As released (method.md §2): the prototype parameter itself is overwritten by its
-        row-normalised copy, outside the graph, before every forward; the logits then use it as a
-        plain linear layer, so its gradient is a linear layer's at unit rows and Adam steps from
-        unit rows. (Normalising inside the graph is a different method.)
-
-        In evaluation mode the rows are normalised without being written back: the logits are those
-        of the released code's evaluation forward, and evaluating a checkpoint never changes it, so
-        ``detect`` on best.pt reproduces the trainer's evaluation bit for bit (writing back would
-        renormalise unit rows again on every call, moving them by rounding; the released run's next
-        training step therefore starts from normalize(normalize(W)) where this one starts from
-        normalize(W), the same rows up to rounding). A checkpoint whose rows are not unit (written
-        before this rule) evaluates as it always did."""
-        self.prototypes.copy_(F.normalize(self.prototypes, dim=1))
 
 
 class CaseModel(nn.Module):

@@ -35,15 +35,14 @@ def scc_pseudo_labels(cluster_logits: torch.Tensor, attention: torch.Tensor, q_c
     the reference Sinkhorn sequence is used); None: one process, the code path below.
     """
     logits = cluster_logits.detach()
-    if pg is not None and labels not in ("soft", "hard"):
-        from ..training import distributed as D
+    if labels in ("soft", "hard"):
+        q = torch.softmax(logits.float() / (temperature * epsilon), dim=1)
+    elif pg is not None:   # the reference sequence, every batch-wide quantity reduced over ranks
         prior = None
         if use_prior:
-            rank = D.prior_rank_local(attention, mode, pg)
-            prior = D.rank_prior_local(rank, q_c[:, 0].detach(), sigma, rank.numel() * pg.world, pg)
-        q = D.sinkhorn_distributed(logits, prior, None, n_iters, epsilon, temperature, pg)
-    elif labels in ("soft", "hard"):
-        q = torch.softmax(logits.float() / (temperature * epsilon), dim=1)
+            rank = ops.prior_rank(attention, mode, coll=pg)
+            prior = ops.rank_prior(rank, q_c[:, 0].detach(), sigma, coll=pg)
+        q = ops.sinkhorn_reference(logits, prior, None, n_iters, epsilon, temperature, coll=pg)
     elif use_prior:
         rank = ops.prior_rank(attention.detach().reshape(-1), mode)
         q = ops.sinkhorn_rank_prior(logits, rank, q_c[:, 0].detach(), sigma, None, n_iters, epsilon,

@@ -3,6 +3,12 @@
 
 The reference follows the released code's sequence of normalisations exactly (it is what the
 faithful tests compare against); the fused Triton kernel uses the equivalent scaling-vector form.
+
+Rows may be spread over the processes of a data-parallel job: the rank vector, the prior and the
+reference Sinkhorn take a ``coll`` hook (``sum``, ``max``, ``cat`` over processes, ``rank`` and
+``world``; ``distributed.ProcessGroup`` is one) through which every batch-wide quantity passes.
+The default, :data:`LOCAL`, is one process: every collective returns its argument, so the
+single-process arithmetic is exactly the plain one.
 """
 from __future__ import annotations
 
@@ -11,6 +17,27 @@ from typing import Optional
 import torch
 
 from ._backend import triton_fast
+
+
+class LocalCollectives:
+    """The collectives of one process: every reduction over processes is the identity."""
+    rank = 0
+    world = 1
+
+    @staticmethod
+    def sum(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @staticmethod
+    def max(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @staticmethod
+    def cat(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+
+LOCAL = LocalCollectives()
 
 
 def _work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -39,39 +66,48 @@ def check_args(logits: torch.Tensor, prior: Optional[torch.Tensor] = None,
                          f"{fg_prob.numel()}, logits are {m} x {c}")
 
 
-def prior_rank(attention: torch.Tensor, mode: str = "faithful") -> torch.Tensor:
+def prior_rank(attention: torch.Tensor, mode: str = "faithful", coll=LOCAL) -> torch.Tensor:
     """The vector r of method.md §3.4 from the fused attention a (length N).
 
     faithful: r = argsort(-a), used directly as if it were a rank (the released code's quirk).
     paper:    r_n = rank of snippet n when a is sorted in descending order (0 = highest).
-    Returned as float (the prior only uses (r + 1) / N).
+    Returned as float (the prior only uses (r + 1) / N). With rows spread over processes, the
+    attention of all of them is gathered (process order = batch order), ordered once (the same
+    result on every process) and this process's slice of r is returned.
     """
-    a = attention.reshape(-1)
-    order = torch.argsort(-a)
+    a = attention.detach().reshape(-1)
+    n = a.numel()
+    order = torch.argsort(-coll.cat(a))
     if mode == "faithful":
-        return order.to(_work_dtype(a))
-    if mode == "paper":
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(order.numel(), device=order.device)
-        return rank.to(_work_dtype(a))
-    raise ValueError(f"mode must be 'faithful' or 'paper', got {mode!r}")
+        full = order.to(_work_dtype(a))
+    elif mode == "paper":
+        full = torch.empty_like(order)
+        full[order] = torch.arange(order.numel(), device=order.device)
+        full = full.to(_work_dtype(a))
+    else:
+        raise ValueError(f"mode must be 'faithful' or 'paper', got {mode!r}")
+    return full if coll.world == 1 else full[coll.rank * n:(coll.rank + 1) * n]
 
 
-def rank_prior(rank: torch.Tensor, fg_prob: torch.Tensor, sigma: float = 10.0) -> torch.Tensor:
-    """Q̂^S (N, K): exp(-d^2 / (2 sigma^2)), d = |(r_n + 1)/N - (1 - fg_k)|, normalised to sum 1."""
+def rank_prior(rank: torch.Tensor, fg_prob: torch.Tensor, sigma: float = 10.0,
+               coll=LOCAL) -> torch.Tensor:
+    """Q̂^S (N, K): exp(-d^2 / (2 sigma^2)), d = |(r_n + 1)/N - (1 - fg_k)|, normalised to sum 1
+    over all N·K entries. With rows spread over equal slices on processes, N is the global count
+    and the normalising total is summed over processes; these are this process's rows."""
     dtype = torch.promote_types(_work_dtype(rank), _work_dtype(fg_prob))
     r = rank.reshape(-1).to(dtype)
-    fg = fg_prob.reshape(-1).to(dtype)
-    n = r.numel()
+    fg = fg_prob.reshape(-1).to(device=r.device, dtype=dtype)
+    n = r.numel() * coll.world
     d = ((r[:, None] + 1.0) / n - (1.0 - fg[None, :])).abs()
     q = torch.exp(-d.square() / (2.0 * sigma * sigma))
-    return q / q.sum()
+    return q / coll.sum(q.sum())
 
 
 @torch.no_grad()
 def sinkhorn_reference(logits: torch.Tensor, prior: Optional[torch.Tensor] = None,
                        col_marginal: Optional[torch.Tensor] = None, n_iters: int = 3,
-                       epsilon: float = 0.05, temperature: float = 10.0) -> torch.Tensor:
+                       epsilon: float = 0.05, temperature: float = 10.0,
+                       coll=LOCAL) -> torch.Tensor:
     """Q (M, C), each row summing to 1.
 
     G = exp(L / temperature / epsilon) * prior, normalised by its total; then n_iters times:
@@ -79,27 +115,32 @@ def sinkhorn_reference(logits: torch.Tensor, prior: Optional[torch.Tensor] = Non
     finally times M. Computed in float32 (float64 for float64 input). The exponent is shifted by
     each column's maximum, which the first column normalisation cancels exactly, so no logit can
     overflow it.
+
+    ``coll``: rows spread over equal slices on processes (see the module's docstring): the column
+    maxima, the total and the column sums of every iteration are reduced over processes, M is the
+    global row count, and this process's rows of Q are returned.
     """
     check_args(logits, prior, col_marginal, n_iters)
-    m, c = logits.shape
+    m_local, c = logits.shape
+    m = m_local * coll.world
     dtype = _work_dtype(logits)
     if m == 0 or c == 0:
-        return torch.zeros((m, c), dtype=dtype, device=logits.device)
+        return torch.zeros((m_local, c), dtype=dtype, device=logits.device)
     z = logits.to(dtype) * (1.0 / (temperature * epsilon))
     if n_iters > 0:
-        z = z - z.amax(dim=0, keepdim=True)
+        z = z - coll.max(z.amax(dim=0, keepdim=True))
     else:
-        z = z - z.max()
+        z = z - coll.max(z.max())
     g = torch.exp(z)
     if prior is not None:
         g = g * prior.to(dtype)
-    g = g / g.sum()
+    g = g / coll.sum(g.sum())
     if col_marginal is None:
         beta = torch.full((c,), 1.0 / c, dtype=dtype, device=logits.device)
     else:
         beta = col_marginal.reshape(-1).to(device=logits.device, dtype=dtype)
     for _ in range(n_iters):
-        g = g / g.sum(dim=0, keepdim=True)
+        g = g / coll.sum(g.sum(dim=0, keepdim=True))
         g = g * beta[None, :]
         g = g / g.sum(dim=1, keepdim=True)
         g = g / m

@@ -41,7 +41,8 @@ class RunStreams:
     * ``loader``: torch's global generator after set-up (a fresh ``seed``). Every epoch draws one
       int64 (the released DataLoader iterator's base seed, unused with 0 workers) and a second one
       that seeds a private ``torch.Generator``; the epoch's order is ``torch.randperm(n)`` from it,
-      cut into n // B batches (the last incomplete one dropped). Every periodic evaluation draws one
+      cut into n // B batches (the last incomplete one dropped; ``drop_last=False``, as AICL's
+      loader: ceil(n / B) batches, the last one smaller). Every periodic evaluation draws one
       int64 (:meth:`evaluation`: the released test loader's iterator).
     * ``snippets``: numpy's global legacy generator after set-up (``RandomState(seed)``): the
       closed-range sampler of each video, in batch order (``data/sampling.py``).
@@ -51,9 +52,9 @@ class RunStreams:
     holds both generators and the current epoch's order: a run resumed from it draws what the
     uninterrupted run draws."""
 
-    def __init__(self, seed: int, n_videos: int, batch: int):
+    def __init__(self, seed: int, n_videos: int, batch: int, drop_last: bool = True):
         self.n, self.batch = int(n_videos), int(batch)
-        self.per_epoch = self.n // self.batch
+        self.per_epoch = self.n // self.batch if drop_last else -(-self.n // self.batch)
         if self.per_epoch < 1:
             raise ValueError(f"{self.n} training videos, fewer than one batch of {self.batch}")
         self.loader = torch.Generator().manual_seed(int(seed))

@@ -10,7 +10,7 @@ import torch
 from ..config.schema import Config
 
 from ..config.loading import config_from_dict
-from ..method.model import CaseModel
+from ..baselines import build_model
 from .run_files import RunError
 
 LAST_KEYS = ("model", "optimizer", "q_c", "step", "best", "history", "config")
@@ -28,9 +28,12 @@ def config_for_compare(d: dict) -> dict:
         if isinstance(d.get("train"), dict):
             d["train"].pop(key, None)
     # fields added later: a checkpoint written before them ran with these values
-    for key, default in (("select", "test"), ("val_fraction", 0.0), ("deterministic", False)):
+    for key, default in (("select", "test"), ("val_fraction", 0.0), ("deterministic", False),
+                         ("drop_last", True)):
         if isinstance(d.get("train"), dict):
             d["train"].setdefault(key, default)
+    if isinstance(d.get("model"), dict):
+        d["model"].setdefault("baseline", "case")
     data = d.get("data")
     if isinstance(data, dict):   # synthetic_version: a synthetic run before it existed used version 1
         if data.get("layout", "synthetic") == "synthetic":
@@ -118,7 +121,7 @@ def load_checkpoint(path: str, device="cpu", with_step: bool = False):
         cfg = config_from_dict(ck["config"])
     except ValueError as e:
         raise ValueError(f"{path}: the checkpoint's configuration is invalid: {e}") from e
-    model = CaseModel(cfg.model).to(device)
+    model = build_model(cfg).to(device)
     try:
         model.load_state_dict(ck["model"])
     except Exception as e:

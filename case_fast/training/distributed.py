@@ -6,11 +6,13 @@ contiguous slice of ``B / world`` videos, and the pieces of CASE that look at th
 reduced across ranks through a :class:`ProcessGroup` passed to the pseudo-label functions
 (``pg=None``, the default, is the single-process code path, unchanged):
 
-* SCC rank prior: the fused attention of all N snippets is all-gathered, ordered once (identical on
-  every rank: the same ``prior_rank`` on the same vector) and each rank takes its slice; the
-  prior's normalisation over all N·K entries is an all-reduced sum.
-* SCC Sinkhorn (reference sequence of method.md §4): the column maxima, the kernel's total and the
-  column sums of every iteration are all-reduced; rows are local; M is the global N.
+* SCC rank prior (``ops.prior_rank``, ``ops.rank_prior`` with this group as their ``coll`` hook):
+  the fused attention of all N snippets is all-gathered, ordered once (identical on every rank:
+  the same ordering of the same vector) and each rank takes its slice; the prior's normalisation
+  over all N·K entries is an all-reduced sum.
+* SCC Sinkhorn (``ops.sinkhorn_reference`` with the hook, the reference sequence of method.md §4):
+  the column maxima, the kernel's total and the column sums of every iteration are all-reduced;
+  rows are local; M is the global N.
 * CCC: the Q^S- and [Q^A, 1-Q^A]-weighted sums of E are all-reduced *with autograd*
   (``torch.distributed.nn.functional.all_reduce``), so the (K, 2) logits, the loss and Q^C are the
   same on every rank; β = mean Q^A over the global batch.
@@ -220,65 +222,8 @@ def exit_worker(code: int) -> NoReturn:
 
 
 # ------------------------------------------------------------------------------------------------
-# The batch-wide pieces of the method, distributed (used by pseudo_labels when pg is given).
-
-def prior_rank_local(attention_local: torch.Tensor, mode: str, pg: ProcessGroup) -> torch.Tensor:
-    """This rank's slice of the rank vector r of method.md §3.4 over the global batch: the fused
-    attention of all ranks is gathered (rank order = global batch order), ``prior_rank`` runs on
-    the whole vector on every rank (identical result), and rows [rank·n, (rank+1)·n) are returned."""
-    from ..ops import prior_rank
-    a = attention_local.detach().reshape(-1)
-    n = a.numel()
-    full = prior_rank(pg.cat(a), mode)
-    return full[pg.rank * n:(pg.rank + 1) * n]
-
-
-def rank_prior_local(rank_local: torch.Tensor, fg_prob: torch.Tensor, sigma: float, n_global: int,
-                     pg: ProcessGroup) -> torch.Tensor:
-    """Rows of Q̂^S for this rank's snippets: d = |(r + 1)/N - (1 - fg)| with the global N, and the
-    normalisation to sum 1 over all N·K entries (an all-reduced total)."""
-    dtype = torch.promote_types(_work(rank_local), _work(fg_prob))
-    r = rank_local.reshape(-1).to(dtype)
-    fg = fg_prob.reshape(-1).to(device=r.device, dtype=dtype)
-    d = ((r[:, None] + 1.0) / n_global - (1.0 - fg[None, :])).abs()
-    q = torch.exp(-d.square() / (2.0 * sigma * sigma))
-    return q / pg.sum(q.sum())
-
-
-def _work(t: torch.Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
-
-
-@torch.no_grad()
-def sinkhorn_distributed(logits: torch.Tensor, prior: Optional[torch.Tensor], col_marginal,
-                         n_iters: int, epsilon: float, temperature: float,
-                         pg: ProcessGroup) -> torch.Tensor:
-    """The reference Sinkhorn sequence of method.md §4 (``ops.sinkhorn_reference``) over rows spread
-    across ranks: each rank holds M/W rows; column maxima, the total and the column sums are
-    all-reduced; M is the global row count. Returns this rank's rows of Q."""
-    m_local, c = logits.shape
-    dtype = _work(logits)
-    m = m_local * pg.world   # equal slices of the global batch
-    z = logits.to(dtype) * (1.0 / (temperature * epsilon))
-    if n_iters > 0:
-        z = z - pg.max(z.amax(dim=0, keepdim=True))
-    else:
-        z = z - pg.max(z.max())
-    g = torch.exp(z)
-    if prior is not None:
-        g = g * prior.to(dtype)
-    g = g / pg.sum(g.sum())
-    if col_marginal is None:
-        beta = torch.full((c,), 1.0 / c, dtype=dtype, device=logits.device)
-    else:
-        beta = col_marginal.reshape(-1).to(device=logits.device, dtype=dtype)
-    for _ in range(n_iters):
-        g = g / pg.sum(g.sum(dim=0, keepdim=True))
-        g = g * beta[None, :]
-        g = g / g.sum(dim=1, keepdim=True)
-        g = g / m
-    return g * m
-
+# The batch-wide pieces of the method take the ProcessGroup itself as their collectives hook
+# (``ops.sinkhorn``: ``prior_rank``, ``rank_prior``, ``sinkhorn_reference``; ``case_head``).
 
 def mean_global(x: torch.Tensor, pg: ProcessGroup) -> torch.Tensor:
     """Mean of all entries of ``x`` over every rank (no gradient)."""

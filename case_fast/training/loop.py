@@ -20,7 +20,7 @@ from ..environment import describe, environment
 from ..evaluation.metric import format_table
 from .periodic_eval import never_predicted_warning, selection_summary, summarize
 from .graph_step import GraphedStep, set_capturable
-from ..method.model import CaseModel
+from ..baselines import build_model, init_order
 from ..method.released_init import draw_initial_weights
 from ..evaluation.results import results_dict
 from ..method.pseudo_labels import initial_cluster_labels
@@ -89,10 +89,10 @@ def train_loop(cfg, run_dir, restart, log, device, train_set, test_set, bank,
     collective(pg, settle if main else None)
 
     seed_everything(tc.seed)
-    model = CaseModel(cfg.model)
-    draw_initial_weights(model, tc.seed)   # the released draw order, on the CPU
+    model = build_model(cfg)
+    draw_initial_weights(model, tc.seed, init_order(model))   # the released draw order, on the CPU
     model = model.to(device)
-    streams = RunStreams(tc.seed, len(train_set), tc.batch_size)
+    streams = RunStreams(tc.seed, len(train_set), tc.batch_size, tc.drop_last)
     # a captured optimizer step needs Adam's step counter and bias corrections on the device
     extra = {"capturable": True} if tc.cuda_graph else {}
     optim = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, **extra)

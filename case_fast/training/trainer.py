@@ -162,6 +162,11 @@ def train(cfg: Config, run_dir: str, *, restart: bool = False, log: Optional[Cal
         raise ValueError(f"{train_set.name}: {len(train_set)} training videos"
                          + (f" (after holding out {len(val_ids)} for validation)" if len(val_ids) else "")
                          + f", fewer than one batch of {tc.batch_size} (set train.batch_size lower)")
+    if not tc.drop_last and len(train_set) % tc.batch_size and (world > 1 or tc.cuda_graph):
+        raise ValueError(f"train.drop_last=false: {train_set.name}'s {len(train_set)} training videos "
+                         f"leave an incomplete batch of {len(train_set) % tc.batch_size}, which "
+                         + ("cannot be split into equal slices over processes" if world > 1 else
+                            "a CUDA graph of fixed shapes cannot take (train.cuda_graph=false)"))
     t0 = time.time()
     bank = FeatureBank(train_set, device)
     evaluator = Evaluator(test_set, cfg, device)
