@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..data.sampling import sample_test_features
 from .plot_curves import plot_training_curves, pyplot, run_name, save_figure
 
 PLOT_FILES = {
@@ -61,11 +62,6 @@ def _forward(model, feats, q_c):
     return pa, pt, 0.5 * pa + 0.5 * pt, ps, fused
 
 
-def _sampled(dataset, i: int, t: int) -> np.ndarray:
-    from ..data.sampling import sample_test_indices
-    return dataset.features(i)[sample_test_indices(int(dataset.num_snippets[i]), t)]
-
-
 def default_videos(gt: dict, n: int = 2) -> List[str]:
     """The n test videos with the most ground-truth instances (ties: name order)."""
     counts: Dict[str, int] = {}
@@ -87,7 +83,7 @@ def plot_video(model, q_c, cfg, dataset, video: str, out_path: str, top_n: int =
     t = cfg.data.num_segments
     tv = int(dataset.num_snippets[i])
     sec = cfg.data.frames_per_snippet / cfg.data.fps
-    feats = torch.from_numpy(np.ascontiguousarray(_sampled(dataset, i, t)))[None]
+    feats = torch.from_numpy(sample_test_features(dataset, [i], t))
     pa, pt, pm, _, _ = (a[0].numpy() for a in _forward(model, feats, q_c))
     x = (np.arange(t) + 0.5) * tv / t * sec
     duration = tv * sec
@@ -168,7 +164,7 @@ def cluster_statistics(model, q_c, cfg, dataset, chunk: int = 16) -> dict:
     tc = cfg.train
     for start in range(0, len(dataset), chunk):
         ids = list(range(start, min(start + chunk, len(dataset))))
-        feats = torch.from_numpy(np.stack([_sampled(dataset, i, t) for i in ids]))
+        feats = torch.from_numpy(sample_test_features(dataset, ids, t))
         pa, _, _, ps, fused = _forward(model, feats, q_c)
         qs = scc_pseudo_labels(fused.reshape(-1, k), pa.reshape(-1), q_c, mode=tc.mode,
                                sigma=tc.prior_sigma, n_iters=tc.sinkhorn_iters,

@@ -11,6 +11,7 @@ from ..baselines import baseline_of
 from ..baselines import two_stream
 from ..method.case_head import foreground_scores
 from ..config.schema import Config
+from ..data.sampling import sample_test_features
 from ..runtime import no_timer
 from ..ops.proposals import generate_proposals
 
@@ -93,8 +94,6 @@ def forward_videos(model, feats: torch.Tensor, q_c: Optional[torch.Tensor], cfg:
 def detect(model, dataset, q_c: Optional[torch.Tensor], cfg: Config, device="cpu",
            videos: Optional[Sequence[int]] = None, progress=None) -> Dict[str, np.ndarray]:
     """Run inference on (a subset of) a VideoDataset: {video name: (m, 4) proposals}."""
-    from ..data.sampling import sample_test_indices
-
     ids = list(range(len(dataset))) if videos is None else list(videos)
     t = cfg.data.num_segments
     results: Dict[str, np.ndarray] = {}
@@ -105,8 +104,7 @@ def detect(model, dataset, q_c: Optional[torch.Tensor], cfg: Config, device="cpu
     try:
         for start in range(0, len(ids), chunk):
             part = ids[start:start + chunk]
-            feats = np.stack([dataset.features(i)[sample_test_indices(int(dataset.num_snippets[i]), t)]
-                              for i in part])
+            feats = sample_test_features(dataset, part, t)
             cas, scores = forward_videos(model, torch.from_numpy(feats).to(device), qc, cfg)
             for j, i in enumerate(part):
                 results[dataset.videos[i]] = localize_video(cas[j], scores[j], dataset.num_snippets[i], cfg)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..config.schema import Config
-from ..data.sampling import sample_test_indices
+from ..data.sampling import sample_test_features
 from ..evaluation.metric import evaluate
 from ..evaluation.ground_truth import GroundTruth
 from ..evaluation.protocols import get as get_protocol
@@ -29,8 +29,7 @@ class Evaluator:
         ambiguous segments and is scored by the same protocol's rules)."""
         self.dataset, self.cfg, self.device = dataset, cfg, device
         t = cfg.data.num_segments
-        feats = np.stack([dataset.features(i)[sample_test_indices(int(dataset.num_snippets[i]), t)]
-                          for i in range(len(dataset))]) if len(dataset) else None
+        feats = sample_test_features(dataset, range(len(dataset)), t) if len(dataset) else None
         self.feats = None if feats is None else torch.from_numpy(feats).to(device)
         self.gt = ground_truth_of(dataset)
         self.protocol = evaluation_protocol(cfg)
