@@ -38,7 +38,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["DataError", "VideoEntry", "load_json", "read_text", "read_video_list", "parse_segment",
+__all__ = ["DataError", "VideoEntry", "load_json", "load_npy", "read_text", "read_video_list", "parse_segment",
            "read_database_json", "read_ambiguous", "read_class_list", "check_disjoint", "subsets_of",
            "select_subset", "videos_from_list"]
 
@@ -77,6 +77,18 @@ def read_text(path, what: str = "file", allow_empty: bool = False) -> str:
     if not allow_empty and not text.strip():
         raise DataError(f"{what} {path} is empty")
     return text
+
+
+def load_npy(path, what: str, required: bool = True):
+    """The array of a ``.npy`` file (object arrays allowed: W-TALC's files hold lists); ``None``
+    for a missing file that is not ``required``; DataError naming ``path`` otherwise."""
+    if not required and not pathlib.Path(path).exists():
+        return None
+    path = _check_file(path, what)
+    try:
+        return np.load(path, allow_pickle=True, encoding="bytes")
+    except Exception as e:
+        raise DataError(f"corrupt or unreadable {what}: {path} ({type(e).__name__}: {e})") from e
 
 
 def _no_duplicates(source: str):

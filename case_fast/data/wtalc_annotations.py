@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .annotations import DataError, _check_file, _name, _shown, parse_segment, read_ambiguous
+from .annotations import DataError, _name, _shown, load_npy, parse_segment, read_ambiguous
 
 
 @dataclass
@@ -39,16 +39,6 @@ def find_wtalc_annotations(path, prefix: str) -> pathlib.Path:
     raise DataError(f"{root}: no W-TALC annotations (videoname.npy) here nor in {prefix}-Annotations/")
 
 
-def _load_npy(path: pathlib.Path, what: str, required: bool = True):
-    if not path.exists() and not required:
-        return None
-    _check_file(path, what)
-    try:
-        return np.load(path, allow_pickle=True, encoding="bytes")
-    except Exception as e:
-        raise DataError(f"corrupt or unreadable {what}: {path} ({type(e).__name__}: {e})") from e
-
-
 def _seq(x, where: str, what: str) -> list:
     if x is None:
         return []
@@ -63,7 +53,7 @@ def read_wtalc_annotations(folder) -> WtalcAnnotations:
     if not ann.is_dir():
         raise DataError(f"missing W-TALC annotation folder {ann}")
     vn = ann / "videoname.npy"
-    raw_names = _load_npy(vn, "video-name file")
+    raw_names = load_npy(vn, "video-name file")
     names = [_name(x, f"{vn} entry {j}") for j, x in enumerate(np.ravel(raw_names))]
     seen: Dict[str, int] = {}
     for j, v in enumerate(names):
@@ -74,13 +64,13 @@ def read_wtalc_annotations(folder) -> WtalcAnnotations:
     if n == 0:
         raise DataError(f"{vn} names no video")
     sp = ann / "subset.npy"
-    subsets = [_name(x, f"{sp} entry {j}", "subset") for j, x in enumerate(np.ravel(_load_npy(sp, "subset file")))]
-    segments = _load_npy(ann / "segments.npy", "segment file")
-    seg_labels = _load_npy(ann / "labels.npy", "segment-label file")
-    labels_all = _load_npy(ann / "labels_all.npy", "video-label file", required=False)
+    subsets = [_name(x, f"{sp} entry {j}", "subset") for j, x in enumerate(np.ravel(load_npy(sp, "subset file")))]
+    segments = load_npy(ann / "segments.npy", "segment file")
+    seg_labels = load_npy(ann / "labels.npy", "segment-label file")
+    labels_all = load_npy(ann / "labels_all.npy", "video-label file", required=False)
     cl = ann / "classlist.npy"
     classes = [_name(x, f"{cl} entry {j}", "class name")
-               for j, x in enumerate(np.ravel(_load_npy(cl, "class-list file")))]
+               for j, x in enumerate(np.ravel(load_npy(cl, "class-list file")))]
     dup = sorted({c for c in classes if classes.count(c) > 1})
     if dup:
         raise DataError(f"class-list file {cl} names class(es) twice: {_shown(dup)}")
