@@ -77,6 +77,34 @@ def test_resume_refuses_other_config(tmp_path):
     assert config_for_compare(old) != config_for_compare(_cfg().to_dict())
 
 
+def test_run_invariant_keys_are_one_list(tmp_path):
+    """The keys that do not change a run are listed once (config.schema.RUN_INVARIANT_KEYS) and
+    both checks honour exactly them: resuming a last.pt and reusing an ablation run folder. Any
+    other key makes a different run; train.num_steps only for the ablation (a run is continued)."""
+    from case_fast.config.schema import RUN_INVARIANT_KEYS
+    from case_fast.experiments.ablate import _check_same_config
+    from case_fast.training.checkpoint import config_for_compare
+
+    changed = {"name": "other", "train.progress": True, "train.num_threads": 3, "train.device": "cuda",
+               "train.backend": "reference", "train.cuda_graph": True, "train.world_size": 2,
+               "train.tensorboard": False}
+    assert sorted(changed) == sorted(RUN_INVARIANT_KEYS)
+    base = _cfg().to_dict()
+    for key, value in list(changed.items()) + [("train.seed", 7), ("train.num_steps", 9),
+                                               ("model.hidden_dim", 64)]:
+        other = json.loads(json.dumps(base))
+        section, _, name = key.rpartition(".")
+        (other[section] if section else other)[name] = value
+        assert other != base
+        invariant = key in RUN_INVARIANT_KEYS
+        assert (config_for_compare(other) == config_for_compare(base)) == (invariant or key == "train.num_steps")
+        if invariant:
+            _check_same_config(other, base, str(tmp_path))
+        else:
+            with pytest.raises(RuntimeError, match="different configuration"):
+                _check_same_config(other, base, str(tmp_path))
+
+
 def test_checkpoint_roundtrip_and_cli(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["train", "--out", run] + TINY) == 0

@@ -5,6 +5,7 @@ cross-field rules). Loading from YAML and overrides is in ``loading.py``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -154,3 +155,21 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "inf
 def field_type(section: str, name: str):
     """The declared type of field ``section.name``."""
     return typing.get_type_hints(SECTIONS[section])[name]
+
+
+# The keys that do not change what a run computes, only how, where and how loudly it runs: two
+# configurations that differ in nothing else describe the same run (a resumed run's last.pt, an
+# ablation's run folder).
+RUN_INVARIANT_KEYS = ("name", "train.progress", "train.num_threads", "train.device", "train.backend",
+                      "train.cuda_graph", "train.world_size", "train.tensorboard")
+
+
+def run_defining(d: dict) -> dict:
+    """A copy of the configuration dict ``d`` without :data:`RUN_INVARIANT_KEYS`."""
+    d = json.loads(json.dumps(d)) if isinstance(d, dict) else {}
+    for key in RUN_INVARIANT_KEYS:
+        section, _, name = key.rpartition(".")
+        holder = d.get(section) if section else d
+        if isinstance(holder, dict):
+            holder.pop(name, None)
+    return d

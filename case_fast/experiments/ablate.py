@@ -51,24 +51,13 @@ import sys
 import time
 from typing import Callable, List, Optional, Sequence
 
+from ..config.schema import run_defining
 from .ablate_rows import GROUPS, QUICK_OVERRIDES, ROWS, override_list, plan_jobs, select_rows
 from .ablate_table import aggregate, format_ablation, format_class_ap, to_csv
 
-# configuration keys that do not change a run's result (not compared when resuming)
-_VOLATILE = {"train": ("progress", "num_threads", "device", "backend", "tensorboard", "world_size")}
-
-
-def _comparable(d: dict) -> dict:
-    d = json.loads(json.dumps(d))
-    for sec, keys in _VOLATILE.items():
-        for k in keys:
-            d.get(sec, {}).pop(k, None)
-    d.pop("name", None)
-    return d
-
 
 def _check_same_config(existing: Optional[dict], cfg_dict: dict, where: str) -> None:
-    if existing is not None and _comparable(existing) != _comparable(cfg_dict):
+    if existing is not None and run_defining(existing) != run_defining(cfg_dict):
         raise RuntimeError(f"{where} holds a run with a different configuration; remove it or choose "
                            "another --out")
 

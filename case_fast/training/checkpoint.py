@@ -2,15 +2,13 @@
 best.pt / last.pt for detection and evaluation, and which configuration keys make a run different."""
 from __future__ import annotations
 
-import json
 import os
 
 import torch
 
-from ..config.schema import Config
-
 from ..config.loading import config_from_dict
 from ..baselines import build_model
+from ..config.schema import Config, run_defining
 from .run_files import RunError
 
 LAST_KEYS = ("model", "optimizer", "q_c", "step", "best", "history", "config")
@@ -22,11 +20,12 @@ def first_line(e: BaseException) -> str:
 
 
 def config_for_compare(d: dict) -> dict:
-    d = json.loads(json.dumps(d)) if isinstance(d, dict) else {}
-    for key in ("num_steps", "progress", "device", "num_threads", "backend", "cuda_graph",
-                "world_size", "tensorboard"):
-        if isinstance(d.get("train"), dict):
-            d["train"].pop(key, None)
+    """What must match for a last.pt to be resumed under configuration ``d``: the run-defining keys
+    (:func:`case_fast.config.schema.run_defining`) except ``train.num_steps`` (a run may be
+    continued to more steps)."""
+    d = run_defining(d)
+    if isinstance(d.get("train"), dict):
+        d["train"].pop("num_steps", None)
     # fields added later: a checkpoint written before them ran with these values
     for key, default in (("select", "test"), ("val_fraction", 0.0), ("deterministic", False),
                          ("drop_last", True)):
