@@ -362,7 +362,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .config.loading import available_configs, field_table
+    from .config.loading import available_configs
+    from .config.schema import field_table
     from .console import console
 
     if args.json and not _to_stdout(args.json):

@@ -11,26 +11,10 @@ from typing import Any, List, Optional
 
 import yaml
 
-from .fields import FIELD_DOCS
 from .schema import SECTIONS, Config, field_type
-from .values import ConfigError, coerce, describe_type, parse_value
+from .values import ConfigError, coerce, parse_value
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent
-
-
-def field_table(cfg: Optional[Config] = None) -> List[tuple]:
-    """(key, type, value, meaning) of every configuration field, for ``case-fast info --fields``:
-    the values of ``cfg`` (default: the field defaults)."""
-    defaults = cfg if cfg is not None else Config()
-    rows = [("name", "str", defaults.name, FIELD_DOCS["name"])]
-    for sec in SECTIONS:
-        for f in dataclasses.fields(SECTIONS[sec]):
-            key = f"{sec}.{f.name}"
-            default = getattr(getattr(defaults, sec), f.name)
-            if isinstance(default, list):
-                default = [round(x, 6) if isinstance(x, float) else x for x in default]
-            rows.append((key, describe_type(field_type(sec, f.name)), default, FIELD_DOCS.get(key, "")))
-    return rows
 
 
 def _apply(cfg: Config, key: str, value: Any, source: str = "") -> None:

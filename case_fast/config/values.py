@@ -111,6 +111,9 @@ def coerce(key: str, value: Any, tp) -> Any:
 
 
 def check_rule(key: str, value: Any, rule) -> None:
+    """ConfigError naming ``key`` unless ``value`` (None always passes) meets every check of
+    ``rule``: ("choice", values) | (">", x) | (">=", x) | ("<=", x) | ("<", x) | ("nonempty",) |
+    ("each", rule) (every element of a list) | ("device",) (auto, cpu, cuda, cuda:N)."""
     if value is None:
         return
     for check in rule:
