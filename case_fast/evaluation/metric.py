@@ -14,7 +14,7 @@ Two backends compute the same average precisions, bit for bit:
   which fixes the tie order) and ``ap_classes`` finds each prediction's candidate GT segments
   (tIoU and the number of thresholds reached), runs the greedy matching for all thresholds in
   one walk of the ranking and sums the AP like the reference (numpy's pairwise summation
-  reproduced); the ambiguous filter by ``ambiguous_keep``. The rare predictions whose candidate
+  reproduced); the ambiguous filter by ``matching.ambiguous_keep_reference``. The rare predictions whose candidate
   GT segments tie in tIoU are returned by ``ap_classes`` and their classes computed again with
   numpy's order of those candidates. Without the compiled extension (or for more than 64
   thresholds) ``"auto"`` runs the reference and ``"fast"`` is an error.
@@ -61,10 +61,11 @@ from typing import Mapping
 import numpy as np
 
 from .ground_truth import GroundTruth
+from .matching import (ambiguous_keep_reference, check_detections, interval_iou,
+                       unknown_videos_error)
 from .results import Detections
 
-__all__ = ["THUMOS_TIOU", "ANET_TIOU", "evaluate", "format_table", "format_protocols", "interval_iou",
-           "ambiguous_keep"]
+__all__ = ["THUMOS_TIOU", "ANET_TIOU", "evaluate", "format_table", "format_protocols"]
 
 THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 ANET_TIOU = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
@@ -80,69 +81,6 @@ def _check_tiou(tiou) -> np.ndarray:
     if t.size == 0 or not np.all((t > 0) & (t <= 1)):
         raise ValueError(f"tIoU thresholds must be in (0, 1], got {list(t)}")
     return t
-
-
-def _unknown_videos_error(unknown) -> ValueError:
-    unknown = sorted(unknown)
-    return ValueError(
-        f"evaluate: {len(unknown)} predicted video(s) are not in the ground truth's split "
-        f"(results for the wrong split?): {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
-    )
-
-
-def _video_lookup(video: np.ndarray, gt: GroundTruth, index=None):
-    """``(codes, lut)``: entry i's video is ``gt.videos[lut[codes[i]]]`` (``lut`` None: the codes
-    index gt.videos directly); raise on unknown videos.
-
-    With ``index`` (``Detections.video_index`` / ``video_names``) only the distinct names are
-    looked up (``codes`` is the index itself, ``lut`` one entry per name, -1 for unused unknown
-    names). Otherwise runs of equal consecutive names (results grouped by video) are found
-    with one vectorised comparison of neighbours and each run is looked up once.
-    """
-    vindex = {v: i for i, v in enumerate(gt.videos)}
-    if index is not None:
-        codes, names = index
-        lut = np.array([vindex.get(v, -1) for v in names], dtype=np.int64)
-        if (lut < 0).any():
-            used = np.bincount(codes, minlength=len(names)) > 0
-            bad = [v for v, c, u in zip(names, lut.tolist(), used.tolist()) if c < 0 and u]
-            if bad:
-                raise _unknown_videos_error(set(bad))
-        return codes, lut
-    n = video.shape[0]
-    if n == 0:
-        return np.empty(0, np.int64), None
-    head = np.ones(n, dtype=bool)
-    head[1:] = video[1:] != video[:-1]
-    starts = np.flatnonzero(head)
-    names = video[starts].tolist()
-    codes_h = np.array([vindex.get(v, -1) for v in names], dtype=np.int64)
-    if (codes_h < 0).any():
-        raise _unknown_videos_error({v for v, c in zip(names, codes_h) if c < 0})
-    return np.repeat(codes_h, np.diff(np.append(starts, n))), None
-
-
-def _video_codes(video: np.ndarray, gt: GroundTruth, index=None) -> np.ndarray:
-    """Index of each entry's video in gt.videos; raise on unknown videos (:func:`_video_lookup`)."""
-    codes, lut = _video_lookup(video, gt, index)
-    return codes if lut is None else lut[codes]
-
-
-_LABEL_RANGE, _NON_FINITE = 1, 2  # the checks of _check_detections (also ap_group's status)
-
-
-def _detections_error(kind: int, n_cls: int) -> ValueError:
-    if kind == _LABEL_RANGE:
-        return ValueError(f"evaluate: prediction label index out of range [0, {n_cls})")
-    return ValueError("evaluate: non-finite score or segment in detections")
-
-
-def _check_detections(det: Detections, gt: GroundTruth) -> None:
-    n_cls = gt.n_classes
-    if len(det) and (det.label.min() < 0 or det.label.max() >= n_cls):
-        raise _detections_error(_LABEL_RANGE, n_cls)
-    if not (np.isfinite(det.score).all() and np.isfinite(det.segment).all()):
-        raise _detections_error(_NON_FINITE, n_cls)
 
 
 def _summarise(ap: np.ndarray, thr: np.ndarray, gt: GroundTruth, extra: dict, scored=None) -> dict:
@@ -201,7 +139,7 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=None, *, protocol="ba
     use_fast = _backend.use_fast(backend, runs and len(thr) <= 64, lambda: RuntimeError(
         "evaluate: backend='fast' needs the compiled extension case_fast._C (rebuilt from these "
         "sources for protocol wtalc) and at most 64 thresholds"))
-    _check_detections(detections, gt)
+    check_detections(detections, gt)
     prep = P.prepare(detections, gt, proto, use_fast)
     det, pgt = prep.det, prep.gt
     run = fast.evaluate_fast if use_fast else _evaluate_reference
@@ -286,39 +224,9 @@ def _interpolated_ap(tp: np.ndarray, n_gt: int) -> float:
     return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
 
 
-def ambiguous_keep(det: Detections, seg: np.ndarray, ambiguous: Mapping, use_fast: bool) -> np.ndarray:
-    """keep (n,) bool: False where the prediction ``seg[i]`` (of ``det.video[i]``) overlaps (an
-    intersection of positive length) one of ``ambiguous[video]``'s segments; by the compiled op
-    when ``use_fast``."""
-    if use_fast and len(det):
-        from ..ops import ap as fast
-        return fast.ambiguous_keep(det, seg, ambiguous)
-    keep = np.ones(len(det), dtype=bool)
-    for i in range(len(det)):
-        amb = ambiguous.get(det.video[i])
-        if amb is None or amb.shape[0] == 0:
-            continue
-        s, e = seg[i]
-        inter = np.minimum(e, amb[:, 1]) - np.maximum(s, amb[:, 0])
-        if (inter > 0).any():
-            keep[i] = False
-    return keep
-
-
 # --------------------------------------------------------------------------------------------
 # Reference backend: the specification, one prediction at a time
 # --------------------------------------------------------------------------------------------
-
-
-def interval_iou(s, e, gs, ge) -> np.ndarray:
-    """tIoU of intervals [s, e] and [gs, ge] (broadcast arrays, float64): ``inter = min(e, ge) -
-    max(s, gs)``, ``inter / ((e - s) + (ge - gs) - inter)`` where ``inter > 0``, else 0 (the
-    expression of csrc/cpu/ap_cpu.cpp, bit for bit)."""
-    inter = np.maximum(0.0, np.minimum(e, ge) - np.maximum(s, gs))
-    union = (e - s) + (ge - gs) - inter
-    out = np.zeros(np.broadcast(inter, union).shape)
-    np.divide(inter, union, out=out, where=inter > 0)
-    return out
 
 
 def _precision_sum_ap(tp: np.ndarray, n_gt: int) -> float:
@@ -338,11 +246,11 @@ def _evaluate_reference(det: Detections, gt: GroundTruth, thr: np.ndarray, ambig
     known = set(gt.videos)
     unknown = {v for v in det.video.tolist() if v not in known}
     if unknown:
-        raise _unknown_videos_error(unknown)
-    _check_detections(det, gt)
+        raise unknown_videos_error(unknown)
+    check_detections(det, gt)
     n_dropped = 0
     if ambiguous_filter:
-        keep = ambiguous_keep(det, det.segment, gt.ambiguous, False)
+        keep = ambiguous_keep_reference(det, det.segment, gt.ambiguous)
         n_dropped = int((~keep).sum())
         det = Detections(det.video[keep], det.label[keep], det.score[keep], det.segment[keep])
 

@@ -27,6 +27,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from .ground_truth import GroundTruth
+from .matching import ambiguous_keep_reference
 from .results import Detections
 
 SNIPPETS_PER_SECOND = 25.0 / 16.0  # 16-frame snippets at 25 fps (A2)
@@ -181,8 +182,8 @@ def prepare(det: Detections, gt: GroundTruth, proto: Protocol, use_fast: bool = 
     amb = _ambiguous_grid(gt)
     if amb and len(det):  # (only the evaluated videos have ambiguous lines)
         _check_ambiguous_ranges(det, cells, amb)
-        from .metric import ambiguous_keep
-        keep = ambiguous_keep(det, cells, amb, use_fast)
+        from ..ops import ap as fast
+        keep = (fast.ambiguous_keep if use_fast else ambiguous_keep_reference)(det, cells, amb)
     n_amb = int(len(det) - keep.sum()) if rows is None else int(rows.size - keep[rows].sum())
     n_short = 0
     if proto.min_length is not None:  # C2: after the ambiguous filter

@@ -7,8 +7,8 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..evaluation.metric import (_check_detections, _detections_error, _video_codes, _video_lookup,
-                                 interval_iou)
+from ..evaluation.matching import (check_detections, detections_error, interval_iou, video_codes,
+                                   video_lookup)
 from ..evaluation.ground_truth import GroundTruth
 from ..evaluation.results import Detections
 
@@ -51,7 +51,7 @@ def _ap_ops() -> Optional[_ApOps]:
 
 
 def ambiguous_keep(det: Detections, seg: np.ndarray, ambiguous) -> np.ndarray:
-    """``evaluation.ambiguous_keep`` by the compiled op: keep (n,) bool, False where prediction i
+    """``matching.ambiguous_keep_reference`` by the compiled op: keep (n,) bool, False where prediction i
     (``det.video[i]``, ``seg[i]``) overlaps one of ``ambiguous[det.video[i]]``'s segments."""
     import torch
 
@@ -77,10 +77,10 @@ def evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_f
     ``first_fit``: W-TALC's matching and AP (op variant 1)."""
     ops = _ap_ops()
     index = None if det.video_index is None else (det.video_index, det.video_names)
-    codes, lut = _video_lookup(det.video, gt, index)
+    codes, lut = video_lookup(det.video, gt, index)
     filtering = bool(ambiguous_filter and gt.ambiguous and len(det))
     if filtering or not gt.label.size:
-        _check_detections(det, gt)  # else ap_group checks (same errors, same precedence)
+        check_detections(det, gt)  # else ap_group checks (same errors, same precedence)
     label, score, seg = det.label, det.score, det.segment
     n_dropped = 0
     if filtering:
@@ -93,7 +93,7 @@ def evaluate_fast(det: Detections, gt: GroundTruth, thr: np.ndarray, ambiguous_f
     extra = {"n_detections": codes.shape[0], "n_ambiguous_dropped": n_dropped}
     if codes.shape[0] == 0 or gt.label.size == 0:
         return np.zeros((len(thr), gt.n_classes)), extra
-    g_codes = _video_codes(gt.video, gt, None)
+    g_codes = video_codes(gt.video, gt, None)
     return _ap_compiled(ops, label, score, seg, codes, lut, g_codes, gt, thr, first_fit), extra
 
 
@@ -154,7 +154,7 @@ def _ap_compiled(ops: _ApOps, label, score, seg, codes, lut, g_codes, gt: Ground
         torch.from_numpy(np.ascontiguousarray(label)),
         torch.from_numpy(np.ascontiguousarray(score)), torch.from_numpy(seg), n_cls)
     if int(status):
-        raise _detections_error(int(status), n_cls)
+        raise detections_error(int(status), n_cls)
     cls_off, cls_score = cls_off_t.numpy(), cls_score_t.numpy()
 
     g_key = gt.label * n_vid + g_codes
