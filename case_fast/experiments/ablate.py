@@ -79,7 +79,7 @@ def _last_entropy(run_dir: str) -> Optional[float]:
                 e = json.loads(line)
                 if "H_mean_QS" in e:
                     h = float(e["H_mean_QS"])
-                elif "H_QS" in e:   # older logs stored the balance under H_QS
+                elif "H_QS" in e:   # a metrics.jsonl without H_mean_QS holds the balance in H_QS
                     h = float(e["H_QS"])
     return h
 

@@ -29,9 +29,9 @@ Numerics, checked against ``tests/reference/oic.npz`` (the released code's outpu
   fixed-point prefix sums -- O(1) per window, within ~1e-14 of the exact sum of the float64
   upsampled values.  The released code used ``np.mean`` (numpy pairwise summation), so scores
   differ from ``thr{t}/out`` by <= ~1.1e-14 (tests allow 1e-12); class, start and end are
-  bitwise equal.  Reproducing numpy's pairwise rounding is possible in vectorised form (it was
-  prototyped and matched ``out`` bit for bit) but touches every point of every run, which is too
-  slow for the fast path; sharing one summation makes reference and fast bitwise equal instead.
+  bitwise equal.  Reproducing numpy's pairwise rounding in vectorised form would touch every
+  point of every run, too slow for the fast path; sharing one summation makes reference and fast
+  bitwise equal instead.
 * **Scores**: float64, ``inner - outer + gamma * float64(video_score[class])`` (the
   ``thr{t}/out`` arithmetic; ``out_np2`` used a float32 ``gamma * score``, <= 3e-9 apart).  The
   outer region of a run [s, e] of length n is ``[max(0, trunc(s - lambda*n)), s)`` plus
