@@ -3,6 +3,7 @@
     metric.py        ActivityNet-style mAP at several tIoU thresholds (reference; the compiled
                      backend is ``case_fast.ops.ap``), the results table
     protocols.py     the protocols (basnet210, co2net, delu, wtalc): what each prepares
+    matching.py      what both backends share: video lookup, input checks, IoU, ambiguous filter
     ground_truth.py  :class:`GroundTruth` and its loaders (gt.json, ActivityNet JSON, W-TALC)
     results.py       :class:`Detections` and results files (reading, writing, checks)
 """

@@ -1,6 +1,6 @@
 """The method (method.md §2-4, §8): what CASE computes, independent of how a run is driven.
 
-    model.py          the two-stream network
+    model.py          the two-stream network and the one fusion of its streams
     losses.py         video MIL loss, generalized BCE attention loss, soft cross-entropy
     pseudo_labels.py  Q^A, Q^S (SCC with the rank prior), Q^C (CCC)
     step.py           one training step's objective: losses, pseudo-labels, the new Q^C
