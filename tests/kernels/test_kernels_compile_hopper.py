@@ -9,9 +9,8 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 _SK_COMMON = {"L": "*fp32", "PR": "*fp32", "R": "*fp32", "FG": "*fp32", "BETA": "*fp32",
               "OUT": "*fp32", "WS": "*fp32", "M": "i32", "C": "i32", "stride_lm": "i32",

@@ -22,7 +22,7 @@ from case_fast.training.run_files import RunError
 from case_fast.training.batches import RunStreams
 from test_released_training import released_to_ours
 
-REF = pathlib.Path(__file__).parent / "reference" / "released_run"
+REF = pathlib.Path(__file__).resolve().parents[1] / "reference" / "released_run"
 SEEDS = (1, 2)
 
 

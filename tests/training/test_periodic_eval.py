@@ -101,3 +101,24 @@ def test_checkpoint_written_before_the_selection_fields_resumes(tmp_path):
     train(load_config("synthetic", TINY + ["train.num_steps=4"]), str(run), log=logs.append)
     assert any("resuming" in m for m in logs)
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 4
+
+
+def test_never_predicted_classes_are_reported():
+    from case_fast.experiments import ablate_table
+    from case_fast.training.periodic_eval import never_predicted_warning, summarize
+
+    ap = np.zeros((2, 3))
+    ap[:, 0] = [0.5, 0.3]
+    metrics = {"avg": 0.1, "map": [0.2, 0.1], "tiou": [0.3, 0.5], "ap": ap,
+               "class_names": ["A", "B", "C"], "n_pred": np.array([4, 0, 0]),
+               "n_gt": np.array([2, 3, 0])}
+    summ = summarize(metrics)
+    assert summ["class_ap"] == {"A": 0.4, "B": 0.0, "C": 0.0}
+    assert summ["never_predicted"] == ["B"]          # C has no ground truth: not a lost class
+    msg = never_predicted_warning(summ, 300)
+    assert msg.startswith("warning: step 300: 1 class(es)") and msg.endswith(": B")
+    assert never_predicted_warning(dict(summ, never_predicted=[]), 300) is None
+    row = {"row": "baseline", "runs": [{"seed": 1, "class_ap": {"A": 40.0, "B": 0.0, "C": 0.0},
+                                        "never_predicted": ["B"]}]}
+    text = ablate_table.format_class_ap([row])
+    assert "  0.0!" in text and " 40.0 " in text

@@ -1,5 +1,4 @@
-"""case-fast ablate / plot: row definitions, statistics, a tiny two-seed ablation (spawned jobs,
-resume), and the PNG files of `case-fast plot`. Tiny CI-size runs (--quick settings)."""
+"""case-fast ablate: row definitions, statistics, a tiny two-seed ablation (spawned jobs, resume)."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +6,6 @@ import json
 import math
 import os
 
-import numpy as np
 import pytest
 
 from case_fast.experiments import ablate, ablate_rows, ablate_table
@@ -97,14 +95,6 @@ def test_mean_std_and_aggregate():
     assert len(lines) == 2 and lines[0].startswith("row,label,table,paper_avg,n,seeds")
 
 
-@pytest.fixture(scope="module")
-def tiny_ablation(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("ablate"))
-    report = ablate.run_ablation("synthetic", ["case", "scc_ccc"], seeds=[1, 2], out=out, quick=True,
-                                 jobs=2, log=lambda m: None)
-    return out, report
-
-
 def test_tiny_ablation_outputs(tiny_ablation):
     out, report = tiny_ablation
     assert [r["row"] for r in report["rows"]] == ["scc_ccc", "case"]
@@ -148,57 +138,3 @@ def test_tiny_ablation_outputs(tiny_ablation):
     with pytest.raises(RuntimeError, match="different configuration"):
         ablate.run_ablation("synthetic", ["case"], seeds=[1], out=out, quick=True, jobs=1,
                             base_overrides=["train.lr=0.001"], log=lambda m: None)
-
-
-def test_plot_writes_pngs(tiny_ablation, tmp_path):
-    pytest.importorskip("matplotlib")
-    from case_fast.cli import main
-
-    out, _ = tiny_ablation
-    run = os.path.join(out, "case", "seed1")
-    plots = str(tmp_path / "plots")
-    assert main(["plot", run, "--out", plots, "--compare", os.path.join(out, "case", "seed2")]) == 0
-    names = sorted(os.listdir(plots))
-    assert "training_curves.png" in names and "clusters.png" in names
-    videos = [n for n in names if n.startswith("video_")]
-    assert len(videos) == 2
-    for n in names:
-        with open(os.path.join(plots, n), "rb") as f:
-            head = f.read(8)
-        assert head == b"\x89PNG\r\n\x1a\n" and os.path.getsize(os.path.join(plots, n)) > 10_000
-
-
-def test_plot_chosen_video_and_window(tiny_ablation, tmp_path):
-    pytest.importorskip("matplotlib")
-    from case_fast.experiments import plot
-
-    out, _ = tiny_ablation
-    run = os.path.join(out, "case", "seed1")
-    cfg = load_config(os.path.join(run, "config.yaml"))
-    from case_fast.data.load import load_datasets
-    _, test = load_datasets(cfg.data, cfg.model.num_classes, cfg.k)
-    name = test.videos[3]
-    paths = plot.plot_run(run, videos=[name], what=("videos",), out_dir=str(tmp_path), window=(0, 30))
-    assert [os.path.basename(p) for p in paths] == [f"video_{name}.png"]
-    with pytest.raises(ValueError, match="not in the test split"):
-        plot.plot_run(run, videos=["no_such_video"], what=("videos",), out_dir=str(tmp_path))
-
-
-def test_never_predicted_classes_are_reported():
-    from case_fast.training.periodic_eval import never_predicted_warning, summarize
-
-    ap = np.zeros((2, 3))
-    ap[:, 0] = [0.5, 0.3]
-    metrics = {"avg": 0.1, "map": [0.2, 0.1], "tiou": [0.3, 0.5], "ap": ap,
-               "class_names": ["A", "B", "C"], "n_pred": np.array([4, 0, 0]),
-               "n_gt": np.array([2, 3, 0])}
-    summ = summarize(metrics)
-    assert summ["class_ap"] == {"A": 0.4, "B": 0.0, "C": 0.0}
-    assert summ["never_predicted"] == ["B"]          # C has no ground truth: not a lost class
-    msg = never_predicted_warning(summ, 300)
-    assert msg.startswith("warning: step 300: 1 class(es)") and msg.endswith(": B")
-    assert never_predicted_warning(dict(summ, never_predicted=[]), 300) is None
-    row = {"row": "baseline", "runs": [{"seed": 1, "class_ap": {"A": 40.0, "B": 0.0, "C": 0.0},
-                                        "never_predicted": ["B"]}]}
-    text = ablate_table.format_class_ap([row])
-    assert "  0.0!" in text and " 40.0 " in text

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 REF = REPO / "tests" / "reference" / "released_run"
 TINY = ["data.synthetic_videos=20", "data.synthetic_max_len=200", "data.num_segments=64",
         "train.batch_size=4", "train.progress=false", "train.num_steps=6", "train.eval_every=2",
@@ -49,9 +49,9 @@ def test_two_processes_equal_one_losses_qs_qc_parameters(tmp_path):
     concatenated) and Q^C, and the parameters after the steps; Q^C and the parameters are also
     identical on both ranks (checked inside the helper)."""
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    r1 = _one([str(REPO / "tests" / "ddp_steps.py"), str(one)])
+    r1 = _one([str(REPO / "tests" / "training" / "ddp_steps.py"), str(one)])
     assert r1.returncode == 0, r1.stderr[-3000:]
-    r2 = _torchrun([str(REPO / "tests" / "ddp_steps.py"), str(two)])
+    r2 = _torchrun([str(REPO / "tests" / "training" / "ddp_steps.py"), str(two)])
     assert r2.returncode == 0, r2.stderr[-3000:]
     a, b = torch.load(one), torch.load(two)
     assert a["part_names"] == b["part_names"]
@@ -69,7 +69,7 @@ def test_torchrun_train_equals_one_process_and_resumes_after_a_kill(tmp_path):
     r = _one(["-m", "case_fast", "train", "--out", str(single)] + TINY)
     assert r.returncode == 0, r.stderr[-3000:]
     # rank 0 is SIGKILLed at step 3 (after the step-2 checkpoint); torchrun ends the other rank
-    r = _torchrun([str(REPO / "tests" / "watched_train.py"), "--kill-at", "3", "--", "train", "--out", str(multi)]
+    r = _torchrun([str(REPO / "tests" / "training" / "watched_train.py"), "--kill-at", "3", "--", "train", "--out", str(multi)]
                   + TINY)
     assert r.returncode != 0
     assert torch.load(multi / "last.pt", weights_only=True)["step"] == 2
@@ -112,7 +112,7 @@ def test_torchrun_is_the_released_run(tmp_path, seed):
             f"train.batch_size={int(d['batch_size'])}", "train.num_steps=50",
             f"train.eval_every={int(d['eval_every'])}", f"train.seed={seed}", "train.device=cpu",
             "train.progress=false", "train.tensorboard=false"]
-    r = _torchrun([str(REPO / "tests" / "watched_train.py"), "--record", str(rec), "--", "train",
+    r = _torchrun([str(REPO / "tests" / "training" / "watched_train.py"), "--record", str(rec), "--", "train",
                    "--config", "thumos14", "--out", str(run)] + args)
     assert r.returncode == 0, r.stderr[-3000:]
     ranks = [torch.load(rec / f"rank{i}.pt", weights_only=False) for i in range(2)]

@@ -27,7 +27,7 @@ from case_fast.method.pseudo_labels import initial_cluster_labels
 from case_fast.method.released_init import draw_initial_weights
 from case_fast.method.step import case_losses, train_step
 
-REF = pathlib.Path(__file__).parent / "reference"
+REF = pathlib.Path(__file__).resolve().parents[1] / "reference"
 
 
 def build(batch: int, t: int = 64):

@@ -11,7 +11,7 @@ from case_fast.ops import sinkhorn, sinkhorn_rank_prior
 from case_fast.ops.sinkhorn_knopp import (prior_rank, sinkhorn_rank_prior_reference,
                                           sinkhorn_reference)
 
-NPZ = pathlib.Path(__file__).parent / "reference" / "sinkhorn_small.npz"
+NPZ = pathlib.Path(__file__).resolve().parents[1] / "reference" / "sinkhorn_small.npz"
 RTOL = 1e-5
 
 

@@ -1,7 +1,7 @@
-"""Helper of tests/test_distributed.py (not a test module): ``case-fast`` with two test-side hooks,
+"""Helper of tests/training/test_distributed.py (not a test module): ``case-fast`` with two test-side hooks,
 for one process or each rank of a torchrun job.
 
-    [torchrun --nproc_per_node 2] tests/watched_train.py [--kill-at N] [--record DIR] -- train ...
+    [torchrun --nproc_per_node 2] tests/training/watched_train.py [--kill-at N] [--record DIR] -- train ...
 
 ``--kill-at N``: rank 0 is SIGKILLed when it is about to draw the batch of step N (a crash between
 two steps). ``--record DIR``: every rank saves DIR/rank<r>.pt at exit: per step, the videos and

@@ -14,7 +14,7 @@ from case_fast.ops import NMS_METHODS, extension_available, nms_reference, tempo
 from case_fast.ops import _extension
 from case_fast.ops.nms import exp_nonpos, processing_order
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 REF = REPO / "tests" / "reference" / "nms_small.npz"
 
 needs_ext = pytest.mark.skipif(not extension_available(),
@@ -328,7 +328,6 @@ def test_op_default_order_and_checks(method):
         op(*t, method, order=torch.from_numpy(order[::-1].copy()))
     with pytest.raises(RuntimeError, match="unknown method"):
         op(*t, "nope")
-
 
 
 @needs_ext

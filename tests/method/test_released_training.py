@@ -12,7 +12,7 @@ from case_fast.method.model import CaseModel
 from case_fast.method.pseudo_labels import initial_cluster_labels
 from case_fast.method.step import train_step
 
-REF = pathlib.Path(__file__).parent / "reference"
+REF = pathlib.Path(__file__).resolve().parents[1] / "reference"
 LR = 1e-4
 
 # released parameter name -> ours (per stream)

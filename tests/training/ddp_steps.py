@@ -1,10 +1,10 @@
-"""Helper of tests/test_distributed.py (not a test module): a few CASE training steps on the tiny
+"""Helper of tests/training/test_distributed.py (not a test module): a few CASE training steps on the tiny
 synthetic config, one process or one rank of a torchrun job, through the trainer's own pieces
 (the initial weights, RunStreams' batches and snippets, train_step with the process group, DDP). Rank 0 saves
 every step's loss parts, the full Q^S (gathered over ranks), Q^C and the final parameters.
 
-    python tests/ddp_steps.py OUT.pt [overrides...]
-    torchrun --nproc_per_node 2 tests/ddp_steps.py OUT.pt [overrides...]
+    python tests/training/ddp_steps.py OUT.pt [overrides...]
+    torchrun --nproc_per_node 2 tests/training/ddp_steps.py OUT.pt [overrides...]
 """
 import sys
 
