@@ -8,7 +8,7 @@ The public API (each name is loaded on first use, so ``import case_fast`` stays 
 The package by layer: ``method/`` (network, losses, pseudo-labels, the step's objective),
 ``training/`` (the loop and a run's files), ``inference/``, ``evaluation/`` (the metric),
 ``data/``, ``ops/`` (the numerical building blocks, reference and fast), ``config/``,
-``experiments/`` (ablate, profile, plot), ``cli.py``; ``console.py`` (what is printed),
+``experiments/`` (ablate, profile, plot), ``cli/``; ``console.py`` (what is printed),
 ``files.py`` (safe writes), ``strict_json.py``, ``environment.py`` and ``runtime.py`` (device,
 seeding) serve them all.
 """

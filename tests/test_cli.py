@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from case_fast.cli import DEFAULT_CONFIG, _HelpFormatter, build_parser, main
+from case_fast.cli.common import DEFAULT_CONFIG
+from case_fast.cli.main import _HelpFormatter, build_parser, main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,6 +1,6 @@
 """Issue 13: no run lost or mixed; every bad input refused before anything is written.
 
-* a table of bad inputs run through ``case_fast.cli.main``: exit status 2, one stderr line
+* a table of bad inputs run through ``case_fast.cli.main.main``: exit status 2, one stderr line
   ``case-fast <cmd>: error: ...`` naming the culprit, no traceback, and the workspace (a trained
   run, annotation files, results files) byte-for-byte unchanged - nothing written, nothing lost;
 * the options that were broken (``eval --allow-unknown``, ``--split-file``, ``detect --split``,
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from case_fast.cli import main
+from case_fast.cli.main import main
 from case_fast.config.loading import load_config
 from case_fast.config.schema import field_table
 from case_fast.data.synthetic_v1 import THUMOS14_CLASSES

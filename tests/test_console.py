@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from case_fast.cli import main
+from case_fast.cli.main import main
 from case_fast.console import Console, Progress, console
 
 TINY = ["data.synthetic_videos=12", "data.synthetic_dim=16", "data.feature_dim=32", "model.stream_dim=16",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from case_fast.training.checkpoint import load_checkpoint
-from case_fast.cli import main
+from case_fast.cli.main import main
 from case_fast.data.annotations import load_json
 from case_fast.strict_json import NonFiniteError, dumps, find_non_finite
 from case_fast.files import save_json, save_text, save_torch
@@ -110,7 +110,7 @@ def test_a_checkpoint_carrying_a_pickle_is_refused_everywhere(evil_checkpoint, t
 
 
 def test_plot_without_matplotlib_names_the_install(tmp_path):
-    code = ("import sys; sys.modules['matplotlib'] = None; from case_fast.cli import main; "
+    code = ("import sys; sys.modules['matplotlib'] = None; from case_fast.cli.main import main; "
             f"sys.exit(main(['plot', {str(tmp_path)!r}]))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": REPO})

@@ -8,7 +8,7 @@ Two backends compute the same average precisions, bit for bit:
 
 * ``backend="reference"`` — :func:`_evaluate_reference`, the straightforward per-prediction loop.
   It is the specification in executable form; read it first.
-* ``backend="fast"`` (taken by the default ``"auto"`` when built) — ``case_fast/ops/ap.py`` driving the compiled ops
+* ``backend="fast"`` (taken by the default ``"auto"`` when built) — ``compiled_ap.py`` driving the compiled ops
   (csrc/cpu/ap_cpu.cpp): ``ap_group`` checks
   the predictions and groups them by class; then each class is ranked in NumPy (the same ``np.argsort`` call on the same array as the reference,
   which fixes the tie order) and ``ap_classes`` finds each prediction's candidate GT segments
@@ -128,7 +128,7 @@ def evaluate(detections: Detections, gt: GroundTruth, tiou=None, *, protocol="ba
     """
     from . import protocols as P
     from ..ops import _backend
-    from ..ops import ap as fast
+    from . import compiled_ap as fast
 
     proto = P.get(protocol)
     thr = _check_tiou(proto.tiou if tiou is None else tiou)

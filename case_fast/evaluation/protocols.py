@@ -182,7 +182,7 @@ def prepare(det: Detections, gt: GroundTruth, proto: Protocol, use_fast: bool = 
     amb = _ambiguous_grid(gt)
     if amb and len(det):  # (only the evaluated videos have ambiguous lines)
         _check_ambiguous_ranges(det, cells, amb)
-        from ..ops import ap as fast
+        from . import compiled_ap as fast
         keep = (fast.ambiguous_keep if use_fast else ambiguous_keep_reference)(det, cells, amb)
     n_amb = int(len(det) - keep.sum()) if rows is None else int(rows.size - keep[rows].sum())
     n_short = 0

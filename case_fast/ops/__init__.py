@@ -3,9 +3,9 @@
     from case_fast.ops import sinkhorn, sinkhorn_rank_prior, topk_mil_pool, temporal_nms, generate_proposals
 
 One file per op, the op and its reference side by side: ``sinkhorn_knopp.py`` (Sinkhorn and the
-SCC rank prior), ``topk_pool.py``, ``nms.py``, ``proposals.py`` (OIC proposals); ``ap.py`` is the
-compiled backend of :func:`case_fast.evaluation.metric.evaluate`. ``_backend.py`` holds the backend
-words, ``_extension.py`` the loader of the compiled extension.
+SCC rank prior), ``topk_pool.py``, ``nms.py``, ``proposals.py`` (OIC proposals). ``_backend.py``
+holds the backend words, ``_extension.py`` the loader of the compiled extension (whose AP ops
+serve :mod:`case_fast.evaluation.compiled_ap`).
 
 Each op has two implementations: the plain PyTorch/NumPy reference in this package (its
 executable definition) and a fast one (a Triton kernel in case_fast.kernels for CUDA tensors; the

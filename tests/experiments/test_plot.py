@@ -10,7 +10,7 @@ from case_fast.config.loading import load_config
 
 def test_plot_writes_pngs(tiny_ablation, tmp_path):
     pytest.importorskip("matplotlib")
-    from case_fast.cli import main
+    from case_fast.cli.main import main
 
     out, _ = tiny_ablation
     run = os.path.join(out, "case", "seed1")

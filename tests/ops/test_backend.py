@@ -8,7 +8,7 @@ import torch
 import case_fast.evaluation.metric as ev
 from case_fast.evaluation.ground_truth import GroundTruth
 from case_fast.evaluation.results import Detections
-import case_fast.ops.ap as ap_fast
+import case_fast.evaluation.compiled_ap as ap_fast
 from case_fast import ops
 from case_fast.ops import proposals as P
 from case_fast.ops import _extension

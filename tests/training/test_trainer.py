@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from case_fast.cli import main
+from case_fast.cli.main import main
 from case_fast.config.loading import load_config
 from case_fast.training.checkpoint import load_checkpoint
 from case_fast.training.trainer import train

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-from case_fast.cli import main
+from case_fast.cli.main import main
 from case_fast.training.batches import FeatureBank, RunStreams
 
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-import case_fast.ops.ap as ap_fast
+import case_fast.evaluation.compiled_ap as ap_fast
 import protocol_oracle as oracle
 from case_fast.evaluation import protocols as P
-from case_fast.cli import main
+from case_fast.cli.main import main
 from case_fast.evaluation.results import Detections
 from case_fast.evaluation.ground_truth import GroundTruth
 from case_fast.evaluation.metric import evaluate

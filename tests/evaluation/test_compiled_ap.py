@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-import case_fast.ops.ap as ap_fast
+import case_fast.evaluation.compiled_ap as ap_fast
 from case_fast.evaluation.metric import ANET_TIOU, THUMOS_TIOU, evaluate
 from case_fast.evaluation.results import Detections
 from case_fast.evaluation.ground_truth import GroundTruth

@@ -7,10 +7,10 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..evaluation.matching import (check_detections, detections_error, interval_iou, video_codes,
+from .matching import (check_detections, detections_error, interval_iou, video_codes,
                                    video_lookup)
-from ..evaluation.ground_truth import GroundTruth
-from ..evaluation.results import Detections
+from .ground_truth import GroundTruth
+from .results import Detections
 
 # --------------------------------------------------------------------------------------------
 # Fast backend
@@ -42,7 +42,7 @@ def _ap_ops() -> Optional[_ApOps]:
     """The compiled AP ops when the extension is built, else None."""
     import torch
 
-    from . import _extension
+    from ..ops import _extension
 
     if not _extension.available():
         return None
