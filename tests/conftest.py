@@ -40,3 +40,24 @@ def interrupt_at(monkeypatch):
             m.setattr(RunStreams, "batch_videos", batch_videos)
             yield
     return arm
+
+
+# released parameter name -> ours (per stream)
+_NAMES = {"cas_module_{s}.0": "{s}.cls_conv1", "cas_module_{s}.2": "{s}.cls_conv2",
+          "base_module_{s}.0": "{s}.att_conv1", "att_module_{s}": "{s}.att_conv2"}
+
+
+@pytest.fixture(scope="session")
+def released_to_ours():
+    """The released code's parameter name -> ours (``clu_head_rgb.prototypes.weight`` ->
+    ``rgb.prototypes``, ...), for the reference tests of the released run."""
+    def to_ours(name: str) -> str:
+        for s in ("rgb", "flow"):
+            if name == f"clu_head_{s}.prototypes.weight":
+                return f"{s}.prototypes"
+            for theirs, ours in _NAMES.items():
+                theirs = theirs.format(s=s)
+                if name.startswith(theirs + "."):
+                    return ours.format(s=s) + name[len(theirs):]
+        raise KeyError(name)
+    return to_ours

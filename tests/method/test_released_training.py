@@ -15,23 +15,7 @@ from case_fast.method.step import train_step
 REF = pathlib.Path(__file__).resolve().parents[1] / "reference"
 LR = 1e-4
 
-# released parameter name -> ours (per stream)
-_NAMES = {"cas_module_{s}.0": "{s}.cls_conv1", "cas_module_{s}.2": "{s}.cls_conv2",
-          "base_module_{s}.0": "{s}.att_conv1", "att_module_{s}": "{s}.att_conv2"}
-
-
-def released_to_ours(name: str) -> str:
-    for s in ("rgb", "flow"):
-        if name == f"clu_head_{s}.prototypes.weight":
-            return f"{s}.prototypes"
-        for theirs, ours in _NAMES.items():
-            theirs = theirs.format(s=s)
-            if name.startswith(theirs + "."):
-                return ours.format(s=s) + name[len(theirs):]
-    raise KeyError(name)
-
-
-def build(d, prefix: str, sigma: float, batch: int):
+def build(d, prefix: str, sigma: float, batch: int, released_to_ours):
     init = {k[len(prefix):]: d[k] for k in d.files if k.startswith(prefix)}
     stream_dim = init["cas_module_rgb.0.weight"].shape[1]
     cfg = load_config("synthetic", [
@@ -54,9 +38,9 @@ def rel_close(actual: float, expected: float, rtol: float) -> None:
 
 
 @pytest.mark.parametrize("ref", ["train_steps_std10.npz", "train_steps_std01.npz"])
-def test_three_released_steps(ref):
+def test_three_released_steps(ref, released_to_ours):
     d = np.load(REF / ref)
-    cfg, model, optim = build(d, "init/", float(d["std"]), d["features"].shape[1])
+    cfg, model, optim = build(d, "init/", float(d["std"]), d["features"].shape[1], released_to_ours)
     params = dict(model.named_parameters())
     q_c = initial_cluster_labels(16)
     for step in (1, 2, 3):
@@ -81,10 +65,10 @@ def test_three_released_steps(ref):
                                        atol=1e-2 * LR, err_msg=f"step {step} {name}")
 
 
-def test_released_trajectory_50_steps():
+def test_released_trajectory_50_steps(released_to_ours):
     d = np.load(REF / "train_trajectory.npz")
     batches = d["batch_videos"]
-    cfg, model, optim = build(d, "init/", float(d["std"]), batches.shape[1])
+    cfg, model, optim = build(d, "init/", float(d["std"]), batches.shape[1], released_to_ours)
     feats, labels = torch.from_numpy(d["pool_features"]), torch.from_numpy(d["pool_labels"])
     q_c = initial_cluster_labels(16)
     losses = []

@@ -20,7 +20,6 @@ from case_fast.training.checkpoint import read_last
 from case_fast.config.loading import load_config
 from case_fast.training.run_files import RunError
 from case_fast.training.batches import RunStreams
-from test_released_training import released_to_ours
 
 REF = pathlib.Path(__file__).resolve().parents[1] / "reference" / "released_run"
 SEEDS = (1, 2)
@@ -79,7 +78,7 @@ def run(seed, run_dir, monkeypatch, interrupt_at=None, interrupts=()):
     return watch, torch.load(run_dir / "last.pt", weights_only=True)
 
 
-def check_against_reference(seed, watch, last):
+def check_against_reference(seed, watch, last, released_to_ours):
     d = reference(seed)
     n = int(d["num_steps"])
     init = {released_to_ours(k[len("init/"):]): d[k] for k in d.files if k.startswith("init/")}
@@ -118,18 +117,18 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_case_fast_train_is_the_released_run(seed, uninterrupted):
-    check_against_reference(seed, *uninterrupted[seed])
+def test_case_fast_train_is_the_released_run(seed, uninterrupted, released_to_ours):
+    check_against_reference(seed, *uninterrupted[seed], released_to_ours)
 
 
 def test_resumed_run_is_the_uninterrupted_and_the_released_run(tmp_path, monkeypatch, interrupt_at,
-                                                               uninterrupted):
+                                                               uninterrupted, released_to_ours):
     """Killed before step 23 (5 steps per epoch: resumed from the checkpoint written right after the
     evaluation at step 23, in the middle of an epoch whose order, drawn at step 20, must come back
     from last.pt with both generators), then before step 50 (the first step of an epoch: resumed
     from the checkpoint of step 46, steps 46-49 run again)."""
     watch, last = run(1, tmp_path / "run", monkeypatch, interrupt_at, interrupts=(23, 50))
-    check_against_reference(1, watch, last)
+    check_against_reference(1, watch, last, released_to_ours)
     ref_watch, ref_last = uninterrupted[1]
     assert watch.losses == ref_watch.losses          # bit for bit
     for name, value in ref_last["model"].items():
@@ -157,7 +156,7 @@ def test_old_last_pt_is_refused(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_initial_weights_are_drawn_in_the_released_order(seed):
+def test_initial_weights_are_drawn_in_the_released_order(seed, released_to_ours):
     from case_fast.method.model import CaseModel
     from case_fast.method.released_init import draw_initial_weights
     d = reference(seed)
