@@ -29,7 +29,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..baselines.two_stream import STREAMS
 from ..data.sampling import sample_test_features
+from ..method.case_head import fuse_streams
 from .plot_curves import plot_training_curves, pyplot, run_name, save_figure
 
 PLOT_FILES = {
@@ -52,13 +54,12 @@ def _forward(model, feats, q_c):
 
     with torch.no_grad():
         out = model(feats)
-        pa = 0.5 * (out["rgb"].attention + out["flow"].attention)
+        pa = fuse_streams([out[s].attention for s in STREAMS])
         fg = q_c[:, 0].to(pa.dtype)
-        ps_rgb = torch.softmax(out["rgb"].cluster_logits, -1)
-        ps_flow = torch.softmax(out["flow"].cluster_logits, -1)
-        pt = 0.5 * (ps_rgb @ fg + ps_flow @ fg)
-        ps = 0.5 * (ps_rgb + ps_flow)
-        fused = 0.5 * (out["rgb"].cluster_logits + out["flow"].cluster_logits)
+        ps_of = [torch.softmax(out[s].cluster_logits, -1) for s in STREAMS]
+        pt = fuse_streams([p @ fg for p in ps_of])
+        ps = fuse_streams(ps_of)
+        fused = fuse_streams([out[s].cluster_logits for s in STREAMS])
     return pa, pt, 0.5 * pa + 0.5 * pt, ps, fused
 
 

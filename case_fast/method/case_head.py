@@ -104,8 +104,9 @@ def cluster_logits(embedding: torch.Tensor, prototypes: torch.Tensor, temperatur
     return temperature * F.linear(F.normalize(embedding, dim=-1), protos)
 
 
-def _fuse(parts: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Equal-weight mean of the streams, summed in stream order (two streams: 0.5 a + 0.5 b)."""
+def fuse_streams(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Equal-weight mean of the streams, summed in stream order (two streams: 0.5 a + 0.5 b): the one
+    way CASE fuses its streams (selection scores, video loss and scores, SCC and CCC inputs, P^T)."""
     w = 1.0 / len(parts)
     total = w * parts[0]
     for p in parts[1:]:
@@ -129,8 +130,8 @@ def head_losses(logits: Streams, embeddings: Streams, attentions: Streams, q_a: 
         raise ValueError(f"head_losses: the streams differ: logits {streams}, embeddings "
                          f"{list(embeddings)}, attentions {list(attentions)}")
     b, t, k = logits[streams[0]].shape
-    fused = _fuse([logits[s] for s in streams])
-    att = _fuse([attentions[s] for s in streams])
+    fused = fuse_streams([logits[s] for s in streams])
+    att = fuse_streams([attentions[s] for s in streams])
     with timer("sinkhorn"):
         q_s = scc_pseudo_labels(fused.reshape(-1, k), att.reshape(-1), q_c, mode=st.mode,
                                 sigma=st.sigma, n_iters=st.sinkhorn_iters,
@@ -147,7 +148,7 @@ def head_losses(logits: Streams, embeddings: Streams, attentions: Streams, q_a: 
                                        st.temperature, pg=pg) for s in streams}
             beta = ccc_marginal(qa_flat, st.ccc_marginal, pg=pg)
         with timer("sinkhorn"):
-            new_qc = ccc_pseudo_labels(_fuse([fb[s] for s in streams]), beta,
+            new_qc = ccc_pseudo_labels(fuse_streams([fb[s] for s in streams]), beta,
                                        n_iters=st.sinkhorn_iters, epsilon=st.sinkhorn_epsilon,
                                        temperature=st.temperature, backend=st.backend)
         with timer("losses"):
