@@ -38,6 +38,7 @@ from .pseudo_labels import (ccc_marginal, ccc_pseudo_labels, cluster_fb_logits,
 from ..runtime import no_timer
 
 Streams = Mapping[str, torch.Tensor]
+StreamsIn = Union[Streams, Sequence[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -169,7 +170,8 @@ class CaseHead(nn.Module):
     (``prototypes.<stream>``, PyTorch's default Linear initialisation).
 
     * ``head(embeddings, attentions, q_a, q_c)`` (training) -> :class:`HeadLosses`: add
-      ``.loss`` to your loss, keep ``.q_c`` for the next step;
+      ``.loss`` to your loss, keep ``.q_c`` for the next step (``.scc``, ``.ccc``: the two
+      losses; ``.q_s``: Q^S);
     * ``head.foreground(embeddings, q_c)`` -> {stream: P^T (B, T)} (test time);
     * ``head.initial_q_c()``: Q^C before the first step (every entry 1/K).
     """
@@ -195,29 +197,46 @@ class CaseHead(nn.Module):
     def initial_q_c(self, device=None) -> torch.Tensor:
         return initial_cluster_labels(self.settings.num_clusters, device)
 
-    def cluster_logits(self, embeddings: Streams) -> Dict[str, torch.Tensor]:
+    def cluster_logits(self, embeddings: StreamsIn) -> Dict[str, torch.Tensor]:
         """Per stream temperature * cosine logits (B, T, K) (training: prototypes renormalised in
         place first)."""
-        self._check(embeddings, "embeddings")
-        return {s: cluster_logits(embeddings[s], self.prototypes[s], self.settings.temperature,
+        emb = self._streams(embeddings, "embeddings")
+        return {s: cluster_logits(emb[s], self.prototypes[s], self.settings.temperature,
                                   self.training) for s in self.streams}
 
-    def forward(self, embeddings: Streams, attentions: Streams, q_a: torch.Tensor,
-                q_c: torch.Tensor, *, pg=None) -> HeadLosses:
-        self._check(attentions, "attentions")
-        logits = self.cluster_logits(embeddings)
-        return head_losses(logits, {s: embeddings[s] for s in self.streams},
-                           {s: attentions[s] for s in self.streams}, q_a, q_c, self.settings, pg=pg)
+    def forward(self, embeddings: StreamsIn, attentions: StreamsIn, q_a: torch.Tensor,
+                q_c: Optional[torch.Tensor] = None, *, pg=None) -> HeadLosses:
+        """``embeddings`` and ``attentions``: {stream: tensor}, or the tensors in the head's stream
+        order (a bare tensor for a one-stream head); attentions (B, T) or (B, T, 1). ``q_c``: the
+        previous step's Q^C (None: the initial one)."""
+        emb = self._streams(embeddings, "embeddings")
+        att = self._streams(attentions, "attentions")
+        att = {s: a.squeeze(-1) if a.dim() == 3 and a.shape[-1] == 1 else a for s, a in att.items()}
+        if q_c is None:
+            q_c = self.initial_q_c(q_a.device)
+        logits = self.cluster_logits(emb)
+        return head_losses(logits, emb, att, q_a, q_c, self.settings, pg=pg)
 
-    def foreground(self, embeddings: Streams, q_c: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def foreground(self, embeddings: StreamsIn, q_c: torch.Tensor) -> Dict[str, torch.Tensor]:
         """P^T per stream, (B, T) each; no in-place change of the prototypes."""
-        self._check(embeddings, "embeddings")
-        logits = {s: cluster_logits(embeddings[s], self.prototypes[s], self.settings.temperature,
+        emb = self._streams(embeddings, "embeddings")
+        logits = {s: cluster_logits(emb[s], self.prototypes[s], self.settings.temperature,
                                     training=False) for s in self.streams}
         return foreground_scores(logits, q_c)
 
-    def _check(self, given: Streams, what: str) -> None:
+    def _streams(self, given: StreamsIn, what: str) -> Dict[str, torch.Tensor]:
+        """{stream: tensor} in the head's stream order, from a mapping, a sequence in that order or
+        (one-stream head) a tensor."""
+        if isinstance(given, torch.Tensor):
+            given = (given,)
+        if not isinstance(given, Mapping):
+            given = list(given)
+            if len(given) != len(self.streams):
+                raise ValueError(f"CaseHead: {len(given)} {what} for the {len(self.streams)} streams "
+                                 f"{list(self.streams)}")
+            given = dict(zip(self.streams, given))
         missing = [s for s in self.streams if s not in given]
         if missing:
             raise ValueError(f"CaseHead: {what} lack the streams {missing} (head streams "
                              f"{list(self.streams)})")
+        return {s: given[s] for s in self.streams}

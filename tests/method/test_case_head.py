@@ -121,3 +121,24 @@ def test_any_streams_functional_form(streams):
     with pytest.raises(ValueError, match="streams"):
         head_losses(logits, {streams[0]: emb[streams[0]], "other": emb[streams[0]]}, att, q_a,
                     initial_cluster_labels(k))
+
+
+def test_streams_as_tensors_and_sequences():
+    """A one-stream head takes bare tensors and (B, T, 1) attentions; a sequence is taken in the
+    head's stream order; Q^C defaults to the initial one."""
+    torch.manual_seed(2)
+    head = CaseHead({"x": 8}, num_clusters=4)
+    emb, att = torch.rand(2, 6, 8, requires_grad=True), torch.rand(2, 6, 1)
+    q_a = (torch.rand(2, 6) < 0.5).float()
+    a = head(emb, att, q_a)
+    b = head({"x": emb}, {"x": att.squeeze(-1)}, q_a, initial_cluster_labels(4))
+    # the second call renormalises the already unit rows again: equal up to rounding
+    for u, v in ((a.scc, b.scc), (a.ccc, b.ccc), (a.q_c, b.q_c)):
+        torch.testing.assert_close(u, v, rtol=1e-6, atol=1e-6)
+    two = CaseHead(("rgb", "flow"), hidden=8, num_clusters=4)
+    out = two([emb, emb], [att, att], q_a)
+    assert out.q_s.shape == (12, 4)
+    with pytest.raises(ValueError, match="streams"):
+        two([emb], [att], q_a)
+    with pytest.raises(ValueError, match="lack the streams"):
+        two({"rgb": emb}, {"rgb": att, "flow": att}, q_a)
