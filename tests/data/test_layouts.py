@@ -1,6 +1,5 @@
 """The three on-disk layouts (basnet, wtalc, anet_json): loaders and their errors."""
 import json
-import pathlib
 import shutil
 
 import numpy as np
@@ -12,73 +11,10 @@ from case_fast.data.synthetic_v1 import THUMOS14_CLASSES
 from case_fast.data.load import load_datasets
 from case_fast.data.sampling import sample_batch
 
-D = 4           # per-stream width of the fixtures
-FD = 2 * D
-
-
-TRAIN = {"v_a": (6, [("Run", 0.0, 1.0)]), "v_b": (5, [("Jump", 0.5, 2.0), ("Run", 2.0, 3.0)]),
-         "v_c": (9, [("Jump", 1.0, 1.5)])}
-
-
-TEST = {"t_a": (7, [("Run", 0.1, 2.2)]), "t_b": (4, [("Jump", "0.3", "1.9")])}
-
-
-def _feat(t, width, seed):
-    return np.random.default_rng(seed).random((t, width), dtype=np.float32)
-
-
-def make_basnet(root: pathlib.Path) -> DataConfig:
-    db = {}
-    for sub, vids in (("train", TRAIN), ("test", TEST)):
-        (root / f"split_{sub}.txt").write_text("\n".join(vids) + "\n")
-        for n, (v, (t, anns)) in enumerate(vids.items()):
-            db[v] = {"subset": sub, "annotations": [{"segment": [str(s), str(e)], "label": l}
-                                                     for l, s, e in anns]}
-            for k, s in enumerate(("rgb", "flow")):
-                d = root / "features" / sub / s
-                d.mkdir(parents=True, exist_ok=True)
-                np.save(d / f"{v}.npy", _feat(t, D, 10 * n + k))
-    (root / "gt.json").write_text(json.dumps({"database": db}))
-    (root / "Ambiguous_test.txt").write_text("t_a 3.0 3.5\n")
-    return DataConfig(layout="basnet", root=str(root), feature_dim=FD, num_segments=8)
-
-
-def make_wtalc(root: pathlib.Path, prefix="Tiny") -> DataConfig:
-    ann = root / f"{prefix}-Annotations"
-    ann.mkdir(parents=True)
-    allv = [(v, b"validation", x) for v, x in TRAIN.items()] + [(v, b"test", x) for v, x in TEST.items()]
-    obj = lambda xs: np.array(xs + [None], dtype=object)[:-1]     # 1-d object array of lists
-    np.save(ann / "videoname.npy", np.array([v.encode() for v, _, _ in allv]))
-    np.save(ann / "subset.npy", np.array([s for _, s, _ in allv]))
-    np.save(ann / "segments.npy", obj([[[float(s), float(e)] for _, s, e in x[1]] for _, _, x in allv]))
-    np.save(ann / "labels.npy", obj([[l.encode() for l, _, _ in x[1]] for _, _, x in allv]))
-    np.save(ann / "labels_all.npy", obj([sorted({l.encode() for l, _, _ in x[1]}) for _, _, x in allv]))
-    np.save(ann / "classlist.npy", np.array([b"Run", b"Jump"]))      # file order, not alphabetical
-    np.save(ann / "duration.npy", np.ones((len(allv), 1)))
-    (ann / "Ambiguous_test.txt").write_text("t_b 0.0 0.2\n")
-    feats = obj([_feat(x[0], FD, n) for n, (_, _, x) in enumerate(allv)])
-    np.save(root / f"{prefix}-I3D-JOINTFeatures.npy", feats, allow_pickle=True)
-    return DataConfig(layout="wtalc", root=str(root), dataset_name=prefix, feature_dim=FD, num_segments=8)
-
-
-def make_anet(root: pathlib.Path) -> DataConfig:
-    db = {}
-    (root / "features").mkdir(parents=True)
-    for sub, vids in (("training", TRAIN), ("validation", TEST)):
-        for n, (v, (t, anns)) in enumerate(vids.items()):
-            db[v] = {"subset": sub, "duration": t * 0.64,
-                     "annotations": [{"segment": [float(s), float(e)], "label": l} for l, s, e in anns]}
-            name = f"v_{v}" if n % 2 else v          # both naming conventions
-            np.save(root / "features" / f"{name}.npy", _feat(t, FD, n))
-    db["x_test"] = {"subset": "testing", "annotations": []}          # unlabelled, never loaded
-    (root / "annotations.json").write_text(json.dumps({"version": "1.3", "database": db}))
-    return DataConfig(layout="anet_json", root=str(root), feature_dim=FD, num_segments=8)
-
-
-def test_basnet_loader(tmp_path):
-    cfg = make_basnet(tmp_path)
+def test_basnet_loader(tmp_path, layouts):
+    cfg = layouts.basnet(tmp_path)
     tr, te = load_datasets(cfg, 2, 2)
-    assert tr.class_names == ["Jump", "Run"] and tr.videos == list(TRAIN)
+    assert tr.class_names == ["Jump", "Run"] and tr.videos == list(layouts.TRAIN)
     assert tr.num_snippets.tolist() == [6, 5, 9] and te.num_snippets.tolist() == [7, 4]
     assert tr.labels.tolist() == [[0, 1], [1, 1], [1, 0]]
     f = tr.features(1)
@@ -90,32 +26,32 @@ def test_basnet_loader(tmp_path):
     np.testing.assert_allclose(gt["segment"], [[0.1, 2.2], [0.3, 1.9]])
     assert list(gt["ambiguous"]) == ["t_a"]
     feats, labels = sample_batch(tr, [2, 0], 8, np.random.RandomState(0))
-    assert feats.shape == (2, 8, FD) and labels.tolist() == [[1, 0], [0, 1]]
+    assert feats.shape == (2, 8, layouts.FD) and labels.tolist() == [[1, 0], [0, 1]]
 
 
-def test_wtalc_loader(tmp_path):
-    cfg = make_wtalc(tmp_path)
+def test_wtalc_loader(tmp_path, layouts):
+    cfg = layouts.wtalc(tmp_path)
     tr, te = load_datasets(cfg, 2, 2)
-    assert tr.class_names == ["Run", "Jump"] and tr.videos == list(TRAIN) and te.videos == list(TEST)
+    assert tr.class_names == ["Run", "Jump"] and tr.videos == list(layouts.TRAIN) and te.videos == list(layouts.TEST)
     assert tr.labels.tolist() == [[1, 0], [1, 1], [0, 1]]
     assert te.num_snippets.tolist() == [7, 4] and tr.name == "Tiny-train"
-    assert te.features(1).shape == (4, FD)
+    assert te.features(1).shape == (4, layouts.FD)
     gt = te.ground_truth()
     assert gt["label"].tolist() == [0, 1] and list(gt["ambiguous"]) == ["t_b"]
 
 
-def test_anet_json_loader(tmp_path):
-    cfg = make_anet(tmp_path)
+def test_anet_json_loader(tmp_path, layouts):
+    cfg = layouts.anet(tmp_path)
     tr, te = load_datasets(cfg, 2, 2)            # 'train'/'test' -> 'training'/'validation'
-    assert tr.videos == list(TRAIN) and te.videos == list(TEST)
+    assert tr.videos == list(layouts.TRAIN) and te.videos == list(layouts.TEST)
     assert tr.class_names == ["Jump", "Run"] and tr.num_snippets.tolist() == [6, 5, 9]
     np.testing.assert_array_equal(tr.features(1), np.load(tmp_path / "features" / "v_v_b.npy"))
     cfg.train_subset, cfg.test_subset = "validation", "training"     # explicit names used as is
     tr2, _ = load_datasets(cfg, 2, 2)
-    assert tr2.videos == list(TEST)
+    assert tr2.videos == list(layouts.TEST)
 
 
-def test_wtalc_real_annotations(tmp_path, shared_dir):
+def test_wtalc_real_annotations(tmp_path, shared_dir, layouts):
     """The real THUMOS14 W-TALC annotation files parse (features faked, 2 snippets each)."""
     src = shared_dir / "data/thumos14/wtalc_layout"
     ann = tmp_path / "Thumos14reduced-Annotations"
@@ -123,9 +59,9 @@ def test_wtalc_real_annotations(tmp_path, shared_dir):
     n = len(np.load(ann / "videoname.npy"))
     feats = np.empty(n, dtype=object)
     for i in range(n):
-        feats[i] = np.full((2, FD), 0.5, np.float32)
+        feats[i] = np.full((2, layouts.FD), 0.5, np.float32)
     np.save(tmp_path / "Thumos14reduced-I3D-JOINTFeatures.npy", feats, allow_pickle=True)
-    tr, te = load_datasets(DataConfig(layout="wtalc", root=str(tmp_path), feature_dim=FD,
+    tr, te = load_datasets(DataConfig(layout="wtalc", root=str(tmp_path), feature_dim=layouts.FD,
                                       num_segments=8), 20, 2)
     assert (len(tr), len(te)) == (200, 212) and tr.class_names == THUMOS14_CLASSES
     assert tr.labels.sum(1).min() >= 1 and len(te.ground_truth()["ambiguous"]) > 0
@@ -136,8 +72,8 @@ def _raises(cfg, match, num_classes=2, k=2, **kw):
         load_datasets(cfg, num_classes, k, **kw)
 
 
-def test_basnet_errors(tmp_path):
-    cfg = make_basnet(tmp_path)
+def test_basnet_errors(tmp_path, layouts):
+    cfg = layouts.basnet(tmp_path)
     ft = tmp_path / "features" / "train"
     # missing feature file
     p = ft / "flow" / "v_b.npy"
@@ -151,14 +87,14 @@ def test_basnet_errors(tmp_path):
     p.write_bytes(good[:-10])
     _raises(cfg, r"corrupt or unreadable.*v_b")
     # wrong width, zero snippets, RGB/flow length mismatch
-    np.save(p, _feat(5, D + 1, 0))
+    np.save(p, layouts.feat(5, layouts.D + 1, 0))
     _raises(cfg, r"v_b.*5 wide, expected 4")
-    np.save(p, np.zeros((0, D), np.float32))
+    np.save(p, np.zeros((0, layouts.D), np.float32))
     _raises(cfg, r"v_b.*zero snippets")
-    np.save(p, _feat(4, D, 0))
+    np.save(p, layouts.feat(4, layouts.D, 0))
     _raises(cfg, r"v_b.*RGB has 5 snippets.*flow has 4")
     # NaN / inf: at load time with validate=True, at first access otherwise
-    bad = _feat(5, D, 0)
+    bad = layouts.feat(5, layouts.D, 0)
     bad[3, 1] = np.nan
     np.save(p, bad)
     _raises(cfg, r"v_b.*NaN/inf")
@@ -192,13 +128,13 @@ def test_basnet_errors(tmp_path):
     _raises(cfg, r"cannot parse annotation file .*gt\.json")
 
 
-def test_wtalc_errors(tmp_path):
-    cfg = make_wtalc(tmp_path)
+def test_wtalc_errors(tmp_path, layouts):
+    cfg = layouts.wtalc(tmp_path)
     fpath = tmp_path / "Tiny-I3D-JOINTFeatures.npy"
     feats = np.load(fpath, allow_pickle=True)
-    for i, arr, match in [(1, _feat(5, FD - 2, 0), r"v_b.*6 wide, expected 8"),
-                          (3, np.zeros((0, FD), np.float32), r"t_a.*zero snippets"),
-                          (4, np.full((4, FD), np.inf, np.float32), r"t_b.*NaN/inf")]:
+    for i, arr, match in [(1, layouts.feat(5, layouts.FD - 2, 0), r"v_b.*6 wide, expected 8"),
+                          (3, np.zeros((0, layouts.FD), np.float32), r"t_a.*zero snippets"),
+                          (4, np.full((4, layouts.FD), np.inf, np.float32), r"t_b.*NaN/inf")]:
         f2 = feats.copy()
         f2[i] = arr
         np.save(fpath, f2, allow_pickle=True)
@@ -213,13 +149,13 @@ def test_wtalc_errors(tmp_path):
     _raises(cfg, r"missing feature file.*Tiny-I3D-JOINTFeatures\.npy")
 
 
-def test_anet_json_errors(tmp_path):
-    cfg = make_anet(tmp_path)
+def test_anet_json_errors(tmp_path, layouts):
+    cfg = layouts.anet(tmp_path)
     (tmp_path / "features" / "v_v_b.npy").unlink()
     _raises(cfg, r"missing feature file.*'v_b'")
-    np.save(tmp_path / "features" / "v_b.npy", _feat(5, FD, 0)[:, :3])
+    np.save(tmp_path / "features" / "v_b.npy", layouts.feat(5, layouts.FD, 0)[:, :3])
     _raises(cfg, r"v_b.*3 wide, expected 8")
-    np.save(tmp_path / "features" / "v_b.npy", _feat(5, FD, 0))
+    np.save(tmp_path / "features" / "v_b.npy", layouts.feat(5, layouts.FD, 0))
     load_datasets(cfg, 2, 2)
     _raises(cfg, r"annotations\.json: 2 classes found", num_classes=5)
     ann = tmp_path / "annotations.json"

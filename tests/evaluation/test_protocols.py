@@ -340,7 +340,7 @@ def test_cli_protocols(thumos, shared_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("protocol", ["co2net", "delu", "wtalc"])
-def test_training_evaluator_scores_by_data_protocol(tmp_path, protocol):
+def test_training_evaluator_scores_by_data_protocol(tmp_path, protocol, layouts):
     """data.protocol on the W-TALC layout: the trainer's Evaluator scores its proposals by that
     protocol's rules (the same numbers as evaluate(protocol=...) on them); wtalc without
     Ambiguous_test.txt is refused, as case-fast eval refuses it."""
@@ -350,15 +350,14 @@ def test_training_evaluator_scores_by_data_protocol(tmp_path, protocol):
     from case_fast.data.load import load_datasets
     from case_fast.training.periodic_eval import Evaluator, proposals_to_detections
     from case_fast.method.model import CaseModel
-    from test_data import D, make_wtalc
 
-    cfg = Config(data=make_wtalc(tmp_path), model=ModelConfig(num_classes=2, stream_dim=D, hidden_dim=8,
+    cfg = Config(data=layouts.wtalc(tmp_path), model=ModelConfig(num_classes=2, stream_dim=layouts.D, hidden_dim=8,
                                                               num_clusters=2))
     cfg.data.protocol = protocol
     _, test = load_datasets(cfg.data, 2, cfg.k)
     torch.manual_seed(0)
     model = CaseModel(cfg.model)
-    metrics, props = Evaluator(test, cfg, torch.device("cpu"))(model, torch.rand(2, 2 * D))
+    metrics, props = Evaluator(test, cfg, torch.device("cpu"))(model, torch.rand(2, 2 * layouts.D))
     want = evaluate(proposals_to_detections(props), Evaluator(test, cfg, "cpu").gt,
                     tuple(cfg.infer.tiou), protocol=protocol)
     assert metrics["protocol"] == protocol and metrics["map"] == want["map"]
