@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "numbers of the CO2-Net, DELU and W-TALC evaluators on a W-TALC --gt folder "
                         "(snippet grid, their ambiguous filter, DELU's length drop, W-TALC's first-fit "
                         "matching and AP); wtalc212: another name for co2net; all: every protocol side "
-                        "by side (README, docs/protocols.md)")
+                        "by side (README, 'Evaluation protocols')")
     e.add_argument("--ambiguous", action="store_true",
                    help="basnet210 only: also drop predictions overlapping ambiguous segments in seconds "
                         "(no released evaluator's rule: co2net / delu / wtalc filter as released)")
