@@ -32,7 +32,9 @@ import pytest
 
 import time
 
-from case_fast.evaluation import THUMOS_TIOU, Detections, GroundTruth, evaluate
+from case_fast.evaluation.metric import THUMOS_TIOU, evaluate
+from case_fast.evaluation.results import Detections
+from case_fast.evaluation.ground_truth import GroundTruth
 from case_fast.ops import extension_available
 
 N_VIDEOS = 210

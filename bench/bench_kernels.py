@@ -36,8 +36,8 @@ SINKHORN_CASES = ["12000x16_rank_prior", "12000x64_prior", "16x2_beta", "12000x6
 
 def _sinkhorn_fns(case):
     from case_fast.kernels.sinkhorn import sinkhorn_triton
-    from case_fast.ops.sinkhorn import (prior_rank, sinkhorn_rank_prior_reference,
-                                        sinkhorn_reference)
+    from case_fast.ops.sinkhorn_knopp import (prior_rank, sinkhorn_rank_prior_reference,
+                                              sinkhorn_reference)
     m, c = (int(x) for x in case.split("_")[0].split("x"))
     logits, att, fg, prior, beta = _sinkhorn_inputs(m, c)
     if "rank_prior" in case:

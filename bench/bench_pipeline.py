@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from case_fast.config import load_config
-from case_fast.data import embedded_thumos14_test
-from case_fast.evaluation import GroundTruth, evaluate
-from case_fast.inference import localize_video
-from case_fast.model import CaseModel
-from case_fast.pseudo_labels import initial_cluster_labels
-from case_fast.step import case_losses
-from case_fast.trainer import proposals_to_detections
+from case_fast.config.loading import load_config
+from case_fast.data.synthetic import embedded_thumos14_test
+from case_fast.evaluation.ground_truth import GroundTruth
+from case_fast.evaluation.metric import evaluate
+from case_fast.inference.detect import localize_video
+from case_fast.method.model import CaseModel
+from case_fast.method.pseudo_labels import initial_cluster_labels
+from case_fast.method.step import case_losses
+from case_fast.training.periodic_eval import proposals_to_detections
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

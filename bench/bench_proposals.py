@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from case_fast import proposals as P
+from case_fast.ops import proposals as P
 from case_fast.ops import extension_available
 
 T, P_CLASSES, N_VIDEOS = 750, 2, 8

@@ -84,8 +84,8 @@ want table && print_table
 # graph run's 3 eager warm-up steps and its capture included).
 want graph && step cuda_graph_speed 180 "$PY" - "$OUT" <<'PY'
 import re, sys
-from case_fast.config import load_config
-from case_fast.trainer import train
+from case_fast.config.loading import load_config
+from case_fast.training.trainer import train
 common = ["data.synthetic_videos=64", "train.device=cuda", "train.progress=false",
           "train.eval_every=100000"]
 rates = {}

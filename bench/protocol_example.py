@@ -41,7 +41,7 @@ def perturbed_predictions(gt, seed: int = 0) -> dict:
 
 
 def main() -> None:
-    from case_fast.ground_truth import ground_truth_from_wtalc
+    from case_fast.evaluation.ground_truth import ground_truth_from_wtalc
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("annotations")

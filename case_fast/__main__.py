@@ -1,6 +1,6 @@
 """``python -m case_fast ...``: the same as the ``case-fast`` command."""
 import sys
 
-from .cli import main
+from .cli.main import main
 
 sys.exit(main())

@@ -1,5 +1,5 @@
 // Detection AP (method.md §6), CPU: the greedy matching and the interpolated AP of
-// case_fast.evaluation (bitwise the reference backend's APs), and the ambiguous-segment filter.
+// case_fast.evaluation.metric (bitwise the reference backend's APs), and the ambiguous-segment filter.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -33,7 +33,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ap_group_cpu(const at
 // tie_gt (GT indices in the class, numpy's order) give that order for those predictions; any
 // other prediction whose candidates tie is listed in `tied`, and its class's APs are NaN (not
 // computed: the caller calls again for that class with the tie orders).
-// variant 1 (W-TALC, case_fast/protocols.py): the candidates are visited in GT order (first fit, the
+// variant 1 (W-TALC, case_fast/evaluation/protocols.py): the candidates are visited in GT order (first fit, the
 // tIoU only decides which thresholds each reaches; no ties to report) and the AP is the sum of the
 // precisions at the TP ranks over n_gt, not interpolated.
 // Returns (ap (k, n_thr) float64 (0 for a class without ground truth or without predictions),

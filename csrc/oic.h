@@ -1,4 +1,4 @@
-// OIC proposal generation (method.md §5), CPU: bitwise case_fast.proposals.generate_proposals_reference.
+// OIC proposal generation (method.md §5), CPU: bitwise case_fast.ops.proposals.generate_proposals_reference.
 #pragma once
 
 #include <ATen/core/Tensor.h>

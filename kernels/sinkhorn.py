@@ -1,6 +1,6 @@
 """Fused Sinkhorn-Knopp (method.md §4) with the optional in-kernel SCC rank prior (method.md §3.4).
 
-Reference: ``case_fast.ops.sinkhorn.sinkhorn_reference`` (and ``sinkhorn_rank_prior_reference``).
+Reference: ``case_fast.ops.sinkhorn_knopp.sinkhorn_reference`` (and ``sinkhorn_rank_prior_reference``).
 
 Maths (scaling-vector form, derived from the reference's sequence of normalisations)
 ------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ import torch
 import triton
 import triton.language as tl
 
-from case_fast.ops.sinkhorn import check_args
+from case_fast.ops.sinkhorn_knopp import check_args
 
 from .utils import num_warps, pow2, sm_count
 

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from case_fast.cli import main
+from case_fast.cli.main import main
 from case_fast.console import Console, Progress, console
 
 TINY = ["data.synthetic_videos=12", "data.synthetic_dim=16", "data.feature_dim=32", "model.stream_dim=16",
@@ -107,7 +107,7 @@ def test_train_log_and_versions(tmp_path, capsys):
 
 
 def test_a_diverging_run_stops_at_its_step(tmp_path, capsys, monkeypatch):
-    import case_fast.trainer as T
+    import case_fast.training.loop as T
     real = T.train_step
 
     def step(model, optim, feats, labels, q_c, cfg, pg=None):

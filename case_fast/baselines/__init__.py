@@ -24,11 +24,11 @@ def build_model(cfg):
     ``train.use_scc`` is on; CASE's network always has its prototypes."""
     if cfg.model.baseline == "aicl":
         return aicl.AiclModel(cfg, case_head=cfg.train.use_scc)
-    from ..model import CaseModel
+    from ..method.model import CaseModel
     return CaseModel(cfg.model)
 
 
 def init_order(model):
     """(weight, bias) names of ``model``'s parameters in the released draw order."""
-    from ..released_init import CASE_ORDER
+    from ..method.released_init import CASE_ORDER
     return getattr(model, "init_order", CASE_ORDER)

@@ -17,10 +17,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import ops
-from ..case_head import CaseHead, CaseSettings
-from ..losses import gce_loss
-from ..pseudo_labels import attention_pseudo_labels
-from ..utils import no_timer
+from ..method.case_head import CaseHead, CaseSettings
+from ..method.losses import gce_loss
+from ..method.pseudo_labels import attention_pseudo_labels
+from ..runtime import no_timer
 from .result import BaselineLosses
 
 # the released loss weights (AICL §6) and contrast temperature (AICL §4)

@@ -10,9 +10,10 @@ from typing import Tuple
 import torch
 
 from .. import ops
-from ..losses import gce_loss, video_loss
-from ..pseudo_labels import attention_pseudo_labels
-from ..utils import no_timer
+from ..method.case_head import fuse_streams
+from ..method.losses import gce_loss, video_loss
+from ..method.pseudo_labels import attention_pseudo_labels
+from ..runtime import no_timer
 from .result import BaselineLosses
 
 STREAMS = ("rgb", "flow")
@@ -34,7 +35,7 @@ def losses(out, labels: torch.Tensor, cfg, backend: str, timer=no_timer) -> Base
         (vs_rgb, vs_flow), idx = ops.topk_mil_pool(sel, (out["rgb"].cas, out["flow"].cas), k,
                                                    backend=backend)
     with timer("losses"):
-        l_video = 0.5 * video_loss(vs_flow, labels) + 0.5 * video_loss(vs_rgb, labels)
+        l_video = fuse_streams([video_loss(vs_rgb, labels), video_loss(vs_flow, labels)])
     with timer("pseudo_labels"):
         q_a = attention_pseudo_labels(idx, labels, t)
     with timer("losses"):
@@ -47,7 +48,7 @@ def losses(out, labels: torch.Tensor, cfg, backend: str, timer=no_timer) -> Base
 def localization_sum(out, with_attention: bool) -> Tuple[torch.Tensor, int]:
     """(sum of the class-wise terms, their count) of the localisation T-CAS (B, T, G): the streams'
     softmax(T-CAS) averaged, then P^A_flow and P^A_rgb (with_attention)."""
-    total = 0.5 * (torch.softmax(out["rgb"].cas, dim=-1) + torch.softmax(out["flow"].cas, dim=-1))
+    total = fuse_streams([torch.softmax(out[s].cas, dim=-1) for s in STREAMS])
     if not with_attention:
         return total, 1
     total = total + out["flow"].attention[..., None]
@@ -58,7 +59,7 @@ def video_scores(out, cas: torch.Tensor, k: int) -> torch.Tensor:
     """Video-level class scores (B, G): top-k MIL on the localisation T-CAS, softmax per stream,
     averaged 0.5/0.5."""
     (vr, vf), _ = ops.topk_mil_pool(cas, (out["rgb"].cas, out["flow"].cas), k)
-    return 0.5 * torch.softmax(vr, dim=-1) + 0.5 * torch.softmax(vf, dim=-1)
+    return fuse_streams([torch.softmax(vr, dim=-1), torch.softmax(vf, dim=-1)])
 
 
 def head_inputs(out):

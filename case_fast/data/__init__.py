@@ -1,9 +1,11 @@
-"""Data layer: datasets of the three on-disk layouts, method.md §1 sampling, the synthetic THUMOS14 set."""
-from .dataset import DataError, VideoDataset, load_datasets, load_splits
-from .sampling import sample_batch, sample_test_indices, sample_train_indices
-from .synthetic import (THUMOS14_CLASSES, assets_dir, embedded_thumos14_test, load_synthetic,
-                        snippet_labels)
+"""The data (method.md §1): videos' features and annotations from disk, or the synthetic set.
 
-__all__ = ["DataError", "VideoDataset", "load_datasets", "load_splits", "sample_batch", "sample_test_indices",
-           "sample_train_indices", "THUMOS14_CLASSES", "assets_dir", "embedded_thumos14_test",
-           "load_synthetic", "snippet_labels"]
+    load.py               ``load_datasets`` / ``load_splits``: the datasets of a configured layout
+    layouts.py            the loaders of the basnet, wtalc and anet_json layouts
+    video_dataset.py      :class:`VideoDataset`: videos, labels, lengths, lazily read checked features
+    annotations.py        one parser per annotation format (:class:`DataError` naming the file)
+    wtalc_annotations.py  the W-TALC annotation folder
+    sampling.py           a video of T_v snippets sampled to T (training and test)
+    synthetic.py          the embedded THUMOS14-shaped set (+ assets/), versions in synthetic_v1.py
+                          and synthetic_v2.py (the default)
+"""

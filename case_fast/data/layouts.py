@@ -1,5 +1,5 @@
 """The loaders of the three on-disk layouts (basnet, wtalc, anet_json; described in
-:mod:`case_fast.data.dataset`), each returning one :class:`VideoDataset` per role, with the checks
+:mod:`case_fast.data.load`), each returning one :class:`VideoDataset` per role, with the checks
 they share (class list, labels, feature-file headers, subsets, missing files)."""
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .annotations import (DataError, VideoEntry, check_disjoint, read_ambiguous, read_class_list,
-                          read_database_json, read_video_list, read_wtalc_annotations, select_subset)
+from .annotations import (DataError, VideoEntry, check_disjoint, load_npy, read_ambiguous,
+                          read_class_list, read_database_json, read_video_list, select_subset)
 from .video_dataset import VideoDataset
+from .wtalc_annotations import read_wtalc_annotations
 
 DEFAULT_CACHE_BYTES = 8 << 30   # cache all features in memory when the whole split fits in this
 _MAX_LISTED = 8                 # missing files listed by name in one error message
@@ -209,17 +210,6 @@ def load_basnet(data_cfg, num_classes: int, cache_bytes: int = DEFAULT_CACHE_BYT
 # ----------------------------------------------------------------------------------------------
 # wtalc layout
 
-def _load_npy_obj(path: pathlib.Path, what: str, required: bool = True):
-    if not path.is_file():
-        if required:
-            raise DataError(f"missing {what}: {path}")
-        return None
-    try:
-        return np.load(path, allow_pickle=True, encoding="bytes")
-    except Exception as e:
-        raise DataError(f"corrupt or unreadable {what}: {path} ({type(e).__name__}: {e})") from e
-
-
 def load_wtalc(data_cfg, num_classes: int, roles: Sequence[str] = ROLES) -> List[VideoDataset]:
     roles = _roles(roles)
     root = _root(data_cfg)
@@ -242,7 +232,7 @@ def load_wtalc(data_cfg, num_classes: int, roles: Sequence[str] = ROLES) -> List
                         f"subset {subset_of['train']!r}: the training and test videos would be the same")
 
     feat_path = root / f"{prefix}-I3D-JOINTFeatures.npy"
-    feats = _load_npy_obj(feat_path, "feature file")
+    feats = load_npy(feat_path, "feature file")
     if feats.ndim == 0 or len(feats) != n:
         raise DataError(f"{feat_path} holds {len(feats) if feats.ndim else 0} videos but "
                         f"{ann_dir / 'videoname.npy'} names {n}")

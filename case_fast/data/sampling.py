@@ -9,7 +9,9 @@
   ``numpy.random.seed``), bin by bin in order, video by video in batch order. A bounded draw with
   an array of bounds consumes the stream exactly as the per-bin scalar draws do, so the fast path
   draws a whole batch in one call; :func:`sample_train_indices_loop` is the per-bin reference.
-* Testing (:func:`sample_test_indices`): floor(i*T_v/T) for i = 0..T-1, deterministic.
+* Testing (:func:`sample_test_indices`): floor(i*T_v/T) for i = 0..T-1, deterministic;
+  :func:`sample_test_features` gathers a dataset's videos at those indices (every evaluation,
+  ``detect`` and the plots read test features through it).
 
 All bounds are computed with exact integer arithmetic ((i*T_v)//T), which equals the float
 formula ``int(i * T_v / T)`` of the released code for every T_v, T in range.
@@ -34,6 +36,13 @@ def sample_test_indices(num_snippets: int, T: int) -> np.ndarray:
     """(T,) int64: floor(i * T_v / T)."""
     tv, t = _check(num_snippets, T)
     return (np.arange(t, dtype=np.int64) * tv) // t
+
+
+def sample_test_features(dataset, ids: Sequence[int], T: int) -> np.ndarray:
+    """(len(ids), T, D) features of the videos ``ids`` (at least one) of ``dataset`` at their test
+    indices."""
+    return np.stack([dataset.features(i)[sample_test_indices(int(dataset.num_snippets[i]), T)]
+                     for i in ids])
 
 
 def _closed_ranges(tv: int, t: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,9 @@ from typing import Tuple
 import numpy as np
 
 from . import synthetic_v1, synthetic_v2
-from .dataset import DataError, VideoDataset, read_ambiguous, read_gt_json, _read_split
+from .annotations import DataError, read_ambiguous
+from .video_dataset import VideoDataset
+from .layouts import read_gt_json, _read_split
 from .synthetic_v1 import THUMOS14_CLASSES
 
 __all__ = ["ASSET_DIR", "SYNTHETIC_VERSION", "RENDERERS", "THUMOS14_CLASSES", "SyntheticRenderer",

@@ -1,5 +1,5 @@
-"""Version 1 of the synthetic features (``data.synthetic_version = 1``; the default before
-version 2). Frozen: kept so that runs and tables made on it stay reproducible.
+"""Version 1 of the synthetic features (``data.synthetic_version = 1``; version 2 is the default).
+Frozen, so that runs and tables made on it stay reproducible.
 
 Far harder than THUMOS14 for the released method: its baseline reaches 11 avg mAP (3 seeds) and
 the outcome of a run is decided by the sign of the initial attention (docs/ablation.md).

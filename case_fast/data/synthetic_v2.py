@@ -44,7 +44,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .synthetic_v1 import THUMOS14_CLASSES, ChannelMap, _class_looks, _instance, _mix, _name_seed, _phases, _runs, _unit
+from .synthetic_v1 import (THUMOS14_CLASSES, ChannelMap, _class_looks, _instance, _mix, _name_seed,
+                           _phases, _runs, _unit)
 
 VERSION = 2
 

@@ -1,5 +1,5 @@
 """The dataset object: a list of videos with multi-hot labels, lengths, ground-truth segments and
-lazily read, checked features (every layout's loader builds one; see :mod:`case_fast.data.dataset`)."""
+lazily read, checked features (every layout's loader builds one; see :mod:`case_fast.data.load`)."""
 from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Sequence, Tuple

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 BACKENDS = ("auto", "reference", "fast")
 
 
@@ -36,3 +38,13 @@ def triton_runs(t, backend: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def triton_fast(backend: str, op: str, t: torch.Tensor, *float64_refused) -> bool:
+    """The Triton kernels take CUDA tensors (see ``triton_runs``); the Sinkhorn kernel computes in
+    float32 and refuses float64 logits / prior / rank."""
+    ok = triton_runs(t, backend) and all(x is None or x.dtype != torch.float64
+                                         for x in float64_refused)
+    return use_fast(backend, ok, lambda: RuntimeError(
+        f"{op}: backend='fast' needs triton and CUDA tensors (or TRITON_INTERPRET=1)"
+        + (", not float64" if float64_refused else "")))

@@ -2,8 +2,8 @@
 
 ``import case_fast._C`` registers ``torch.ops.case_fast.{temporal_nms, oic_proposals, ap_group,
 ap_classes, ambiguous_keep}`` (schemas in csrc/register.cpp, CPU kernels in csrc/cpu/, the CUDA
-kernel of temporal_nms in csrc/cuda/). Every caller (case_fast.ops.nms, case_fast.proposals,
-case_fast.evaluation) asks :func:`available` before using them. The fake (meta) kernels below
+kernel of temporal_nms in csrc/cuda/). Every caller (case_fast.ops.nms, case_fast.ops.proposals,
+case_fast.evaluation.metric) asks :func:`available` before using them. The fake (meta) kernels below
 give each op's output shapes without computing it (torch.compile, FakeTensor, opcheck); outputs
 whose length depends on the data get a dynamic size.
 """

@@ -1,9 +1,11 @@
-"""Top-k multiple-instance pooling (method.md §3.1): reference."""
+"""Top-k multiple-instance pooling (method.md §3.1): the op and its reference."""
 from __future__ import annotations
 
 from typing import Sequence, Union
 
 import torch
+
+from ._backend import triton_fast
 
 Values = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -38,3 +40,16 @@ def topk_mil_pool_reference(scores: torch.Tensor, values: Values, k: int):
     idx = topk_indices_reference(scores, k)
     pooled = tuple(torch.gather(v, 1, idx).mean(dim=1) for v in vals)
     return (pooled[0] if single else pooled), idx
+
+
+def topk_mil_pool(scores: torch.Tensor, values, k: int, *, backend: str = "auto"):
+    """Top-k MIL pooling (method.md §3.1): mean of ``values`` (B, T, G) — or a sequence of such
+    tensors, one per stream — at the top-k time indices of ``scores`` per (video, class).
+
+    Returns ``(pooled, indices)``: (B, G) (a tuple for a sequence of values) and (B, k, G) int64.
+    Gradient reaches the values only (1/k at the selected positions).
+    """
+    if triton_fast(backend, "topk_mil_pool", scores):
+        from case_fast.kernels.topk_pool import topk_mil_pool_triton
+        return topk_mil_pool_triton(scores, values, k)
+    return topk_mil_pool_reference(scores, values, k)

@@ -1,4 +1,4 @@
-// Detection AP on the CPU (method.md §6): bitwise the APs of case_fast.evaluation's reference backend.
+// Detection AP on the CPU (method.md §6): bitwise the APs of case_fast.evaluation.metric's reference backend.
 //
 // Two ops, with numpy's argsort between them (numpy's sort fixes the order of tied scores, so
 // the ranking itself stays numpy's):

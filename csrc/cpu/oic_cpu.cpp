@@ -1,5 +1,5 @@
 // OIC proposal generation on the CPU (method.md §5): one video per call, bitwise equal to
-// case_fast.proposals.generate_proposals_reference (same rows, same order, same bits).
+// case_fast.ops.proposals.generate_proposals_reference (same rows, same order, same bits).
 //
 // Every value is computed with the reference's IEEE operations in the reference's order (the
 // build uses -ffp-contract=off, so no FMA):
