@@ -3,6 +3,7 @@
 The public API (each name is loaded on first use, so ``import case_fast`` stays cheap)::
 
     from case_fast import load_config, load_datasets, train, load_checkpoint, detect, evaluate
+    from case_fast import CaseHead          # CASE as a head for any WTAL model (method/case_head.py)
     from case_fast.ops import sinkhorn, sinkhorn_rank_prior, topk_mil_pool, temporal_nms, ...
 
 The package by layer: ``method/`` (network, losses, pseudo-labels, the step's objective),
@@ -21,6 +22,7 @@ _API = {
     "load_config": "case_fast.config.loading",
     "load_datasets": "case_fast.data.load", "DataError": "case_fast.data.annotations",
     "CaseModel": "case_fast.method.model",
+    "CaseHead": "case_fast.method.case_head", "CaseSettings": "case_fast.method.case_head",
     "train": "case_fast.training.trainer", "load_checkpoint": "case_fast.training.checkpoint",
     "detect": "case_fast.inference.detect",
     "evaluate": "case_fast.evaluation.metric", "GroundTruth": "case_fast.evaluation.ground_truth",
