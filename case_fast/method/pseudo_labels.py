@@ -76,11 +76,11 @@ def ccc_marginal(q_a: torch.Tensor, kind: str = "empirical", pg=None) -> torch.T
     the mean is over the global batch."""
     if kind == "uniform":
         return torch.full((2,), 0.5, dtype=torch.float32, device=q_a.device)
-    if pg is not None:
-        from ..training.distributed import mean_global
-        m = mean_global(q_a, pg)
-        return torch.stack([m, 1.0 - m])
-    m = q_a.float().mean()
+    if pg is None:
+        m = q_a.float().mean()
+    else:   # the global sum and count through the collectives hook
+        tot = pg.sum(torch.stack([q_a.float().sum(), q_a.new_tensor(float(q_a.numel()), dtype=torch.float32)]))
+        m = tot[0] / tot[1]
     return torch.stack([m, 1.0 - m])
 
 

@@ -219,21 +219,3 @@ def exit_worker(code: int) -> NoReturn:
             except (OSError, ValueError):
                 pass
         os._exit(code)
-
-
-# ------------------------------------------------------------------------------------------------
-# The batch-wide pieces of the method take the ProcessGroup itself as their collectives hook
-# (``ops.sinkhorn``: ``prior_rank``, ``rank_prior``, ``sinkhorn_reference``; ``case_head``).
-
-def mean_global(x: torch.Tensor, pg: ProcessGroup) -> torch.Tensor:
-    """Mean of all entries of ``x`` over every rank (no gradient)."""
-    x = x.float()
-    tot = pg.sum(torch.stack([x.sum(), torch.tensor(float(x.numel()), device=x.device)]))
-    return tot[0] / tot[1]
-
-
-def find_free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
