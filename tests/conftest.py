@@ -138,3 +138,30 @@ def layouts():
     returns its DataConfig) and what they hold (TRAIN, TEST, the widths D and FD, ``feat``)."""
     return types.SimpleNamespace(D=D, FD=FD, TRAIN=TRAIN, TEST=TEST, feat=_feat, basnet=make_basnet,
                                  wtalc=make_wtalc, anet=make_anet)
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A run of the tiny configuration (cli_workspace.TINY), trained once per test module."""
+    from case_fast.config.loading import load_config
+    from case_fast.training.trainer import train
+    from cli_workspace import TINY, _quiet
+
+    run = tmp_path_factory.mktemp("base") / "run"
+    train(load_config("synthetic", TINY), str(run), log=_quiet)
+    return run
+
+
+@pytest.fixture
+def ws(tmp_path, base_run):
+    """A workspace: a copy of base_run, a ground truth, a results file and a split file."""
+    import shutil
+
+    from cli_workspace import GT, RESULTS, WS
+
+    w = WS(tmp_path)
+    shutil.copytree(base_run, w.run)
+    w.write("gt.json", GT)
+    w.write("res.json", RESULTS)
+    w.write("split.txt", "va\n")
+    return w

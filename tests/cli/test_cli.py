@@ -11,7 +11,7 @@ import pytest
 from case_fast.cli.common import DEFAULT_CONFIG
 from case_fast.cli.main import _HelpFormatter, build_parser, main
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _cli(*args, **kw):
