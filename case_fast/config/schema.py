@@ -279,12 +279,28 @@ def field_table(cfg: Optional[Config] = None) -> List[tuple]:
 RUN_INVARIANT_KEYS = tuple(key for key, f, _ in fields_of() if f.metadata["invariant"])
 
 
+# Fields added after run folders were first written, with the value such a folder's run used.
+_ADDED_LATER = (("train.select", "test"), ("train.val_fraction", 0.0), ("train.deterministic", False),
+                ("train.drop_last", True), ("model.baseline", "case"))
+
+
 def run_defining(d: dict) -> dict:
-    """A copy of the configuration dict ``d`` without :data:`RUN_INVARIANT_KEYS`."""
+    """A copy of the configuration dict ``d`` without :data:`RUN_INVARIANT_KEYS`, with the fields
+    that an older run folder's configuration lacks filled in with the values it ran with."""
     d = json.loads(json.dumps(d)) if isinstance(d, dict) else {}
     for key in RUN_INVARIANT_KEYS:
         section, _, name = key.rpartition(".")
         holder = d.get(section) if section else d
         if isinstance(holder, dict):
             holder.pop(name, None)
+    for key, value in _ADDED_LATER:
+        section, _, name = key.partition(".")
+        if isinstance(d.get(section), dict):
+            d[section].setdefault(name, value)
+    data = d.get("data")
+    if isinstance(data, dict):   # a synthetic run's configuration without synthetic_version is version 1
+        if data.get("layout", "synthetic") == "synthetic":
+            data.setdefault("synthetic_version", 1)
+        else:                    # and it means nothing for real features
+            data.pop("synthetic_version", None)
     return d

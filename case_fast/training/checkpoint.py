@@ -26,19 +26,6 @@ def config_for_compare(d: dict) -> dict:
     d = run_defining(d)
     if isinstance(d.get("train"), dict):
         d["train"].pop("num_steps", None)
-    # a checkpoint's configuration without these fields ran with these values
-    for key, default in (("select", "test"), ("val_fraction", 0.0), ("deterministic", False),
-                         ("drop_last", True)):
-        if isinstance(d.get("train"), dict):
-            d["train"].setdefault(key, default)
-    if isinstance(d.get("model"), dict):
-        d["model"].setdefault("baseline", "case")
-    data = d.get("data")
-    if isinstance(data, dict):   # a synthetic run's configuration without synthetic_version is version 1
-        if data.get("layout", "synthetic") == "synthetic":
-            data.setdefault("synthetic_version", 1)
-        else:                    # and it means nothing for real features
-            data.pop("synthetic_version", None)
     return d
 
 

@@ -7,6 +7,7 @@ import math
 import os
 
 import pytest
+import yaml
 
 from case_fast.experiments import ablate, ablate_rows, ablate_table
 from case_fast.config.loading import load_config
@@ -131,6 +132,18 @@ def test_tiny_ablation_outputs(tiny_ablation):
         assert summ["best"]["step"] == parent["best"]["step"]
         assert summ["derived_from"].endswith(os.path.join("case", f"seed{s}", "best.pt"))
     # resume: everything is cached, same numbers
+    again = ablate.run_ablation("synthetic", ["case", "scc_ccc"], seeds=[1, 2], out=out, quick=True,
+                                jobs=1, log=lambda m: None)
+    assert again["rows"] == report["rows"]
+    # a run folder written before model.baseline and train.drop_last existed ran with their
+    # defaults: it is the same run and is reused
+    for s in (1, 2):
+        path = os.path.join(out, "case", f"seed{s}", "config.yaml")
+        with open(path) as f:
+            old = yaml.safe_load(f)
+        del old["model"]["baseline"], old["train"]["drop_last"]
+        with open(path, "w") as f:
+            yaml.safe_dump(old, f)
     again = ablate.run_ablation("synthetic", ["case", "scc_ccc"], seeds=[1, 2], out=out, quick=True,
                                 jobs=1, log=lambda m: None)
     assert again["rows"] == report["rows"]

@@ -99,6 +99,30 @@ def test_torchrun_train_equals_one_process_and_resumes_after_a_kill(tmp_path):
     assert [json.loads(x)["step"] for x in lines] == [h["step"] for h in b["history"]]
 
 
+def test_torchrun_aicl_with_case_head_equals_one_process(tmp_path):
+    """AICL + CASE (the head's prototypes, Sinkhorn and β through the collectives): two processes
+    train the same run as one, loss parts, Q^C and parameters."""
+    aicl = ["model.baseline=aicl", "train.use_scc=true", "train.use_ccc=true", "infer.use_cat=true",
+            "infer.fg_score=PM", "model.hidden_dim=64", "train.tensorboard=false"]
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    r = _one(["-m", "case_fast", "train", "--out", str(single)] + TINY + aicl)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = _torchrun(["-m", "case_fast", "train", "--out", str(multi)] + TINY + aicl)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a = torch.load(single / "last.pt", weights_only=True)
+    b = torch.load(multi / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6 and "head.prototypes.rgb" in a["model"]
+    for k in a["model"]:
+        torch.testing.assert_close(b["model"][k], a["model"][k], rtol=0, atol=5e-5, msg=k)
+    torch.testing.assert_close(b["q_c"], a["q_c"], rtol=0, atol=1e-5)
+    for ha, hb in zip(a["history"], b["history"], strict=True):
+        assert ha["step"] == hb["step"] and set(ha) == set(hb)
+        for key in ("loss", "scc", "ccc", "H_QS", "H_QC"):
+            if key in ha:
+                assert hb[key] == pytest.approx(ha[key], abs=1e-5), (ha["step"], key)
+    assert any(h.get("scc", 0) > 0 for h in a["history"])
+
+
 @pytest.mark.parametrize("seed", (1, 2))
 def test_torchrun_is_the_released_run(tmp_path, seed):
     """Two processes on tests/reference/released_run (50 of the 200 steps: two evaluations inside
