@@ -23,7 +23,7 @@ from case_fast.evaluation.metric import evaluate
 from case_fast.inference.detect import localize_video
 from case_fast.method.model import CaseModel
 from case_fast.method.pseudo_labels import initial_cluster_labels
-from case_fast.method.step import case_losses
+from case_fast.training.step import case_losses
 from case_fast.training.periodic_eval import proposals_to_detections
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

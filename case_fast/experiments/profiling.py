@@ -21,7 +21,7 @@ from ..config.schema import Config
 from ..baselines import build_model
 from ..method.model import count_macs, count_parameters
 from ..method.pseudo_labels import initial_cluster_labels
-from ..method.step import case_losses
+from ..training.step import case_losses
 from ..runtime import resolve_device
 
 

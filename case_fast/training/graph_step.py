@@ -12,7 +12,7 @@ from typing import Dict, NamedTuple, Optional, Sequence
 import torch
 
 from ..config.schema import Config
-from ..method.step import train_step
+from .step import train_step
 
 WARMUP_STEPS = 3
 

@@ -25,7 +25,7 @@ from ..method.released_init import draw_initial_weights
 from ..evaluation.results import results_dict
 from ..method.pseudo_labels import initial_cluster_labels
 from .run_files import PREVIOUS, RUN_FILES, RunError, move_aside, restore_previous
-from ..method.step import train_step
+from .step import train_step
 from .tensorboard_log import TensorBoardLog
 from .batches import RunStreams
 from ..strict_json import dumps_line

@@ -25,7 +25,7 @@ from case_fast.config.loading import load_config
 from case_fast.inference.detect import forward_videos, localize_video
 from case_fast.method.pseudo_labels import initial_cluster_labels
 from case_fast.method.released_init import draw_initial_weights
-from case_fast.method.step import case_losses, train_step
+from case_fast.training.step import case_losses, train_step
 
 REF = pathlib.Path(__file__).resolve().parents[1] / "reference"
 

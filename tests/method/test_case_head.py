@@ -9,7 +9,7 @@ from case_fast.method.case_head import (CaseHead, CaseSettings, cluster_logits, 
 from case_fast.config.loading import load_config
 from case_fast.method.model import CaseModel
 from case_fast.method.pseudo_labels import initial_cluster_labels
-from case_fast.method.step import case_losses
+from case_fast.training.step import case_losses
 
 
 # ---- the README's example, verbatim from "Plugging the CASE head into your model" ----------------

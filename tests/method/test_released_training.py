@@ -10,7 +10,7 @@ import torch
 from case_fast.config.loading import load_config
 from case_fast.method.model import CaseModel
 from case_fast.method.pseudo_labels import initial_cluster_labels
-from case_fast.method.step import train_step
+from case_fast.training.step import train_step
 
 REF = pathlib.Path(__file__).resolve().parents[1] / "reference"
 LR = 1e-4

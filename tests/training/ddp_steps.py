@@ -15,7 +15,7 @@ from case_fast.config.loading import load_config
 from case_fast.data.load import load_datasets
 from case_fast.method.model import CaseModel
 from case_fast.method.pseudo_labels import initial_cluster_labels
-from case_fast.method.step import train_step
+from case_fast.training.step import train_step
 from case_fast.method.released_init import draw_initial_weights
 from case_fast.training.batches import FeatureBank, RunStreams
 

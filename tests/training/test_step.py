@@ -9,7 +9,7 @@ from case_fast.method.model import CaseModel
 from case_fast.method.pseudo_labels import (attention_pseudo_labels, cluster_fb_logits,
                                             initial_cluster_labels, scc_pseudo_labels)
 from case_fast.baselines.two_stream import selection_scores
-from case_fast.method.step import case_losses
+from case_fast.training.step import case_losses
 
 
 def _tiny_cfg(**over):

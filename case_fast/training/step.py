@@ -13,7 +13,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from ..baselines import baseline_of
-from .case_head import CaseSettings, head_losses
+from ..method.case_head import CaseSettings, head_losses
 from ..config.schema import Config
 from ..runtime import no_timer
 
