@@ -174,6 +174,12 @@ class InferConfig:
     fg_score: str = setting("PM",
                             "PM (P^A and P^T) | PA | PT (paper Table 7)",
                             ("choice", ("PM", "PA", "PT")))
+    video_topk_on: str = setting("test_score",
+                                 "the score whose top-k snippets give the video scores: test_score "
+                                 "(the localisation score of fg_score, P^T terms included, as "
+                                 "released) | baseline (the baseline's own score; P^T then serves "
+                                 "localisation only)",
+                                 ("choice", ("test_score", "baseline")))
     class_threshold: float = setting(0.25,
                                      "video-level class score threshold, in [0, 1]",
                                      (">=", 0), ("<=", 1))
@@ -281,7 +287,8 @@ RUN_INVARIANT_KEYS = tuple(key for key, f, _ in fields_of() if f.metadata["invar
 
 # Fields added after run folders were first written, with the value such a folder's run used.
 _ADDED_LATER = (("train.select", "test"), ("train.val_fraction", 0.0), ("train.deterministic", False),
-                ("train.drop_last", True), ("model.baseline", "case"))
+                ("train.drop_last", True), ("model.baseline", "case"),
+                ("infer.video_topk_on", "test_score"))
 
 
 def run_defining(d: dict) -> dict:

@@ -75,7 +75,9 @@ def localize_video(cas: np.ndarray, scores: np.ndarray, num_snippets: int, cfg: 
 @torch.no_grad()
 def forward_videos(model, feats: torch.Tensor, q_c: Optional[torch.Tensor], cfg: Config,
                    batch: int = 32) -> Tuple[np.ndarray, np.ndarray]:
-    """T-CAS (V, T, G) and video scores (V, G) for sampled features (V, T, 2D), in batches."""
+    """T-CAS (V, T, G) and video scores (V, G) for sampled features (V, T, 2D), in batches. The
+    video scores pool the top-k snippets of the T-CAS, or of the baseline's own score (P^A) with
+    ``infer.video_topk_on=baseline``."""
     k = cfg.k
     fg = cfg.infer.fg_score if cfg.infer.use_cat else "PA"
     baseline = baseline_of(cfg)
@@ -83,8 +85,11 @@ def forward_videos(model, feats: torch.Tensor, q_c: Optional[torch.Tensor], cfg:
     for i in range(0, feats.shape[0], batch):
         out = model(feats[i:i + batch])
         cas = localization_cas(out, q_c, fg, baseline)
+        sel = cas
+        if fg != "PA" and cfg.infer.video_topk_on == "baseline":
+            sel = localization_cas(out, q_c, "PA", baseline)
         cas_all.append(cas.float().cpu())
-        sc_all.append(baseline.video_scores(out, cas, k).float().cpu())
+        sc_all.append(baseline.video_scores(out, sel, k).float().cpu())
     if not cas_all:
         g = cfg.model.num_classes
         return np.zeros((0, cfg.data.num_segments, g), np.float32), np.zeros((0, g), np.float32)

@@ -268,6 +268,17 @@ def test_aicl_with_the_case_head_step_and_test_score():
                 + p_t["flow"][..., None] + p_t["rgb"][..., None]) / 5
         torch.testing.assert_close(localization_cas(out, res.q_c, "PM", aicl), want, rtol=0, atol=0)
         assert torch.equal(localization_cas(out, None, "PA", aicl), aicl.mil_scores(out))
+        # the video scores: top-k of the test score (default), or of AICL's own S
+        # (infer.video_topk_on=baseline: P^T then serves localisation only)
+        cas, scores = forward_videos(model, x, res.q_c, cfg)
+        torch.testing.assert_close(torch.from_numpy(cas), want, rtol=0, atol=0)
+        torch.testing.assert_close(torch.from_numpy(scores), aicl.video_scores(out, want, cfg.k))
+        cfg.infer.video_topk_on = "baseline"
+        cas_b, scores_b = forward_videos(model, x, res.q_c, cfg)
+        assert np.array_equal(cas_b, cas)
+        s_own = aicl.video_scores(out, aicl.mil_scores(out), cfg.k)
+        torch.testing.assert_close(torch.from_numpy(scores_b), s_own)
+        assert not np.allclose(scores_b, scores)
 
 
 def test_aicl_trains_through_the_trainer_with_the_last_batch(tmp_path):
