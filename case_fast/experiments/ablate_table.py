@@ -111,7 +111,8 @@ def format_ablation(table: Sequence[dict], derived_note: bool = True) -> str:
         step = f"{t['best_step_mean']:5.0f}" if t["best_step_mean"] is not None else "    -"
         h = f"{t['H_QS_mean']:6.2f}" if t["H_QS_mean"] is not None else "     -"
         name = t["row"] + ("*" if t.get("eval_of") and derived_note else "")
-        lines.append(f"{name:<14} {t['table']:<26} {t['paper_avg']:5.1f}  {t['n']:>1}  "
+        paper = f"{t['paper_avg']:5.1f}" if t["paper_avg"] is not None else f"{'-':>5}"
+        lines.append(f"{name:<14} {t['table']:<26} {paper}  {t['n']:>1}  "
                      + "  ".join(f"{_pm(t['mean'][k], t['std'][k]):>13}" for k in METRIC_KEYS)
                      + f"  {step}  {h}  "
                      + (f"{_pm(t['delta_avg_mean'], t['delta_avg_std']):>13}"

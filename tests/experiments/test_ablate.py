@@ -56,7 +56,10 @@ def test_select_rows():
 
 
 def test_table2_rows_and_their_paired_differences():
-    assert ablate_rows.select_rows(["table2"]) == ["baseline", "case", "aicl", "aicl_case"]
+    assert ablate_rows.select_rows(["table2"]) == ["baseline", "case", "aicl", "aicl_case",
+                                                   "aicl_case_s"]
+    s_topk = ablate_rows.row_config("synthetic", "aicl_case_s")
+    assert s_topk.infer.video_topk_on == "baseline" and s_topk.infer.fg_score == "PM"
     a, ac = ablate_rows.row_config("synthetic", "aicl"), ablate_rows.row_config("synthetic", "aicl_case")
     assert a.model.baseline == ac.model.baseline == "aicl" and not a.train.drop_last
     assert not a.train.use_scc and not a.infer.use_cat and a.oic_lambda() == 0.2
