@@ -7,6 +7,6 @@
     case_head.py      the CASE head (SCC, CCC, P^T) for any model, and the one fusion of streams
 
 A change to the method goes here; it uses ``case_fast.ops`` and the configuration, nothing of
-training, inference or evaluation. What the head attaches to is in :mod:`case_fast.baselines`; the step that joins a baseline's
-losses and the head's is :mod:`case_fast.training.step`.
+training, inference or evaluation. What the head attaches to is in :mod:`case_fast.baselines`;
+the step that joins a baseline's losses and the head's is :mod:`case_fast.training.step`.
 """
