@@ -100,8 +100,9 @@ def test_torchrun_train_equals_one_process_and_resumes_after_a_kill(tmp_path):
 
 
 def test_torchrun_aicl_with_case_head_equals_one_process(tmp_path):
-    """AICL + CASE (the head's prototypes, Sinkhorn and β through the collectives): two processes
-    train the same run as one, loss parts, Q^C and parameters."""
+    """AICL + CASE (the head's Sinkhorn and CCC through the collectives): two processes train the
+    same run as one: losses, Q^C and parameters. (β is not probed: every video's Q^A has the same
+    foreground share k/T, so the local and global β agree.)"""
     aicl = ["model.baseline=aicl", "train.use_scc=true", "train.use_ccc=true", "infer.use_cat=true",
             "infer.fg_score=PM", "model.hidden_dim=64", "train.tensorboard=false"]
     single, multi = tmp_path / "single", tmp_path / "multi"
